@@ -1,0 +1,114 @@
+"""POST /api/v1/records: the volunteer app sends approved records here."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from accounting_sync.inbound import ingest, validate_batch
+from integrations.models import ApiKey
+
+
+def _error(status: HTTPStatus, code: str, message: str, **extra) -> JsonResponse:
+    response = JsonResponse({"error": code, "message": message, **extra}, status=status)
+    if status == HTTPStatus.UNAUTHORIZED:
+        response["WWW-Authenticate"] = 'Bearer realm="records"'
+    return response
+
+
+def _api_key(request: HttpRequest) -> ApiKey | None:
+    scheme, _, raw_key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not raw_key.strip():
+        return None
+    return ApiKey.authenticate(raw_key.strip())
+
+
+def _declared_length(request: HttpRequest) -> int:
+    try:
+        return int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        return 0
+
+
+@csrf_exempt  # authenticated by API key, not by a browser session
+@require_POST
+def receive_records(request: HttpRequest) -> JsonResponse:
+    key = _api_key(request)
+    if key is None:
+        return _error(
+            HTTPStatus.UNAUTHORIZED,
+            "unauthorized",
+            "Send the organization's API key as 'Authorization: Bearer <key>'.",
+        )
+    limit = settings.INBOUND_MAX_BODY_BYTES
+    # Refuse on the declared length before reading a byte of an oversized body.
+    if _declared_length(request) > limit or len(request.body) > limit:
+        return _error(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            "body_too_large",
+            f"The body may be at most {limit} bytes.",
+        )
+    content_type = request.content_type or ""
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        return _error(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "not_json",
+            "Send the records as JSON with 'Content-Type: application/json'.",
+        )
+    try:
+        payload = json.loads(request.body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as problem:
+        return _error(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "not_json",
+            f"The body is not valid JSON: {problem}.",
+        )
+
+    single = isinstance(payload, dict)
+    items = [payload] if single else payload
+    if not isinstance(items, list):
+        return _error(
+            HTTPStatus.BAD_REQUEST, "invalid", "Send one record (an object) or a list of records."
+        )
+    if not items:
+        return _error(HTTPStatus.BAD_REQUEST, "invalid", "The list of records is empty.")
+    if len(items) > settings.INBOUND_MAX_RECORDS:
+        return _error(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            "too_many_records",
+            f"Send at most {settings.INBOUND_MAX_RECORDS} records per request "
+            f"(got {len(items)}).",
+        )
+
+    records, errors = validate_batch(items)
+    if errors:
+        if single:  # name the fields plainly when there is only one record
+            errors = {name.removeprefix("[0]").lstrip(".") or "record": messages
+                      for name, messages in errors.items()}
+        return _error(
+            HTTPStatus.BAD_REQUEST,
+            "invalid",
+            f"{len(errors)} field(s) are invalid; nothing was stored.",
+            errors=errors,
+        )
+
+    result = ingest(key.organization, records)
+    if result.conflicts:
+        return _error(
+            HTTPStatus.CONFLICT,
+            "conflict",
+            "A record with the same source_id was already received with different content; "
+            "nothing was stored.",
+            conflicts=result.conflicts,
+        )
+    body = {
+        "created": result.created,
+        "unchanged": len(result.outcomes) - result.created,
+        "records": [outcome.as_json() for outcome in result.outcomes],
+    }
+    return JsonResponse(body, status=HTTPStatus.CREATED if result.created else HTTPStatus.OK)

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+
+class AdminAction(models.Model):
+    """Who changed what, when: key rotations now; credentials, mappings, toggles later.
+
+    Values of secrets are never put in `detail`, only the fact of a change.
+    """
+
+    class Kind(models.TextChoices):
+        API_KEY_ISSUED = "api_key_issued", "API key issued"
+
+    organization = models.ForeignKey(
+        "integrations.Organization",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="admin_actions",
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept beside the foreign key so the trail still names a user who was deleted.
+    actor_username = models.CharField(max_length=150, blank=True)
+    kind = models.CharField(max_length=40, choices=Kind.choices)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_username} {self.kind}"
+
+    @classmethod
+    def record(cls, actor, organization, kind: str, **detail: Any) -> AdminAction:
+        return cls.objects.create(
+            organization=organization,
+            actor=actor if actor is not None and actor.is_authenticated else None,
+            actor_username=getattr(actor, "username", "") or "",
+            kind=kind,
+            detail=detail,
+        )

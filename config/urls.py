@@ -1,0 +1,24 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from accounting_sync import api as sync_api
+from accounting_sync import views as sync_views
+from integrations import views as integration_views
+
+# Every URL here is listed in tests/test_access_matrix.py with who may use it.
+urlpatterns = [
+    path("", integration_views.home, name="home"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("orgs/", sync_views.overview, name="overview"),
+    path("orgs/switch/", integration_views.switch_organization, name="switch_organization"),
+    path("orgs/<slug:slug>/", sync_views.organization_home, name="organization_home"),
+    path("orgs/<slug:slug>/api-keys/", integration_views.api_keys, name="api_keys"),
+    path("api/v1/records", sync_api.receive_records, name="api_records"),
+    path("admin/", admin.site.urls),
+]

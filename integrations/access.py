@@ -1,0 +1,74 @@
+"""Who may see and change what. Every view goes through one of these helpers.
+
+Rules: a global admin (a Django superuser) may do anything anywhere. An org
+admin may read and write their organization; an auditor may only read it.
+Anyone else gets a 404 for an organization that is not theirs, so that
+other tenants' names cannot be discovered by guessing URLs.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404
+
+from integrations.models import Membership, Organization
+
+
+def is_global_admin(user) -> bool:
+    return bool(user.is_authenticated and user.is_active and user.is_superuser)
+
+
+def require_global_admin(user) -> None:
+    if not is_global_admin(user):
+        raise PermissionDenied("Only a global admin may do this.")
+
+
+def organizations_for(user) -> QuerySet[Organization]:
+    if is_global_admin(user):
+        return Organization.objects.all()
+    if not user.is_authenticated:
+        return Organization.objects.none()
+    return Organization.objects.filter(memberships__user=user)
+
+
+def role_in(user, organization: Organization) -> str | None:
+    """The user's role there: "global_admin", "admin", "auditor" or None."""
+    if is_global_admin(user):
+        return "global_admin"
+    if not user.is_authenticated:
+        return None
+    return (
+        Membership.objects.filter(user=user, organization=organization)
+        .values_list("role", flat=True)
+        .first()
+    )
+
+
+def organization_for(user, slug: str, *, write: bool = False) -> Organization:
+    """The organization named by `slug` if the user may see it (404 if not).
+
+    With `write=True` an auditor is refused with 403: they may know the page
+    exists (they can read it) but not change anything on it.
+    """
+    try:
+        organization = Organization.objects.get(slug=slug)
+    except Organization.DoesNotExist:
+        raise Http404("No such organization.") from None
+    role = role_in(user, organization)
+    if role is None:
+        raise Http404("No such organization.")
+    if write and role == Membership.Role.AUDITOR:
+        raise PermissionDenied("Auditors have read-only access.")
+    organization.viewer_role = role
+    return organization
+
+
+def organization_for_global_admin(user, slug: str) -> Organization:
+    """For platform tasks on one organization (its API key): global admins only.
+
+    Members of the organization get 403 (they know it exists); others 404.
+    """
+    organization = organization_for(user, slug)
+    require_global_admin(user)
+    return organization

@@ -1,0 +1,48 @@
+from django.contrib import admin
+from django.http import HttpRequest
+
+from integrations.models import ApiKey, Integration, Membership, Organization
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For what the application writes itself (records, keys, trails): nobody edits it here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ("user",)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "time_zone", "created_at")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    inlines = [MembershipInline]
+
+
+@admin.register(Integration)
+class IntegrationAdmin(admin.ModelAdmin):
+    list_display = ("organization", "connector", "enabled", "updated_at")
+    list_filter = ("connector", "enabled")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ReadOnlyAdmin):
+    """Keys are issued on the organization's API key page, where the key is shown once."""
+
+    list_display = ("__str__", "organization", "created_by", "created_at", "revoked_at",
+                    "last_used_at")
+    list_filter = ("organization",)
+    exclude = ("key_hash",)

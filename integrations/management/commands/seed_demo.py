@@ -1,0 +1,121 @@
+"""Demo data for `make run`: two organizations, four people, a few dozen records.
+
+Safe to run at every start: what exists is left as it is. Refuses to run with
+DEBUG off, because the demo passwords are printed and well known.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from accounting_sync.inbound import ingest, validate_batch
+from integrations.models import Integration, Membership, Organization
+
+ORGANIZATIONS = [
+    ("blindeforbundet", "Blindeforbundet", Integration.Connector.XLEDGER),
+    ("hlf", "HLF", Integration.Connector.BUSINESS_CENTRAL),
+]
+# username, password, first name, last name, {org slug: role} (None = global admin)
+PEOPLE = [
+    ("global-admin", "demo-global-admin", "Gina", "Global", None),
+    ("bf-admin", "demo-bf-admin", "Berit", "Blind", {"blindeforbundet": "admin"}),
+    ("hlf-admin", "demo-hlf-admin", "Hallvard", "Hørsel", {"hlf": "admin"}),
+    ("auditor", "demo-auditor", "Aud", "Revisor", {"blindeforbundet": "auditor", "hlf": "auditor"}),
+]
+CATEGORIES = {
+    "reimbursement": ["travel", "mileage", "meals", "accommodation", "course_fee"],
+    "honorarium": ["driver_honorarium", "peer_support_honorarium"],
+}
+CLAIMANTS = [
+    ("V-1001", "Kari Nordmann"),
+    ("V-1002", "Ola Hansen"),
+    ("V-1003", "Ingrid Bakke"),
+    ("V-1004", "Lars Østby"),
+    ("V-1005", "Åse Lie"),
+    ("V-1006", "Nils Ødegård"),
+]
+RECORDS_PER_ORGANIZATION = 20
+
+
+class Command(BaseCommand):
+    help = "Create the demo organizations, logins and approved records (idempotent)."
+
+    def handle(self, *args, **options) -> None:
+        if not settings.DEBUG:
+            raise CommandError("seed_demo prints well-known passwords; it runs with DEBUG=true only.")
+        organizations = {slug: self._organization(slug, name, connector)
+                         for slug, name, connector in ORGANIZATIONS}
+        for username, password, first, last, roles in PEOPLE:
+            self._person(username, password, first, last, roles, organizations)
+        created = sum(self._records(org) for org in organizations.values())
+        self._print_logins(created)
+
+    def _organization(self, slug: str, name: str, connector: str) -> Organization:
+        organization, _ = Organization.objects.get_or_create(slug=slug, defaults={"name": name})
+        Integration.objects.get_or_create(organization=organization,
+                                          defaults={"connector": connector})
+        return organization
+
+    def _person(self, username, password, first, last, roles, organizations) -> None:
+        user, created = get_user_model().objects.get_or_create(
+            username=username, defaults={"first_name": first, "last_name": last}
+        )
+        if created:
+            user.set_password(password)
+            if roles is None:
+                user.is_staff = user.is_superuser = True
+            user.save()
+        for slug, role in (roles or {}).items():
+            Membership.objects.get_or_create(
+                user=user, organization=organizations[slug], defaults={"role": role}
+            )
+
+    def _records(self, organization: Organization) -> int:
+        """Send the demo records through the same path as the inbound API."""
+        existing = set(organization.records.values_list("source_id", flat=True))
+        rng = random.Random(organization.slug)  # the same records on every machine
+        now = timezone.now()
+        items = []
+        for number in range(1, RECORDS_PER_ORGANIZATION + 1):
+            kind = "honorarium" if number % 4 == 0 else "reimbursement"
+            reference, name = rng.choice(CLAIMANTS)
+            approved = now - timedelta(days=rng.randint(0, 20), minutes=rng.randint(0, 600))
+            item = {
+                "source_id": f"demo-{organization.slug}-{number:03d}",
+                "kind": kind,
+                "category": rng.choice(CATEGORIES[kind]),
+                "amount": f"{rng.randint(150, 4500)}.{rng.choice(['00', '50', '75'])}",
+                "currency": "NOK",
+                "expense_date": (approved - timedelta(days=rng.randint(1, 10))).date().isoformat(),
+                "approved_at": approved.isoformat(),
+                "claimant": {"reference": reference, "name": name},
+                "description": f"Demo {kind} {number} for {organization.name}",
+            }
+            if item["source_id"] not in existing:
+                items.append(item)
+        if not items:
+            return 0
+        records, errors = validate_batch(items)
+        if errors:
+            raise CommandError(f"Demo records are invalid: {errors}")
+        return ingest(organization, records).created
+
+    def _print_logins(self, created: int) -> None:
+        lines = [
+            "",
+            "Voluntary Ledger demo: http://127.0.0.1:8000",
+            f"  ({created} new demo records)" if created else "  (demo data already in place)",
+            "  Logins (username / password):",
+        ]
+        for username, password, _first, _last, roles in PEOPLE:
+            where = "global admin" if roles is None else ", ".join(
+                f"{role} of {slug}" for slug, role in roles.items()
+            )
+            lines.append(f"    {username:<13} / {password:<18} {where}")
+        self.stdout.write("\n".join(lines) + "\n")
