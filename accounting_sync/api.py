@@ -81,15 +81,16 @@ def receive_records(request: HttpRequest) -> JsonResponse:
         return _error(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             "too_many_records",
-            f"Send at most {settings.INBOUND_MAX_RECORDS} records per request "
-            f"(got {len(items)}).",
+            f"Send at most {settings.INBOUND_MAX_RECORDS} records per request (got {len(items)}).",
         )
 
     records, errors = validate_batch(items)
     if errors:
         if single:  # name the fields plainly when there is only one record
-            errors = {name.removeprefix("[0]").lstrip(".") or "record": messages
-                      for name, messages in errors.items()}
+            errors = {
+                name.removeprefix("[0]").lstrip(".") or "record": messages
+                for name, messages in errors.items()
+            }
         return _error(
             HTTPStatus.BAD_REQUEST,
             "invalid",

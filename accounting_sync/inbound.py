@@ -106,7 +106,9 @@ def _aware_datetime(item: dict, name: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise _Invalid("must be an ISO 8601 date and time, such as 2026-03-01T14:05:00+01:00") from None
+        raise _Invalid(
+            "must be an ISO 8601 date and time, such as 2026-03-01T14:05:00+01:00"
+        ) from None
     if moment.tzinfo is None:
         raise _Invalid("must include a time zone offset, such as +01:00 or Z")
     if moment > timezone.now() + CLOCK_SKEW:

@@ -90,9 +90,12 @@ def get_fernet_keys(name: str, fallback_secret: str | None) -> list[str]:
     keys = get_list(name, [])
     if not keys:
         if fallback_secret is None:
-            raise bad(name, "required when DEBUG is false (generate one with "
-                            "`python -c 'from cryptography.fernet import Fernet; "
-                            "print(Fernet.generate_key().decode())'`)")
+            raise bad(
+                name,
+                "required when DEBUG is false (generate one with "
+                "`python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`)",
+            )
         digest = hashlib.sha256(f"field-encryption:{fallback_secret}".encode()).digest()
         return [base64.urlsafe_b64encode(digest).decode()]
     for position, key in enumerate(keys, start=1):

@@ -17,7 +17,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
@@ -42,7 +41,13 @@ class IntegrationAdmin(admin.ModelAdmin):
 class ApiKeyAdmin(ReadOnlyAdmin):
     """Keys are issued on the organization's API key page, where the key is shown once."""
 
-    list_display = ("__str__", "organization", "created_by", "created_at", "revoked_at",
-                    "last_used_at")
+    list_display = (
+        "__str__",
+        "organization",
+        "created_by",
+        "created_at",
+        "revoked_at",
+        "last_used_at",
+    )
     list_filter = ("organization",)
     exclude = ("key_hash",)

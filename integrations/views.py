@@ -27,8 +27,9 @@ def home(request: HttpRequest) -> HttpResponse:
     organizations = list(organizations_for(request.user))
     if len(organizations) == 1:
         return redirect("organization_home", slug=organizations[0].slug)
-    return render(request, "integrations/choose_organization.html",
-                  {"organizations": organizations})
+    return render(
+        request, "integrations/choose_organization.html", {"organizations": organizations}
+    )
 
 
 @login_required

@@ -150,10 +150,23 @@ def celery_worker(transactional_db, tmp_path) -> Iterator[subprocess.Popen]:
     }
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=info",
-             "--pool=solo", "--hostname=test-worker@%h", "--without-gossip",
-             "--without-mingle"],
-            cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--loglevel=info",
+                "--pool=solo",
+                "--hostname=test-worker@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 60

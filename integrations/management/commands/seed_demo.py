@@ -48,9 +48,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         if not settings.DEBUG:
-            raise CommandError("seed_demo prints well-known passwords; it runs with DEBUG=true only.")
-        organizations = {slug: self._organization(slug, name, connector)
-                         for slug, name, connector in ORGANIZATIONS}
+            raise CommandError(
+                "seed_demo prints well-known passwords; it runs with DEBUG=true only."
+            )
+        organizations = {
+            slug: self._organization(slug, name, connector)
+            for slug, name, connector in ORGANIZATIONS
+        }
         for username, password, first, last, roles in PEOPLE:
             self._person(username, password, first, last, roles, organizations)
         created = sum(self._records(org) for org in organizations.values())
@@ -58,8 +62,9 @@ class Command(BaseCommand):
 
     def _organization(self, slug: str, name: str, connector: str) -> Organization:
         organization, _ = Organization.objects.get_or_create(slug=slug, defaults={"name": name})
-        Integration.objects.get_or_create(organization=organization,
-                                          defaults={"connector": connector})
+        Integration.objects.get_or_create(
+            organization=organization, defaults={"connector": connector}
+        )
         return organization
 
     def _person(self, username, password, first, last, roles, organizations) -> None:
@@ -114,8 +119,10 @@ class Command(BaseCommand):
             "  Logins (username / password):",
         ]
         for username, password, _first, _last, roles in PEOPLE:
-            where = "global admin" if roles is None else ", ".join(
-                f"{role} of {slug}" for slug, role in roles.items()
+            where = (
+                "global admin"
+                if roles is None
+                else ", ".join(f"{role} of {slug}" for slug, role in roles.items())
             )
             lines.append(f"    {username:<13} / {password:<18} {where}")
         self.stdout.write("\n".join(lines) + "\n")

@@ -1,0 +1,68 @@
+"""`make run` seeds the demo: two organizations on their ERPs, four logins, records."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import CommandError, call_command
+
+from accounting_sync.models import FinancialRecord
+from integrations.models import Integration, Membership, Organization
+
+
+@pytest.fixture
+def seeded(db, settings, capsys) -> str:
+    settings.DEBUG = True
+    call_command("seed_demo")
+    return capsys.readouterr().out
+
+
+def test_the_demo_has_both_organizations_on_their_erps(seeded) -> None:
+    assert Integration.objects.get(organization__slug="blindeforbundet").connector == "xledger"
+    assert Integration.objects.get(organization__slug="hlf").connector == "business_central"
+
+
+def test_the_printed_logins_work_with_their_roles(seeded) -> None:
+    for username, password in [
+        ("global-admin", "demo-global-admin"),
+        ("bf-admin", "demo-bf-admin"),
+        ("hlf-admin", "demo-hlf-admin"),
+        ("auditor", "demo-auditor"),
+    ]:
+        assert f"{username}" in seeded and password in seeded
+        assert authenticate(username=username, password=password) is not None, username
+    assert authenticate(username="global-admin", password="demo-global-admin").is_superuser
+    assert Membership.objects.get(user__username="bf-admin").role == "admin"
+    assert set(
+        Membership.objects.filter(user__username="auditor").values_list("role", flat=True)
+    ) == {"auditor"}
+
+
+def test_the_demo_has_a_few_dozen_records_of_both_kinds(seeded) -> None:
+    for organization in Organization.objects.all():
+        kinds = set(organization.records.values_list("kind", flat=True))
+        assert kinds == {"reimbursement", "honorarium"}
+        assert organization.records.filter(state="pending").count() >= 12
+    assert 24 <= FinancialRecord.objects.count() <= 60
+
+
+def test_seeding_twice_changes_nothing(seeded, capsys) -> None:
+    before = (
+        FinancialRecord.objects.count(),
+        Membership.objects.count(),
+        Organization.objects.count(),
+    )
+    call_command("seed_demo")
+    assert "demo data already in place" in capsys.readouterr().out
+    assert before == (
+        FinancialRecord.objects.count(),
+        Membership.objects.count(),
+        Organization.objects.count(),
+    )
+
+
+def test_the_demo_seed_refuses_to_run_in_production(db, settings) -> None:
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="DEBUG=true only"):
+        call_command("seed_demo")
+    assert not Organization.objects.exists()

@@ -1,0 +1,138 @@
+"""Settings come from the environment; a malformed value stops start-up and names itself."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VARIABLES = (
+    "DEBUG",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "FIELD_ENCRYPTION_KEYS",
+    "CSRF_TRUSTED_ORIGINS",
+    "SECURE_SSL_REDIRECT",
+    "SECURE_HSTS_SECONDS",
+    "CONN_MAX_AGE",
+    "LOG_LEVEL",
+    "BEHIND_TLS_PROXY",
+)
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "p7$Qw9!zL2m#Xv4rT8nB1cY6hJ3kF0sD5gA-uE_iO+pR=tW@yN&bM*vC^xZ%qL~eH",
+    "ALLOWED_HOSTS": "ledger.example.no",
+    "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+}
+
+
+def manage(tmp_path: Path, *args: str, **variables: str) -> subprocess.CompletedProcess:
+    """Run manage.py in a clean environment holding only `variables` (and a private var/)."""
+    # Not even the test harness's DJANGO_ALLOW_ASYNC_UNSAFE: production never has it.
+    inherited = set(VARIABLES) | {"DJANGO_ALLOW_ASYNC_UNSAFE"}
+    env = {name: value for name, value in os.environ.items() if name not in inherited}
+    env.update(VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings", **variables)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_with_production_values_check_deploy_reports_nothing(tmp_path) -> None:
+    result = manage(tmp_path, "check", "--deploy", "--fail-level", "DEBUG", **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_the_demo_starts_with_no_variables_at_all(tmp_path) -> None:
+    result = manage(tmp_path, "check", DEBUG="true")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        pytest.param({"DEBUG": "maybe"}, "DEBUG", id="debug-not-a-boolean"),
+        pytest.param({**PRODUCTION, "SECRET_KEY": ""}, "SECRET_KEY", id="no-secret-in-production"),
+        pytest.param({**PRODUCTION, "SECRET_KEY": "short"}, "SECRET_KEY", id="short-secret"),
+        pytest.param(
+            {"DEBUG": "true", "DATABASE_URL": "mysql://root@localhost/x"},
+            "DATABASE_URL",
+            id="database-unknown-scheme",
+        ),
+        pytest.param(
+            {"DEBUG": "true", "DATABASE_URL": "postgres://localhost"},
+            "DATABASE_URL",
+            id="database-no-name",
+        ),
+        pytest.param(
+            {"DEBUG": "true", "CELERY_BROKER_URL": "http://localhost"},
+            "CELERY_BROKER_URL",
+            id="broker-unknown-scheme",
+        ),
+        pytest.param(
+            {"DEBUG": "true", "FIELD_ENCRYPTION_KEYS": "not-a-key"},
+            "FIELD_ENCRYPTION_KEYS",
+            id="encryption-key-malformed",
+        ),
+        pytest.param(
+            {**PRODUCTION, "FIELD_ENCRYPTION_KEYS": ""},
+            "FIELD_ENCRYPTION_KEYS",
+            id="no-encryption-key-in-production",
+        ),
+        pytest.param(
+            {"DEBUG": "true", "ALLOWED_HOSTS": "a.example,,b.example"},
+            "ALLOWED_HOSTS",
+            id="hosts-empty-item",
+        ),
+        pytest.param(
+            {"DEBUG": "true", "SECURE_HSTS_SECONDS": "a year"},
+            "SECURE_HSTS_SECONDS",
+            id="hsts-not-a-number",
+        ),
+        pytest.param(
+            {
+                "DEBUG": "true",
+                "CONN_MAX_AGE": "-1",
+                "DATABASE_URL": "postgres://postgres@127.0.0.1/x",
+            },
+            "CONN_MAX_AGE",
+            id="conn-max-age-negative",
+        ),
+        pytest.param({"DEBUG": "true", "LOG_LEVEL": "LOUD"}, "LOG_LEVEL", id="log-level-unknown"),
+    ],
+)
+def test_a_malformed_value_stops_start_up_naming_the_variable(tmp_path, variables, named) -> None:
+    result = manage(tmp_path, "check", **variables)
+    assert result.returncode != 0
+    assert f"Environment variable {named}:" in result.stderr
+
+
+def test_encryption_keys_accept_several_for_rotation(tmp_path) -> None:
+    keys = f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}"
+    result = manage(tmp_path, "check", DEBUG="true", FIELD_ENCRYPTION_KEYS=keys)
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_variable_is_documented_in_env_example_and_readme() -> None:
+    example = (BASE_DIR / ".env.example").read_text()
+    readme = (BASE_DIR / "README.md").read_text()
+    for name in (*VARIABLES, "VAR_DIR"):
+        assert f"{name}=" in example, f"{name} is missing from .env.example"
+        assert f"`{name}`" in readme, f"{name} is missing from the README"
+
+
+def test_oslo_is_the_time_zone(settings) -> None:
+    assert settings.TIME_ZONE == "Europe/Oslo"
+    assert settings.USE_TZ
