@@ -68,6 +68,8 @@ def receive_records(request: HttpRequest) -> JsonResponse:
             "not_json",
             f"The body is not valid JSON: {problem}.",
         )
+    except RecursionError:  # valid JSON, but nested deeper than any record could be
+        return _error(HTTPStatus.BAD_REQUEST, "invalid", "The JSON is nested too deeply.")
 
     single = isinstance(payload, dict)
     items = [payload] if single else payload

@@ -20,8 +20,15 @@ from django.utils import timezone
 from accounting_sync.models import FinancialRecord
 from integrations.models import Organization
 
-AMOUNT_PATTERN = re.compile(r"^\d{1,10}\.\d{2}$")
-DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# [0-9] and \A…\Z, not \d and ^…$: \d matches other scripts' digits and $ a final newline.
+AMOUNT_PATTERN = re.compile(r"\A[0-9]{1,10}\.[0-9]{2}\Z")
+DATE_PATTERN = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+# NUL cannot be stored by PostgreSQL, lone surrogates by any UTF-8 database, and
+# other control characters have no business in a ledger text.
+UNSTORABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+# Nothing was approved in the volunteer app before this; it also keeps far-past
+# dates clear of the edges of what datetime can convert between time zones.
+EARLIEST = date(2000, 1, 1)
 ALLOWED_FIELDS = {
     "source_id",
     "kind",
@@ -58,6 +65,8 @@ def _text(item: dict, name: str, max_length: int, required: bool = True) -> str:
         raise _Invalid("must not be empty")
     if len(value) > max_length:
         raise _Invalid(f"must be at most {max_length} characters (got {len(value)})")
+    if UNSTORABLE.search(value):
+        raise _Invalid("contains a control character or invalid Unicode")
     return value
 
 
@@ -96,9 +105,12 @@ def _date(item: dict, name: str) -> date:
     try:
         if not DATE_PATTERN.match(value):
             raise ValueError
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise _Invalid("must be a date as YYYY-MM-DD") from None
+    if day < EARLIEST:
+        raise _Invalid(f"must not be before {EARLIEST.isoformat()}")
+    return day
 
 
 def _aware_datetime(item: dict, name: str) -> datetime:
@@ -111,6 +123,8 @@ def _aware_datetime(item: dict, name: str) -> datetime:
         ) from None
     if moment.tzinfo is None:
         raise _Invalid("must include a time zone offset, such as +01:00 or Z")
+    if moment.date() < EARLIEST:
+        raise _Invalid(f"must not be before {EARLIEST.isoformat()}")
     if moment > timezone.now() + CLOCK_SKEW:
         raise _Invalid("is in the future")
     return moment
@@ -187,7 +201,8 @@ def validate_record(item: Any) -> tuple[ValidatedRecord | None, Errors]:
                 errors[f"claimant.{name}"] = [str(problem)]
 
     spent, approved = content["expense_date"], content["approved_at"]
-    if spent and approved and spent > timezone.localtime(approved).date():
+    # The approver's own calendar date, in the offset the volunteer app sent.
+    if spent and approved and spent > approved.date():
         errors.setdefault("expense_date", []).append("is after approved_at")
     if errors:
         return None, errors
