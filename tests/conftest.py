@@ -17,6 +17,9 @@ from django.db import connection
 # otherwise refuse database calls made from that thread (for fixtures).
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
+# The ERP sandbox fixtures live in their own module.
+pytest_plugins = ["tests.sandbox_fixtures"]
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 PASSWORD = "correct-horse-battery-staple"

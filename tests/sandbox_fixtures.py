@@ -1,0 +1,1 @@
+"""Fixtures that run the ERP sandbox (accounting_sync/sandbox) for tests."""
