@@ -14,6 +14,12 @@ class AdminAction(models.Model):
 
     class Kind(models.TextChoices):
         API_KEY_ISSUED = "api_key_issued", "API key issued"
+        INTEGRATION_CHANGED = "integration_changed", "Connection settings changed"
+        CREDENTIALS_CHANGED = "credentials_changed", "Credentials changed"
+        MAPPINGS_CHANGED = "mappings_changed", "Mappings changed"
+        CONNECTOR_ENABLED = "connector_enabled", "Connector enabled"
+        CONNECTOR_DISABLED = "connector_disabled", "Connector disabled"
+        CONNECTION_TESTED = "connection_tested", "Connection test started"
 
     organization = models.ForeignKey(
         "integrations.Organization",

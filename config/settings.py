@@ -149,6 +149,25 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
+# ERP hosts the server may contact (https only); the sandbox's host in development
+# and tests only. See integrations/validators.py.
+ERP_ALLOWED_HOSTS = get_list(
+    "ERP_ALLOWED_HOSTS",
+    [
+        "www.xledger.net",
+        "demo.xledger.net",
+        "api.businesscentral.dynamics.com",
+        "login.microsoftonline.com",
+    ],
+) + (["localhost"] if DEBUG else [])
+# CA bundle the connectors trust: empty for the public CAs (certifi); in
+# development the ERP sandbox writes one under var/sandbox that also holds them.
+ERP_CA_BUNDLE = env.str("ERP_CA_BUNDLE", default="") or (
+    str(VAR_DIR / "sandbox" / "ca-bundle.pem") if DEBUG else ""
+)
+# Where the demo's integrations point (make run starts the sandbox there).
+ERP_SANDBOX_URL = env.str("ERP_SANDBOX_URL", default="https://localhost:8443")
+
 # The inbound API: at most this many records per request and bytes per body.
 INBOUND_MAX_RECORDS = 500
 INBOUND_MAX_BODY_BYTES = 2 * 1024 * 1024

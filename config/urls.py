@@ -19,6 +19,31 @@ urlpatterns = [
     path("orgs/switch/", integration_views.switch_organization, name="switch_organization"),
     path("orgs/<slug:slug>/", sync_views.organization_home, name="organization_home"),
     path("orgs/<slug:slug>/api-keys/", integration_views.api_keys, name="api_keys"),
+    path(
+        "orgs/<slug:slug>/integration/",
+        integration_views.integration_settings,
+        name="integration_settings",
+    ),
+    path(
+        "orgs/<slug:slug>/integration/connection/",
+        integration_views.integration_connection,
+        name="integration_connection",
+    ),
+    path(
+        "orgs/<slug:slug>/integration/test/",
+        integration_views.integration_test,
+        name="integration_test",
+    ),
+    path(
+        "orgs/<slug:slug>/integration/toggle/",
+        integration_views.integration_toggle,
+        name="integration_toggle",
+    ),
+    path(
+        "orgs/<slug:slug>/integration/mappings/",
+        integration_views.integration_mappings,
+        name="integration_mappings",
+    ),
     path("api/v1/records", sync_api.receive_records, name="api_records"),
     path("admin/", admin.site.urls),
 ]

@@ -4,11 +4,16 @@ import hashlib
 import secrets
 import zoneinfo
 from datetime import timedelta
+from typing import ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.utils import timezone
+
+from integrations import crypto
+from integrations.validators import validate_erp_url
 
 
 def validate_time_zone(value: str) -> None:
@@ -153,22 +158,236 @@ class ApiKey(models.Model):
 class Integration(models.Model):
     """An organization's connection to its ERP. One per organization.
 
-    Credentials, mappings and the schedule are added with the connectors; a new
-    integration starts disabled so nothing is sent before it is configured.
+    Secrets live only in `credentials_ciphertext` (MultiFernet; see crypto.py)
+    and never leave the server. A new integration starts disabled, and it can be
+    enabled only once credentials are saved and a connection test has passed.
     """
 
     class Connector(models.TextChoices):
         XLEDGER = "xledger", "Xledger"
         BUSINESS_CENTRAL = "business_central", "Dynamics 365 Business Central"
 
+    class XledgerAuth(models.TextChoices):
+        TOKEN = "token", "API token"
+        OAUTH2 = "oauth2", "OAuth2 client credentials"
+
+    # The secret fields each kind of connection needs, by name in the ciphertext.
+    SECRET_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "xledger:token": ("api_token",),
+        "xledger:oauth2": ("client_secret",),
+        "business_central": ("client_secret",),
+    }
+    # Changing any of these means the last connection test no longer proves anything.
+    CONNECTION_FIELDS: ClassVar[tuple[str, ...]] = (
+        "connector",
+        "base_url",
+        "authority_host",
+        "xledger_auth",
+        "token_url",
+        "client_id",
+        "oauth_scope",
+        "tenant_id",
+        "environment",
+        "company_id",
+        "cost_center_kind_db_id",
+        "cost_center_dimension",
+    )
+
     organization = models.OneToOneField(
         Organization, on_delete=models.CASCADE, related_name="integration"
     )
     connector = models.CharField(max_length=20, choices=Connector.choices)
     enabled = models.BooleanField(default=False)
+
+    # Where and how to connect (no secrets here).
+    base_url = models.URLField(
+        blank=True,
+        validators=[validate_erp_url],
+        help_text="Xledger: the GraphQL endpoint. Business Central: the API host.",
+    )
+    authority_host = models.URLField(
+        blank=True,
+        validators=[validate_erp_url],
+        help_text="Business Central: the Entra ID (Azure AD) sign-in host.",
+    )
+    xledger_auth = models.CharField(
+        max_length=10, choices=XledgerAuth.choices, default=XledgerAuth.TOKEN
+    )
+    token_url = models.URLField(blank=True, validators=[validate_erp_url])
+    client_id = models.CharField(max_length=200, blank=True)
+    oauth_scope = models.CharField(max_length=200, blank=True)
+    tenant_id = models.CharField(max_length=100, blank=True)
+    environment = models.CharField(max_length=100, blank=True)
+    company_id = models.CharField(max_length=100, blank=True)
+
+    # Where the cost center goes, and what is credited.
+    cost_center_object = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        help_text="Xledger: which glObject (1 to 5) holds the cost center.",
+    )
+    cost_center_kind_db_id = models.IntegerField(
+        null=True, blank=True, help_text="Xledger: the object kind whose values are cost centers."
+    )
+    cost_center_dimension = models.CharField(
+        max_length=20, blank=True, help_text="Business Central: the cost-center dimension code."
+    )
+    journal_code = models.CharField(max_length=20, blank=True)
+    payable_account = models.CharField(max_length=20, blank=True)
+
+    credentials_ciphertext = models.TextField(blank=True, editable=False)
+    credentials_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # What the last passed connection test found: the lists mappings choose from.
+    connection_verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    erp_accounts = models.JSONField(default=list, blank=True, editable=False)
+    erp_cost_centers = models.JSONField(default=list, blank=True, editable=False)
+    erp_journals = models.JSONField(default=list, blank=True, editable=False)
+    erp_dimensions = models.JSONField(default=list, blank=True, editable=False)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         state = "enabled" if self.enabled else "disabled"
         return f"{self.organization} · {self.get_connector_display()} ({state})"
+
+    # --- credentials ---------------------------------------------------------------
+
+    @property
+    def secret_fields(self) -> tuple[str, ...]:
+        key = (
+            f"xledger:{self.xledger_auth}"
+            if self.connector == self.Connector.XLEDGER
+            else self.connector
+        )
+        return self.SECRET_FIELDS.get(key, ())
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.credentials_ciphertext)
+
+    def credentials(self) -> dict[str, str]:
+        return crypto.decrypt(self.credentials_ciphertext)
+
+    def set_credentials(self, secrets: dict[str, str]) -> list[str]:
+        """Store the given secrets (blank ones keep the saved value); return what changed."""
+        current = self.credentials()
+        changed = [name for name, value in secrets.items() if value and current.get(name) != value]
+        if changed:
+            current.update({name: secrets[name] for name in changed})
+            # Only the fields the current kind of connection uses are kept.
+            kept = {name: current[name] for name in self.secret_fields if current.get(name)}
+            self.credentials_ciphertext = crypto.encrypt(kept)
+            self.credentials_updated_at = timezone.now()
+        return changed
+
+    def missing_secrets(self) -> list[str]:
+        saved = self.credentials() if self.has_credentials else {}
+        return [name for name in self.secret_fields if not saved.get(name)]
+
+    # --- connection test and enabling -----------------------------------------------
+
+    def forget_connection_test(self) -> None:
+        """The connection changed: what the last test found may no longer hold."""
+        self.connection_verified_at = None
+        self.enabled = False
+
+    def record_connection_test(self, report) -> None:
+        self.connection_verified_at = timezone.now()
+        self.erp_accounts = [{"code": a.code, "name": a.name} for a in report.accounts]
+        self.erp_cost_centers = [{"code": c.code, "name": c.name} for c in report.cost_centers]
+        self.erp_journals = [{"code": j.code, "name": j.name} for j in report.journals]
+        self.erp_dimensions = [
+            {"code": d.code, "name": d.name, "id": d.id} for d in report.dimensions
+        ]
+
+    def why_not_enable(self) -> str | None:
+        """The reason the connector cannot be enabled now, in words; None if it can (S2.4)."""
+        if self.missing_secrets():
+            return "Save the credentials first."
+        if self.connection_verified_at is None:
+            return "Run Test Connection and make it pass first."
+        return None
+
+    def set_enabled(self, enabled: bool, actor) -> str | None:
+        """Turn the connector on or off (S2.1); say why not if it cannot be enabled (S2.4)."""
+        from audit.models import AdminAction
+
+        if enabled and (reason := self.why_not_enable()):
+            return reason
+        if self.enabled != enabled:
+            self.enabled = enabled
+            self.save(update_fields=["enabled", "updated_at"])
+            kind = (
+                AdminAction.Kind.CONNECTOR_ENABLED
+                if enabled
+                else AdminAction.Kind.CONNECTOR_DISABLED
+            )
+            AdminAction.record(actor, self.organization, kind, connector=self.connector)
+        return None
+
+    def account_codes(self) -> set[str]:
+        return {account["code"] for account in self.erp_accounts}
+
+    def cost_center_codes(self) -> set[str]:
+        return {center["code"] for center in self.erp_cost_centers}
+
+    def build_connector(self):
+        from integrations.connectors import build_connector
+
+        return build_connector(self)
+
+
+class CategoryMapping(models.Model):
+    """Where an expense category is posted: an account and a cost center the ERP has (S1.5)."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="mappings")
+    category = models.CharField(max_length=64)
+    account_code = models.CharField(max_length=20)
+    cost_center_code = models.CharField(max_length=20)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["category"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "category"], name="one_mapping_per_category"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category} → {self.account_code} / {self.cost_center_code}"
+
+
+class ConnectionTest(models.Model):
+    """One press of Test Connection, run in the background by a worker (S1.2, S1.3, S1.6)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        RUNNING = "running", "Testing"
+        SUCCEEDED = "succeeded", "Connected"
+        FAILED = "failed", "Failed"
+
+    integration = models.ForeignKey(
+        Integration, on_delete=models.CASCADE, related_name="connection_tests"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    message = models.TextField(blank=True)
+    account_count = models.PositiveIntegerField(default=0)
+    cost_center_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.integration} test {self.status}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)

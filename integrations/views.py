@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from functools import partial
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from audit.models import AdminAction
 from integrations.access import (
@@ -15,7 +19,9 @@ from integrations.access import (
     organizations_for,
     require_global_admin,
 )
-from integrations.models import ApiKey
+from integrations.forms import IntegrationSettingsForm, MappingsForm
+from integrations.models import ApiKey, ConnectionTest, Integration
+from integrations.tasks import run_connection_test
 
 
 @login_required
@@ -60,5 +66,151 @@ def api_keys(request: HttpRequest, slug: str) -> HttpResponse:
             "organization": organization,
             "keys": organization.api_keys.select_related("created_by"),
             "new_key": new_key,
+        },
+    )
+
+
+# --- the integration: settings, connection test, enable toggle, mappings ------------------
+
+
+def _integration_or_none(organization) -> Integration | None:
+    return Integration.objects.filter(organization=organization).first()
+
+
+def _connection_context(organization, integration: Integration | None) -> dict[str, object]:
+    test = integration.connection_tests.first() if integration else None
+    return {
+        "organization": organization,
+        "integration": integration,
+        "test": test,
+        "why_not_enable": integration.why_not_enable() if integration else None,
+        "can_write": organization.viewer_role != "auditor",
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def integration_settings(request: HttpRequest, slug: str) -> HttpResponse:
+    organization = organization_for(request.user, slug, write=request.method == "POST")
+    integration = _integration_or_none(organization)
+    chosen = request.POST.get("connector") or request.GET.get("connector")
+    if chosen not in Integration.Connector.values:
+        chosen = integration.connector if integration else Integration.Connector.XLEDGER
+    form = IntegrationSettingsForm(
+        request.POST or None,
+        instance=integration or Integration(organization=organization),
+        connector=chosen,
+    )
+    if request.method == "POST" and form.is_valid():
+        was_enabled = bool(integration and integration.enabled)
+        saved = form.save_for(request.user)
+        messages.success(request, "The connection settings were saved.")
+        if was_enabled and not saved.enabled:
+            messages.warning(
+                request,
+                "The connector was disabled because the connection "
+                "changed. Test the connection, then enable it again.",
+            )
+        return redirect("integration_settings", slug=organization.slug)
+    template = "integrations/settings.html"
+    if request.htmx and request.htmx.target == "connector-fields":
+        template += "#connector-fields"  # the radio buttons swap in the chosen system's fields
+    context = {
+        **_connection_context(organization, integration),
+        "form": form,
+        "allowed_hosts": settings.ERP_ALLOWED_HOSTS,
+    }
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+def integration_connection(request: HttpRequest, slug: str) -> HttpResponse:
+    """The connection card alone; polled while a test runs."""
+    organization = organization_for(request.user, slug)
+    integration = _integration_or_none(organization)
+    context = _connection_context(organization, integration)
+    test = context["test"]
+    seen = f"{test.pk}:{test.status}" if test else ""
+    if request.GET.get("seen") == seen:
+        return HttpResponse(status=204)  # nothing changed: htmx leaves the page alone
+    return render(request, "integrations/settings.html#connection-card", context)
+
+
+@login_required
+@require_POST
+def integration_test(request: HttpRequest, slug: str) -> HttpResponse:
+    organization = organization_for(request.user, slug, write=True)
+    integration = _integration_or_none(organization)
+    if integration is None:
+        raise Http404("Save the connection settings first.")
+    running = integration.connection_tests.filter(
+        status__in=[ConnectionTest.Status.QUEUED, ConnectionTest.Status.RUNNING]
+    ).first()
+    if running is None:
+        test = ConnectionTest.objects.create(integration=integration, requested_by=request.user)
+        AdminAction.record(
+            request.user,
+            organization,
+            AdminAction.Kind.CONNECTION_TESTED,
+            connector=integration.connector,
+        )
+        transaction.on_commit(partial(run_connection_test.delay, test.pk))
+    if request.htmx:
+        return render(
+            request,
+            "integrations/settings.html#connection-card",
+            _connection_context(organization, integration),
+        )
+    return redirect("integration_settings", slug=organization.slug)
+
+
+@login_required
+@require_POST
+def integration_toggle(request: HttpRequest, slug: str) -> HttpResponse:
+    organization = organization_for(request.user, slug, write=True)
+    integration = _integration_or_none(organization)
+    if integration is None:
+        raise Http404("Save the connection settings first.")
+    enable = request.POST.get("enabled") == "true"
+    refusal = integration.set_enabled(enable, request.user)
+    if refusal:
+        messages.error(request, f"The connector was not enabled. {refusal}")
+    else:
+        state = "enabled" if integration.enabled else "disabled"
+        messages.success(
+            request, f"The {integration.get_connector_display()} connector is {state}."
+        )
+    return redirect("integration_settings", slug=organization.slug)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def integration_mappings(request: HttpRequest, slug: str) -> HttpResponse:
+    organization = organization_for(request.user, slug, write=request.method == "POST")
+    integration = _integration_or_none(organization)
+    if integration is None or integration.connection_verified_at is None:
+        return render(
+            request,
+            "integrations/mappings.html",
+            {"organization": organization, "integration": integration, "form": None},
+        )
+    categories = sorted(
+        set(organization.records.values_list("category", flat=True).distinct())
+        | set(integration.mappings.values_list("category", flat=True))
+    )
+    form = MappingsForm(request.POST or None, integration=integration, categories=categories)
+    if request.method == "POST" and form.is_valid():
+        form.save_for(request.user)
+        messages.success(request, "The mappings were saved.")
+        return redirect("integration_mappings", slug=organization.slug)
+    return render(
+        request,
+        "integrations/mappings.html",
+        {
+            "organization": organization,
+            "integration": integration,
+            "form": form,
+            "can_write": organization.viewer_role != "auditor",
         },
     )

@@ -64,6 +64,20 @@ MATRIX: list[Route] = [
         org_scoped=True,
         note="a write: auditors are refused",
     ),
+    # The integration: org admins change it, auditors read it.
+    Route("integration_settings", "GET", allowed_for(200, 200, 200), org_scoped=True),
+    Route(
+        "integration_settings",
+        "POST",
+        allowed_for(200, 403, 200),
+        org_scoped=True,
+        note="an empty form: re-shown with its errors",
+    ),
+    Route("integration_connection", "GET", allowed_for(200, 200, 200), org_scoped=True),
+    Route("integration_test", "POST", allowed_for(302, 403, 302), org_scoped=True),
+    Route("integration_toggle", "POST", allowed_for(302, 403, 302), org_scoped=True),
+    Route("integration_mappings", "GET", allowed_for(200, 200, 200), org_scoped=True),
+    Route("integration_mappings", "POST", allowed_for(200, 403, 200), org_scoped=True),
     # The inbound API takes an API key only; a browser session is not enough.
     Route("api_records", "POST", {role: 401 for role in ROLES}),
 ]

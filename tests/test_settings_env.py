@@ -119,6 +119,14 @@ def test_a_malformed_value_stops_start_up_naming_the_variable(tmp_path, variable
     assert f"Environment variable {named}:" in result.stderr
 
 
+def test_the_sandbox_host_is_allowed_in_development_only(tmp_path) -> None:
+    show = "from django.conf import settings; print(settings.ERP_ALLOWED_HOSTS)"
+    production = manage(tmp_path, "shell", "-c", show, **PRODUCTION)
+    development = manage(tmp_path, "shell", "-c", show, DEBUG="true")
+    assert "www.xledger.net" in production.stdout and "localhost" not in production.stdout
+    assert "localhost" in development.stdout
+
+
 def test_encryption_keys_accept_several_for_rotation(tmp_path) -> None:
     keys = f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}"
     result = manage(tmp_path, "check", DEBUG="true", FIELD_ENCRYPTION_KEYS=keys)

@@ -1,0 +1,50 @@
+"""Build an integration's connector from what is saved (and decrypted) for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from accounting_sync.gateway.business_central import BusinessCentralConfig, BusinessCentralConnector
+from django.conf import settings
+
+from accounting_sync.gateway.base import Connector
+from accounting_sync.gateway.xledger import XledgerConfig, XledgerConnector
+
+
+def ca_bundle() -> str | bool:
+    """The CA bundle to trust: the configured file if it exists, else the public CAs."""
+    path = settings.ERP_CA_BUNDLE
+    return path if path and Path(path).is_file() else True
+
+
+def build_connector(integration) -> Connector:
+    secrets = integration.credentials()
+    if integration.connector == integration.Connector.XLEDGER:
+        return XledgerConnector(
+            XledgerConfig(
+                graphql_url=integration.base_url,
+                auth=integration.xledger_auth,
+                api_token=secrets.get("api_token", ""),
+                token_url=integration.token_url,
+                client_id=integration.client_id,
+                client_secret=secrets.get("client_secret", ""),
+                scope=integration.oauth_scope,
+                cost_center_object=integration.cost_center_object,
+                cost_center_kind_db_id=integration.cost_center_kind_db_id,
+                ca_bundle=ca_bundle(),
+            )
+        )
+    return BusinessCentralConnector(
+        BusinessCentralConfig(
+            api_base_url=integration.base_url,
+            authority_host=integration.authority_host,
+            tenant_id=integration.tenant_id,
+            environment=integration.environment,
+            company_id=integration.company_id,
+            client_id=integration.client_id,
+            client_secret=secrets.get("client_secret", ""),
+            journal_code=integration.journal_code,
+            cost_center_dimension=integration.cost_center_dimension,
+            ca_bundle=ca_bundle(),
+        )
+    )

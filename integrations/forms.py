@@ -1,0 +1,348 @@
+from __future__ import annotations
+
+from django import forms
+from django.db import models, transaction
+
+from audit.models import AdminAction
+from integrations.models import Integration
+
+Connector = Integration.Connector
+
+# Which fields each ERP shows, in order (S1.1: only that system's fields).
+FIELDS_BY_CONNECTOR: dict[str, tuple[str, ...]] = {
+    Connector.XLEDGER: (
+        "base_url",
+        "xledger_auth",
+        "api_token",
+        "token_url",
+        "client_id",
+        "oauth_scope",
+        "client_secret",
+        "cost_center_object",
+        "cost_center_kind_db_id",
+    ),
+    Connector.BUSINESS_CENTRAL: (
+        "base_url",
+        "authority_host",
+        "tenant_id",
+        "environment",
+        "company_id",
+        "client_id",
+        "client_secret",
+        "journal_code",
+        "cost_center_dimension",
+    ),
+}
+REQUIRED_BY_CONNECTOR: dict[str, tuple[str, ...]] = {
+    Connector.XLEDGER: ("base_url",),
+    Connector.BUSINESS_CENTRAL: (
+        "base_url",
+        "authority_host",
+        "tenant_id",
+        "environment",
+        "company_id",
+        "client_id",
+        "journal_code",
+        "cost_center_dimension",
+    ),
+}
+REQUIRED_FOR_XLEDGER_OAUTH2 = ("token_url", "client_id")
+LABELS = {
+    "base_url": {Connector.XLEDGER: "GraphQL endpoint", Connector.BUSINESS_CENTRAL: "API host"},
+    "client_id": {
+        Connector.XLEDGER: "OAuth2 client ID",
+        Connector.BUSINESS_CENTRAL: "Application (client) ID",
+    },
+    "client_secret": {
+        Connector.XLEDGER: "OAuth2 client secret",
+        Connector.BUSINESS_CENTRAL: "Client secret",
+    },
+}
+DEFAULTS = {
+    Connector.XLEDGER: {"base_url": "https://www.xledger.net/graphql"},
+    Connector.BUSINESS_CENTRAL: {
+        "base_url": "https://api.businesscentral.dynamics.com",
+        "authority_host": "https://login.microsoftonline.com",
+        "environment": "production",
+        "cost_center_dimension": "AVDELING",
+        "journal_code": "UTLEGG",
+    },
+}
+
+
+def _https_by_default(field, **kwargs) -> forms.Field | None:
+    # An address typed without a scheme means https: these hosts accept nothing else.
+    if isinstance(field, models.URLField):
+        kwargs["assume_scheme"] = "https"
+    return field.formfield(**kwargs)
+
+
+class SecretInput(forms.PasswordInput):
+    """Never renders a saved value: secrets are write-only once saved (S1.4)."""
+
+    def __init__(self) -> None:
+        super().__init__(render_value=False, attrs={"autocomplete": "new-password"})
+
+
+class IntegrationSettingsForm(forms.ModelForm):
+    api_token = forms.CharField(
+        required=False, widget=SecretInput(), label="API token", max_length=2000, strip=True
+    )
+    client_secret = forms.CharField(
+        required=False, widget=SecretInput(), max_length=2000, strip=True
+    )
+
+    class Meta:
+        model = Integration
+        fields = (
+            "connector",
+            "base_url",
+            "authority_host",
+            "xledger_auth",
+            "token_url",
+            "client_id",
+            "oauth_scope",
+            "tenant_id",
+            "environment",
+            "company_id",
+            "cost_center_object",
+            "cost_center_kind_db_id",
+            "cost_center_dimension",
+            "journal_code",
+        )
+        widgets = {"connector": forms.RadioSelect, "xledger_auth": forms.RadioSelect}
+        formfield_callback = _https_by_default
+        labels = {
+            "connector": "Accounting system",
+            "xledger_auth": "Authentication",
+            "authority_host": "Sign-in host (Entra ID)",
+            "token_url": "OAuth2 token URL",
+            "oauth_scope": "OAuth2 scope",
+            "tenant_id": "Tenant ID",
+            "company_id": "Company ID",
+            "cost_center_object": "Cost center dimension (glObject number)",
+            "cost_center_kind_db_id": "Cost center object kind (dbId)",
+            "cost_center_dimension": "Cost center dimension code",
+            "journal_code": "Journal code",
+        }
+
+    def __init__(self, *args, connector: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.connector = connector
+        # Only the chosen system's fields exist in the form, so the other system's
+        # saved values are neither shown nor overwritten.
+        keep = {"connector", *FIELDS_BY_CONNECTOR[connector]}
+        for name in [name for name in self.fields if name not in keep]:
+            del self.fields[name]
+        self.fields["connector"].choices = Connector.choices
+        for name, by_connector in LABELS.items():
+            self.fields[name].label = by_connector[connector]
+        if self.instance.pk is None or self.instance.connector != connector:
+            for name, value in DEFAULTS[connector].items():
+                self.initial.setdefault(name, value)
+        same_system = self.instance.pk and self.instance.connector == connector
+        saved = set(self.instance.credentials()) if same_system else set()
+        for name in saved & set(self.fields):
+            self.fields[name].help_text = "Saved. Leave blank to keep it; type to replace it."
+
+    def visible_connection_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in FIELDS_BY_CONNECTOR[self.connector]]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        connector = data.get("connector") or self.connector
+        required = list(REQUIRED_BY_CONNECTOR[connector])
+        if connector == Connector.XLEDGER and data.get("xledger_auth") == "oauth2":
+            required += REQUIRED_FOR_XLEDGER_OAUTH2
+        for name in required:
+            if not data.get(name) and name not in self.errors:
+                self.add_error(name, "This is needed to connect.")
+        saved = self.instance.credentials() if self.instance.has_credentials else {}
+        same_system = self.instance.pk and self.instance.connector == connector
+        for name in self._secret_names(connector, data.get("xledger_auth")):
+            if not data.get(name) and not (same_system and saved.get(name)):
+                self.add_error(name, "This is needed to connect.")
+        return data
+
+    @staticmethod
+    def _secret_names(connector: str, xledger_auth: str | None) -> tuple[str, ...]:
+        if connector == Connector.XLEDGER:
+            return Integration.SECRET_FIELDS[f"xledger:{xledger_auth or 'token'}"]
+        return Integration.SECRET_FIELDS[connector]
+
+    def secrets(self) -> dict[str, str]:
+        names = ("api_token", "client_secret")
+        return {name: self.cleaned_data.get(name) or "" for name in names if name in self.fields}
+
+    def changed_connection_fields(self) -> list[str]:
+        return [name for name in self.changed_data if name in Integration.CONNECTION_FIELDS]
+
+    def save_for(self, actor) -> Integration:
+        """Save, and record who changed what (never a secret's value) (S1.6)."""
+        integration = self.instance
+        created = integration.pk is None
+        switching = not created and "connector" in self.changed_data
+        was_enabled = integration.enabled
+        with transaction.atomic():
+            if switching:
+                # The other system's secrets and account codes mean nothing here.
+                integration.credentials_ciphertext = ""
+                integration.mappings.all().delete()
+            integration = super().save(commit=False)
+            secrets_changed = integration.set_credentials(self.secrets())
+            if created or self.changed_connection_fields() or secrets_changed:
+                integration.forget_connection_test()
+            integration.save()
+            organization = integration.organization
+            fields = [
+                name for name in self.changed_data if name not in ("api_token", "client_secret")
+            ]
+            if created or fields:
+                AdminAction.record(
+                    actor,
+                    organization,
+                    AdminAction.Kind.INTEGRATION_CHANGED,
+                    connector=integration.connector,
+                    fields=fields,
+                    created=created,
+                )
+            if secrets_changed:
+                AdminAction.record(
+                    actor,
+                    organization,
+                    AdminAction.Kind.CREDENTIALS_CHANGED,
+                    connector=integration.connector,
+                    fields=secrets_changed,
+                )
+            if was_enabled and not integration.enabled:
+                AdminAction.record(
+                    actor,
+                    organization,
+                    AdminAction.Kind.CONNECTOR_DISABLED,
+                    reason="the connection settings changed",
+                )
+        return integration
+
+
+class MappingsForm(forms.Form):
+    """Each expense category → an account and a cost center the ERP listed (S1.5)."""
+
+    def __init__(self, *args, integration: Integration, categories: list[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.integration = integration
+        self.categories = categories
+        erp = integration.get_connector_display()
+        tested = integration.connection_verified_at
+        when = f" on {tested:%Y-%m-%d %H:%M}" if tested else ""
+        not_listed = (
+            f"%(value)s is not in what {erp} returned at the last connection test{when}. "
+            "If it was added since, run Test Connection again."
+        )
+        accounts = [("", "— not mapped —")] + [
+            (a["code"], f"{a['code']} {a['name']}") for a in integration.erp_accounts
+        ]
+        centers = [("", "— not mapped —")] + [
+            (c["code"], f"{c['code']} {c['name']}") for c in integration.erp_cost_centers
+        ]
+        messages = {"invalid_choice": not_listed}
+        existing = {m.category: m for m in integration.mappings.all()}
+        for index, category in enumerate(categories):
+            mapping = existing.get(category)
+            self.fields[f"account_{index}"] = forms.ChoiceField(
+                choices=accounts,
+                required=False,
+                label=f"Account for {category}",
+                error_messages=messages,
+                initial=mapping.account_code if mapping else "",
+            )
+            self.fields[f"cost_center_{index}"] = forms.ChoiceField(
+                choices=centers,
+                required=False,
+                label=f"Cost center for {category}",
+                error_messages=messages,
+                initial=mapping.cost_center_code if mapping else "",
+            )
+        self.fields["new_category"] = forms.SlugField(
+            required=False,
+            max_length=64,
+            label="New category",
+            help_text="A category the volunteer app will send that has no records yet.",
+        )
+        self.fields["new_account"] = forms.ChoiceField(
+            choices=accounts, required=False, label="Account", error_messages=messages
+        )
+        self.fields["new_cost_center"] = forms.ChoiceField(
+            choices=centers, required=False, label="Cost center", error_messages=messages
+        )
+        self.fields["payable_account"] = forms.ChoiceField(
+            choices=accounts,
+            required=False,
+            error_messages=messages,
+            label="Payable account (credited)",
+            initial=integration.payable_account,
+            help_text="What the organization owes the volunteer, e.g. 2910 Gjeld til ansatte.",
+        )
+
+    def rows(self) -> list[tuple[str, forms.BoundField, forms.BoundField]]:
+        return [
+            (category, self[f"account_{index}"], self[f"cost_center_{index}"])
+            for index, category in enumerate(self.categories)
+        ]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        pairs = [(f"account_{i}", f"cost_center_{i}") for i in range(len(self.categories))]
+        pairs.append(("new_account", "new_cost_center"))
+        for account, center in pairs:
+            if bool(data.get(account)) != bool(data.get(center)):
+                missing = center if data.get(account) else account
+                if missing not in self.errors:
+                    self.add_error(missing, "Choose both an account and a cost center, or neither.")
+        if data.get("new_category") and not data.get("new_account"):
+            self.add_error("new_account", "Choose where the new category is posted.")
+        if data.get("new_category") in self.categories:
+            self.add_error("new_category", "This category is already in the list above.")
+        return data
+
+    def save_for(self, actor) -> None:
+        integration = self.integration
+        before = {
+            m.category: (m.account_code, m.cost_center_code) for m in integration.mappings.all()
+        }
+        after = {category: pair for category, pair in self.chosen().items() if pair}
+        changes = {
+            category: {
+                "from": list(before.get(category) or []),
+                "to": list(after.get(category) or []),
+            }
+            for category in sorted(set(before) | set(after))
+            if before.get(category) != after.get(category)
+        }
+        payable = self.cleaned_data.get("payable_account") or ""
+        if payable != integration.payable_account:
+            changes["payable account"] = {"from": integration.payable_account, "to": payable}
+        if not changes:
+            return
+        with transaction.atomic():
+            for category, pair in after.items():
+                integration.mappings.update_or_create(
+                    category=category,
+                    defaults={"account_code": pair[0], "cost_center_code": pair[1]},
+                )
+            integration.mappings.exclude(category__in=after).delete()
+            integration.payable_account = payable
+            integration.save(update_fields=["payable_account", "updated_at"])
+            AdminAction.record(
+                actor, integration.organization, AdminAction.Kind.MAPPINGS_CHANGED, changes=changes
+            )
+
+    def chosen(self) -> dict[str, tuple[str, str] | None]:
+        """category → (account, cost center), or None for "not mapped"."""
+        data = self.cleaned_data
+        result: dict[str, tuple[str, str] | None] = {}
+        for index, category in enumerate(self.categories):
+            account, center = data.get(f"account_{index}"), data.get(f"cost_center_{index}")
+            result[category] = (account, center) if account else None
+        if data.get("new_category"):
+            result[data["new_category"]] = (data["new_account"], data["new_cost_center"])
+        return result
