@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from accounting_sync.gateway.business_central import BusinessCentralConfig, BusinessCentralConnector
 from django.conf import settings
 
 from accounting_sync.gateway.base import Connector
+from accounting_sync.gateway.business_central import BusinessCentralConfig, BusinessCentralConnector
 from accounting_sync.gateway.xledger import XledgerConfig, XledgerConnector
 
 
