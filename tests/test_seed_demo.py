@@ -22,6 +22,26 @@ def test_the_demo_has_both_organizations_on_their_erps(seeded) -> None:
     assert Integration.objects.get(organization__slug="hlf").connector == "business_central"
 
 
+def test_the_demo_integrations_point_at_the_sandbox_with_encrypted_credentials(seeded) -> None:
+    xledger = Integration.objects.get(organization__slug="blindeforbundet")
+    dynamics = Integration.objects.get(organization__slug="hlf")
+    assert xledger.base_url == "https://localhost:8443/graphql"
+    assert xledger.credentials() == {"api_token": "xl-demo-blindeforbundet-token"}
+    assert "xl-demo" not in xledger.credentials_ciphertext
+    assert dynamics.authority_host == "https://localhost:8443"
+    assert dynamics.credentials() == {"client_secret": "hlf-demo-secret"}
+    assert not xledger.enabled and not dynamics.enabled  # enabled after a passed test
+
+
+def test_seeding_again_keeps_credentials_an_admin_saved(seeded) -> None:
+    integration = Integration.objects.get(organization__slug="blindeforbundet")
+    integration.set_credentials({"api_token": "the-real-token"})
+    integration.save()
+    call_command("seed_demo")
+    integration.refresh_from_db()
+    assert integration.credentials() == {"api_token": "the-real-token"}
+
+
 def test_the_printed_logins_work_with_their_roles(seeded) -> None:
     for username, password in [
         ("global-admin", "demo-global-admin"),

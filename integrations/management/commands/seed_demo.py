@@ -62,10 +62,34 @@ class Command(BaseCommand):
 
     def _organization(self, slug: str, name: str, connector: str) -> Organization:
         organization, _ = Organization.objects.get_or_create(slug=slug, defaults={"name": name})
-        Integration.objects.get_or_create(
+        integration, _ = Integration.objects.get_or_create(
             organization=organization, defaults={"connector": connector}
         )
+        if not integration.has_credentials:  # never overwrite what an admin saved
+            self._point_at_sandbox(integration)
         return organization
+
+    def _point_at_sandbox(self, integration: Integration) -> None:
+        """The demo tenants of the ERP sandbox (accounting_sync/sandbox/README.md)."""
+        sandbox = settings.ERP_SANDBOX_URL.rstrip("/")
+        if integration.connector == Integration.Connector.XLEDGER:
+            integration.base_url = f"{sandbox}/graphql"
+            integration.xledger_auth = Integration.XledgerAuth.TOKEN
+            integration.cost_center_object = 1
+            integration.cost_center_kind_db_id = 101
+            integration.set_credentials({"api_token": "xl-demo-blindeforbundet-token"})
+        else:
+            integration.base_url = sandbox
+            integration.authority_host = sandbox
+            integration.tenant_id = "3f2b9c4e-5d6a-4b7c-8e9f-0a1b2c3d4e5f"
+            integration.environment = "production"
+            integration.company_id = "8a4c2e6f-1b3d-4a5c-9e7f-6d8b0a2c4e6f"
+            integration.client_id = "5c1e7a92-0d3b-4f6e-9a8c-2b4d6f8a0c1e"
+            integration.journal_code = "UTLEGG"
+            integration.cost_center_dimension = "AVDELING"
+            integration.set_credentials({"client_secret": "hlf-demo-secret"})
+        integration.full_clean()
+        integration.save()
 
     def _person(self, username, password, first, last, roles, organizations) -> None:
         user, created = get_user_model().objects.get_or_create(
