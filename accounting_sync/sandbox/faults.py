@@ -1,0 +1,163 @@
+"""The fault settings and the injector that decides, request by request, what goes wrong.
+
+Every decision is made under the sandbox's state lock (the caller holds it), so the
+random stream and the burst window are consistent under concurrent requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+ERPS = ("xledger", "business_central")
+
+
+class FaultSettingsError(ValueError):
+    """A POST to /_sandbox/faults that cannot be applied; nothing changes."""
+
+
+@dataclass
+class Faults:
+    seed: int = 42
+    only: str | None = None
+    latency_ms: int = 0
+    error_rate: float = 0.0
+    rate_limit_rate: float = 0.0
+    retry_after_s: int = 1
+    drop_after_commit_rate: float = 0.0
+    permanent_error_rate: float = 0.0
+    expired_credentials: bool = False
+    unknown_accounts: list[str] = field(default_factory=list)
+    burst_limit: dict[str, int] | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Faults:
+        """Validate a settings document strictly: a typo must not silently mean 'no fault'."""
+        if not isinstance(data, dict):
+            raise FaultSettingsError("the fault settings must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise FaultSettingsError(f"unknown fault settings: {', '.join(unknown)}")
+        faults = cls()
+        for name, value in data.items():
+            setattr(faults, name, _validate(name, value))
+        return faults
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate(name: str, value: Any) -> Any:
+    if name == "seed":
+        if not _is_int(value):
+            raise FaultSettingsError("seed must be an integer")
+        return value
+    if name == "only":
+        if value not in (None, *ERPS):
+            raise FaultSettingsError('only must be null, "xledger" or "business_central"')
+        return value
+    if name in ("latency_ms", "retry_after_s"):
+        if not _is_int(value) or value < 0:
+            raise FaultSettingsError(f"{name} must be a non-negative integer")
+        return value
+    if name.endswith("_rate"):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise FaultSettingsError(f"{name} must be a number from 0.0 to 1.0")
+        return float(value)
+    if name == "expired_credentials":
+        if not isinstance(value, bool):
+            raise FaultSettingsError("expired_credentials must be true or false")
+        return value
+    if name == "unknown_accounts":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise FaultSettingsError("unknown_accounts must be a list of account codes")
+        return list(value)
+    if name == "burst_limit":
+        if value is None:
+            return None
+        if (
+            not isinstance(value, dict)
+            or set(value) != {"requests", "per_seconds"}
+            or not all(_is_int(v) and v > 0 for v in value.values())
+        ):
+            raise FaultSettingsError(
+                'burst_limit must be null or {"requests": <int > 0>, "per_seconds": <int > 0>}'
+            )
+        return dict(value)
+    raise FaultSettingsError(f"unknown fault setting {name}")  # pragma: no cover
+
+
+class FaultInjector:
+    """Applies one `Faults` document. Not thread-safe by itself: callers hold the state lock."""
+
+    def __init__(self, faults: Faults | None = None) -> None:
+        self.faults = faults or Faults()
+        self._random = random.Random(self.faults.seed)
+        # Admitted API requests per ERP, as monotonic timestamps, for the burst limit.
+        self._windows: dict[str, deque[float]] = {erp: deque() for erp in ERPS}
+
+    def applies(self, erp: str) -> bool:
+        return self.faults.only in (None, erp)
+
+    def _draw(self, rate: float) -> bool:
+        # Rates of exactly 0 and 1 consume no random numbers, so a test that switches
+        # one fault on does not shift the stream the others would see.
+        if rate <= 0.0:
+            return False
+        if rate >= 1.0:
+            return True
+        return self._random.random() < rate
+
+    def latency_seconds(self, erp: str) -> float:
+        return self.faults.latency_ms / 1000 if self.applies(erp) else 0.0
+
+    def admit(self, erp: str) -> str:
+        """'ok', 'error' (answer 503) or 'rate_limited' for one API request."""
+        if not self.applies(erp):
+            return "ok"
+        burst = self.faults.burst_limit
+        if burst is not None:
+            window = self._windows[erp]
+            now = time.monotonic()
+            while window and window[0] <= now - burst["per_seconds"]:
+                window.popleft()
+            # Refused requests do not enter the window: a client that backs off for
+            # the window's length gets through again, as with the real burst limit.
+            if len(window) >= burst["requests"]:
+                return "rate_limited"
+            window.append(now)
+        if self._draw(self.faults.error_rate):
+            return "error"
+        if self._draw(self.faults.rate_limit_rate):
+            return "rate_limited"
+        return "ok"
+
+    def drop_after_commit(self, erp: str) -> bool:
+        return self.applies(erp) and self._draw(self.faults.drop_after_commit_rate)
+
+    def permanent_error(self, erp: str, reference: str | None) -> bool:
+        """Stable per reference and seed, so a resent posting is refused again."""
+        if not reference or not self.applies(erp) or self.faults.permanent_error_rate <= 0:
+            return False
+        digest = hashlib.sha256(f"{self.faults.seed}:{reference}".encode()).digest()
+        fraction = int.from_bytes(digest[:8], "big") / 2**64
+        return fraction < self.faults.permanent_error_rate
+
+    def credentials_expired(self, erp: str) -> bool:
+        return self.applies(erp) and self.faults.expired_credentials
+
+    def account_hidden(self, erp: str, code: str | None) -> bool:
+        return self.applies(erp) and code in self.faults.unknown_accounts
+
+    def retry_after(self) -> str:
+        return str(math.ceil(self.faults.retry_after_s))

@@ -1,0 +1,166 @@
+"""Everything the sandbox remembers: the seed's tenants, what was posted, tokens, faults.
+
+One `SandboxState` per process. All of it is guarded by `lock` (re-entrant, because a
+Business Central `$batch` holds it across the sub-requests it runs, and those take it
+again). Nothing is written to disk: a restart or `/_sandbox/reset` returns to the seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .faults import ERPS, FaultInjector, Faults
+
+DEFAULT_SEED = Path(__file__).with_name("seed.json")
+OUTCOMES = ("ok", "error", "rate_limited", "dropped")
+
+
+@dataclass
+class XledgerEntity:
+    name: str
+    api_tokens: set[str]
+    oauth_clients: dict[str, dict[str, str]]  # client id -> {"clientSecret", "scope"}
+    accounts: list[dict[str, Any]]
+    object_kinds: list[dict[str, Any]]
+    object_values: list[dict[str, Any]]
+    items: list[dict[str, Any]] = field(default_factory=list)  # the posted GL import items
+    next_item_db_id: int = 900001
+
+    def __post_init__(self) -> None:
+        self.accounts_by_code = {a["code"]: a for a in self.accounts}
+        # Codes are looked up across every object kind (glObjectN carries no kind).
+        self.values_by_code: dict[str, dict[str, Any]] = {}
+        for value in self.object_values:
+            self.values_by_code.setdefault(value["code"], value)
+
+
+@dataclass
+class BcCompany:
+    id: str
+    name: str
+    display_name: str
+    accounts: list[dict[str, Any]]
+    dimensions: list[dict[str, Any]]
+    dimension_values: list[dict[str, Any]]
+    journals: list[dict[str, Any]]
+    journal_lines: list[dict[str, Any]] = field(default_factory=list)  # unposted
+    # Parent id (journal line or G/L entry) -> its dimension set lines.
+    dimension_set_lines: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    gl_entries: list[dict[str, Any]] = field(default_factory=list)
+    next_entry_number: int = 1
+
+    def __post_init__(self) -> None:
+        self.accounts_by_number = {a["number"]: a for a in self.accounts}
+        self.accounts_by_id = {a["id"].lower(): a for a in self.accounts}
+        self.dimensions_by_code = {d["code"]: d for d in self.dimensions}
+        self.dimensions_by_id = {d["id"].lower(): d for d in self.dimensions}
+        self.journals_by_id = {j["id"].lower(): j for j in self.journals}
+
+    def entity(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "displayName": self.display_name}
+
+
+@dataclass
+class BcTenant:
+    id: str
+    clients: dict[str, str]  # client id -> secret
+    environments: dict[str, dict[str, BcCompany]]  # environment -> company id -> company
+
+
+@dataclass
+class IssuedToken:
+    owner: str  # the Xledger entity name or the Business Central tenant id
+    expires_at: float
+
+
+class SandboxState:
+    def __init__(self, seed: dict[str, Any], page_size: int = 50) -> None:
+        self.lock = threading.RLock()
+        self.seed = seed
+        self.page_size = page_size
+        # Set while a `$batch` with `Isolation: snapshot` runs: closures that undo each
+        # write, run in reverse on rollback. Only one such batch runs at a time (it
+        # holds the lock throughout), so one log suffices.
+        self.undo_log: list[Callable[[], None]] | None = None
+        self.reset()
+
+    @classmethod
+    def from_file(cls, path: Path, page_size: int = 50) -> SandboxState:
+        return cls(json.loads(path.read_text(encoding="utf-8")), page_size)
+
+    def reset(self) -> None:
+        with self.lock:
+            seed = copy.deepcopy(self.seed)
+            self.xledger: dict[str, XledgerEntity] = {}
+            for e in seed["xledger"]["entities"]:
+                self.xledger[e["name"]] = XledgerEntity(
+                    name=e["name"],
+                    api_tokens=set(e["apiTokens"]),
+                    oauth_clients={c["clientId"]: c for c in e["oauthClients"]},
+                    accounts=e["accounts"],
+                    object_kinds=e["objectKinds"],
+                    object_values=e["objectValues"],
+                )
+            self.bc_tenants: dict[str, BcTenant] = {}
+            for t in seed["business_central"]["tenants"]:
+                environments = {
+                    name: {
+                        c["id"].lower(): BcCompany(
+                            id=c["id"],
+                            name=c["name"],
+                            display_name=c["displayName"],
+                            accounts=c["accounts"],
+                            dimensions=c["dimensions"],
+                            dimension_values=c["dimensionValues"],
+                            journals=c["journals"],
+                        )
+                        for c in env["companies"]
+                    }
+                    for name, env in t["environments"].items()
+                }
+                self.bc_tenants[t["id"].lower()] = BcTenant(
+                    id=t["id"],
+                    clients={c["clientId"]: c["clientSecret"] for c in t["clients"]},
+                    environments=environments,
+                )
+            self.xledger_tokens: dict[str, IssuedToken] = {}
+            self.bc_tokens: dict[str, IssuedToken] = {}
+            self.injector = FaultInjector()
+            self.counts = {erp: dict.fromkeys(OUTCOMES, 0) for erp in ERPS}
+
+    # --- tokens ---------------------------------------------------------------------------
+
+    def issue_token(self, store: dict[str, IssuedToken], owner: str, lifetime_s: int) -> str:
+        token = secrets.token_urlsafe(32)
+        with self.lock:
+            store[token] = IssuedToken(owner, time.time() + lifetime_s)
+        return token
+
+    @staticmethod
+    def token_owner(store: dict[str, IssuedToken], token: str) -> str | None:
+        issued = store.get(token)
+        if issued is None or issued.expires_at <= time.time():
+            return None
+        return issued.owner
+
+    # --- faults and counts ----------------------------------------------------------------
+
+    def set_faults(self, faults: Faults) -> None:
+        with self.lock:
+            self.injector = FaultInjector(faults)
+
+    def count(self, erp: str, outcome: str) -> None:
+        with self.lock:
+            self.counts[erp][outcome] += 1
+
+    def record_undo(self, undo: Callable[[], None]) -> None:
+        if self.undo_log is not None:
+            self.undo_log.append(undo)
