@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db import models
 from django.http import HttpRequest
 
 from integrations.models import ApiKey, Integration, Membership, Organization
@@ -33,6 +34,7 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 @admin.register(Integration)
 class IntegrationAdmin(admin.ModelAdmin):
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("organization", "connector", "enabled", "updated_at")
     list_filter = ("connector", "enabled")
 

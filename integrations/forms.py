@@ -129,17 +129,21 @@ class IntegrationSettingsForm(forms.ModelForm):
     def __init__(self, *args, connector: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.connector = connector
+        # Validation writes the posted values into the instance; remember what was saved.
+        self.saved_connector = self.instance.connector if self.instance.pk else None
         # Only the chosen system's fields exist in the form, so the other system's
         # saved values are neither shown nor overwritten.
         keep = {"connector", *FIELDS_BY_CONNECTOR[connector]}
         for name in [name for name in self.fields if name not in keep]:
             del self.fields[name]
         self.fields["connector"].choices = Connector.choices
+        self.initial["connector"] = connector  # the system whose fields are shown is checked
         for name, by_connector in LABELS.items():
             self.fields[name].label = by_connector[connector]
         if self.instance.pk is None or self.instance.connector != connector:
             for name, value in DEFAULTS[connector].items():
-                self.initial.setdefault(name, value)
+                if not self.initial.get(name):  # the model's blank value is no choice
+                    self.initial[name] = value
         same_system = self.instance.pk and self.instance.connector == connector
         saved = set(self.instance.credentials()) if same_system else set()
         for name in saved & set(self.fields):
@@ -174,14 +178,23 @@ class IntegrationSettingsForm(forms.ModelForm):
         names = ("api_token", "client_secret")
         return {name: self.cleaned_data.get(name) or "" for name in names if name in self.fields}
 
+    @property
+    def switches_system(self) -> bool:
+        return self.saved_connector is not None and self.saved_connector != self.connector
+
+    def changed_fields(self) -> list[str]:
+        """What this save changes; secrets by name only."""
+        names = [name for name in self.changed_data if name != "connector"]
+        return ["connector", *names] if self.switches_system else names
+
     def changed_connection_fields(self) -> list[str]:
-        return [name for name in self.changed_data if name in Integration.CONNECTION_FIELDS]
+        return [name for name in self.changed_fields() if name in Integration.CONNECTION_FIELDS]
 
     def save_for(self, actor) -> Integration:
         """Save, and record who changed what (never a secret's value) (S1.6)."""
         integration = self.instance
         created = integration.pk is None
-        switching = not created and "connector" in self.changed_data
+        switching = self.switches_system
         was_enabled = integration.enabled
         with transaction.atomic():
             if switching:
@@ -194,9 +207,7 @@ class IntegrationSettingsForm(forms.ModelForm):
                 integration.forget_connection_test()
             integration.save()
             organization = integration.organization
-            fields = [
-                name for name in self.changed_data if name not in ("api_token", "client_secret")
-            ]
+            fields = [f for f in self.changed_fields() if f not in ("api_token", "client_secret")]
             if created or fields:
                 AdminAction.record(
                     actor,

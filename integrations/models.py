@@ -168,8 +168,8 @@ class Integration(models.Model):
         BUSINESS_CENTRAL = "business_central", "Dynamics 365 Business Central"
 
     class XledgerAuth(models.TextChoices):
-        TOKEN = "token", "API token"
-        OAUTH2 = "oauth2", "OAuth2 client credentials"
+        TOKEN = "token", "With an API token"
+        OAUTH2 = "oauth2", "With OAuth2 client credentials"
 
     # The secret fields each kind of connection needs, by name in the ciphertext.
     SECRET_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {

@@ -150,6 +150,8 @@ def celery_worker(transactional_db, tmp_path) -> Iterator[subprocess.Popen]:
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "VAR_DIR": str(settings.VAR_DIR),
         "DEBUG": "true",
+        # The CA the connectors trust: a test that uses the ERP sandbox points it there.
+        "ERP_CA_BUNDLE": settings.ERP_CA_BUNDLE,
     }
     with log_path.open("wb") as log:
         worker = subprocess.Popen(

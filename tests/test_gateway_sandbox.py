@@ -1,0 +1,683 @@
+"""The ERP connectors against the ERP sandbox, over HTTPS, with the real msal and
+requests-oauthlib code paths: what arrives in the ledger, and how every injected
+fault is classified (DESIGN.md, "Sending exactly once").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import certifi
+import msal
+import pytest
+
+from accounting_sync.gateway import business_central as bc
+from accounting_sync.gateway import xledger as xl
+from accounting_sync.gateway.base import ConnectorError, Outcome, Posting, PostResult
+
+SEED = json.loads(
+    (Path(__file__).resolve().parent.parent / "accounting_sync/sandbox/seed.json").read_text()
+)
+
+XL_ENTITY = "Blindeforbundet"
+XL_TOKEN = "xl-demo-blindeforbundet-token"
+XL_CLIENT_ID = "bf-xledger-client"
+XL_SECRET = "bf-xledger-secret"
+XL_COST_CENTER_KIND = 101
+
+BC_TENANT = "3f2b9c4e-5d6a-4b7c-8e9f-0a1b2c3d4e5f"
+BC_CLIENT_ID = "5c1e7a92-0d3b-4f6e-9a8c-2b4d6f8a0c1e"
+BC_SECRET = "hlf-demo-secret"
+BC_COMPANY_ID = "8a4c2e6f-1b3d-4a5c-9e7f-6d8b0a2c4e6f"
+BC_COMPANY = "HLF"
+
+
+def xl_seed() -> dict:
+    return next(e for e in SEED["xledger"]["entities"] if e["name"] == XL_ENTITY)
+
+
+def bc_seed() -> dict:
+    tenant = next(t for t in SEED["business_central"]["tenants"] if t["id"] == BC_TENANT)
+    companies = tenant["environments"]["production"]["companies"]
+    return next(c for c in companies if c["id"] == BC_COMPANY_ID)
+
+
+@pytest.fixture(autouse=True)
+def sandbox(erp_sandbox):
+    """A sandbox back at its seed, and no token or MSAL app left from another test."""
+    erp_sandbox.reset()
+    xl._tokens.clear()
+    bc._apps.clear()
+    yield erp_sandbox
+    erp_sandbox.reset()
+    xl._tokens.clear()
+    bc._apps.clear()
+
+
+def xl_connector(sandbox, *, auth: str = "token", **changes) -> xl.XledgerConnector:
+    fields = {
+        "graphql_url": f"{sandbox.url}/graphql",
+        "auth": auth,
+        "api_token": XL_TOKEN if auth == "token" else "",
+        "token_url": f"{sandbox.url}/xledger/oauth2/token" if auth == "oauth2" else "",
+        "client_id": XL_CLIENT_ID if auth == "oauth2" else "",
+        "client_secret": XL_SECRET if auth == "oauth2" else "",
+        "scope": "graphql" if auth == "oauth2" else "",
+        "cost_center_object": 2,
+        "cost_center_kind_db_id": XL_COST_CENTER_KIND,
+        "ca_bundle": str(sandbox.ca_bundle),
+        "connect_timeout": 5,
+        "read_timeout": 20,
+    }
+    fields.update(changes)
+    return xl.XledgerConnector(xl.XledgerConfig(**fields))
+
+
+def bc_connector(sandbox, **changes) -> bc.BusinessCentralConnector:
+    fields = {
+        "api_base_url": sandbox.url,
+        "authority_host": sandbox.url,
+        "tenant_id": BC_TENANT,
+        "environment": "production",
+        "company_id": BC_COMPANY_ID,
+        "client_id": BC_CLIENT_ID,
+        "client_secret": BC_SECRET,
+        "journal_code": "UTLEGG",
+        "cost_center_dimension": "AVDELING",
+        "ca_bundle": str(sandbox.ca_bundle),
+        "connect_timeout": 5,
+        "read_timeout": 20,
+    }
+    fields.update(changes)
+    return bc.BusinessCentralConnector(bc.BusinessCentralConfig(**fields))
+
+
+def xl_posting(n: int, **changes) -> Posting:
+    fields = {
+        "reference": f"VH-bf-{n}",
+        "posting_date": date(2025, 3, 14),
+        "amount": Decimal("450.00") + n,
+        "currency": "NOK",
+        "expense_account": "7130",
+        "cost_center": "300",
+        "payable_account": "2910",
+        "claimant_reference": f"V-{n:04d}",
+        "claimant_name": "Kari Nordmann",
+        "description": f"Reise til likepersonsmøte nr. {n}",
+    }
+    fields.update(changes)
+    return Posting(**fields)
+
+
+def bc_posting(n: int, **changes) -> Posting:
+    fields = {
+        "reference": f"VH-hlf-{n}",
+        "posting_date": date(2025, 3, 14),
+        "amount": Decimal("0.10") + Decimal("0.20") + n,
+        "currency": "NOK",
+        "expense_account": "7130",
+        "cost_center": "0300",
+        "payable_account": "2910",
+        "claimant_reference": f"V-{n:04d}",
+        "claimant_name": "Ola Nordmann",
+        "description": f"Kjøring til kurs nr. {n}",
+    }
+    fields.update(changes)
+    return Posting(**fields)
+
+
+def xl_items(sandbox) -> list[dict]:
+    return sandbox.ledger()["xledger"][XL_ENTITY]
+
+
+def bc_ledger(sandbox) -> dict:
+    return sandbox.ledger()["business_central"][BC_COMPANY]
+
+
+def outcomes(results: list[PostResult]) -> list[Outcome]:
+    return [r.outcome for r in results]
+
+
+def handled(sandbox, erp: str) -> int:
+    return sum(sandbox.requests()[erp].values())
+
+
+def wait_until_handled(sandbox, erp: str, count: int, timeout: float = 15) -> None:
+    """Wait for a request the client gave up on: the sandbox still carries it out after
+    its latency, and must not write it into the next test's ledger."""
+    deadline = time.monotonic() + timeout
+    while handled(sandbox, erp) < count:
+        assert time.monotonic() < deadline, "the sandbox never finished the slow request"
+        time.sleep(0.1)
+
+
+# =============================================================================================
+# Xledger
+# =============================================================================================
+
+
+class TestXledgerConnection:
+    def test_test_connection_with_the_api_token_reads_accounts_and_cost_centers(self, sandbox):
+        report = xl_connector(sandbox).test_connection()
+        seed = xl_seed()
+        assert {a.code for a in report.accounts} == {a["code"] for a in seed["accounts"]}
+        expected = {v["code"] for v in seed["objectValues"] if v["objectKindDbId"] == 101}
+        assert {c.code for c in report.cost_centers} == expected
+        assert {d.code for d in report.dimensions} == {"101", "102"}
+        assert "object kind 101 Avdeling" in report.detail
+
+    def test_test_connection_with_oauth2_client_credentials_works_too(self, sandbox):
+        report = xl_connector(sandbox, auth="oauth2").test_connection()
+        assert len(report.accounts) == len(xl_seed()["accounts"])
+        assert report.cost_centers
+
+    def test_without_a_cost_center_kind_the_kinds_are_offered_instead(self, sandbox):
+        report = xl_connector(sandbox, cost_center_kind_db_id=None).test_connection()
+        assert report.cost_centers == []
+        assert [(d.code, d.name) for d in report.dimensions] == [
+            ("101", "Avdeling"),
+            ("102", "Prosjekt"),
+        ]
+
+    def test_small_pages_deliver_every_account_exactly_once(self, sandbox):
+        accounts = xl_connector(sandbox, page_size=10).list_accounts()
+        codes = [a.code for a in accounts]
+        assert len(codes) == len(set(codes)) == len(xl_seed()["accounts"])
+        assert set(codes) == {a["code"] for a in xl_seed()["accounts"]}
+        assert sandbox.requests()["xledger"]["ok"] >= len(codes) // 10
+
+    def test_small_pages_deliver_every_cost_center_exactly_once(self, sandbox):
+        centers = xl_connector(sandbox, page_size=5).list_cost_centers()
+        codes = [c.code for c in centers]
+        assert len(codes) == len(set(codes))
+        assert set(codes) == {
+            v["code"] for v in xl_seed()["objectValues"] if v["objectKindDbId"] == 101
+        }
+
+
+class TestXledgerPosting:
+    def test_a_batch_lands_in_the_ledger_as_balanced_vouchers(self, sandbox):
+        batch = [xl_posting(1), xl_posting(2, cost_center="200"), xl_posting(3)]
+        results = xl_connector(sandbox).post(batch)
+
+        assert outcomes(results) == [Outcome.SUCCEEDED] * 3
+        items = xl_items(sandbox)
+        assert len(items) == 6
+        by_reference: dict[str, list[dict]] = {}
+        for item in items:
+            by_reference.setdefault(item["extIdentifier"], []).append(item)
+        assert set(by_reference) == {p.reference for p in batch}
+        for p in batch:
+            debit, credit = sorted(by_reference[p.reference], key=lambda i: -Decimal(i["amount"]))
+            assert Decimal(debit["amount"]) + Decimal(credit["amount"]) == 0
+            assert Decimal(debit["amount"]) == p.amount
+            assert (debit["account"], credit["account"]) == ("7130", "2910")
+            assert debit["glObject2"] == p.cost_center
+            assert credit["subledger"] == p.claimant_reference
+            assert debit["invoiceNumber"] == credit["invoiceNumber"] == p.reference
+            assert debit["postedDate"] == "2025-03-14"
+            assert debit["transactionSource"] == "GL"
+        assert {r.erp_id for r in results} <= {str(i["dbId"]) for i in items}
+
+    def test_the_same_batch_posts_through_oauth2_with_a_bearer_token(self, sandbox):
+        results = xl_connector(sandbox, auth="oauth2").post([xl_posting(1)])
+        assert outcomes(results) == [Outcome.SUCCEEDED]
+        assert len(xl_items(sandbox)) == 2
+
+    def test_a_token_forgotten_by_the_server_is_fetched_again(self, sandbox):
+        connector = xl_connector(sandbox, auth="oauth2")
+        assert outcomes(connector.post([xl_posting(1)])) == [Outcome.SUCCEEDED]
+        sandbox.reset()  # the sandbox forgets issued tokens; ours is still cached
+        assert outcomes(connector.post([xl_posting(2)])) == [Outcome.SUCCEEDED]
+
+    def test_lookup_finds_a_posted_reference_and_not_an_unknown_one(self, sandbox):
+        connector = xl_connector(sandbox)
+        [result] = connector.post([xl_posting(1)])
+        found = connector.lookup(["VH-bf-1", "VH-bf-404"])
+        assert found == {"VH-bf-1": result.erp_id}
+
+    def test_a_full_batch_of_250_postings_is_one_call(self, sandbox):
+        batch = [xl_posting(n) for n in range(xl.XledgerConnector.batch_size)]
+        results = xl_connector(sandbox).post(batch)
+        assert set(outcomes(results)) == {Outcome.SUCCEEDED}
+        assert len(xl_items(sandbox)) == 500
+        assert sandbox.requests()["xledger"]["ok"] == 1
+
+
+class TestXledgerFaults:
+    def test_a_service_error_is_transient(self, sandbox):
+        sandbox.set_faults(error_rate=1.0)
+        results = xl_connector(sandbox).post([xl_posting(1), xl_posting(2)])
+        assert outcomes(results) == [Outcome.TRANSIENT] * 2
+        assert results[0].response_status == 503
+        assert xl_items(sandbox) == []
+
+    def test_the_burst_limit_is_rate_limited_with_a_default_wait_of_5_seconds(self, sandbox):
+        sandbox.set_faults(rate_limit_rate=1.0)
+        results = xl_connector(sandbox).post([xl_posting(1)])
+        assert (results[0].outcome, results[0].retry_after) == (Outcome.RATE_LIMITED, 5.0)
+
+    def test_a_connection_dropped_after_commit_is_uncertain_and_lookup_finds_it(self, sandbox):
+        connector = xl_connector(sandbox)
+        sandbox.set_faults(drop_after_commit_rate=1.0)
+        results = connector.post([xl_posting(1), xl_posting(2)])
+        assert outcomes(results) == [Outcome.UNCERTAIN] * 2
+        assert sandbox.requests()["xledger"]["dropped"] == 1
+
+        sandbox.set_faults()
+        found = connector.lookup(["VH-bf-1", "VH-bf-2"])
+        assert set(found) == {"VH-bf-1", "VH-bf-2"}  # in the ledger: must not be sent again
+        assert len(xl_items(sandbox)) == 4
+
+    def test_refused_postings_are_permanent_and_the_others_are_posted(self, sandbox):
+        sandbox.set_faults(permanent_error_rate=0.5)
+        batch = [xl_posting(n) for n in range(10)]
+        results = xl_connector(sandbox).post(batch)
+
+        refused = [r for r in results if r.outcome is Outcome.PERMANENT]
+        posted = [r for r in results if r.outcome is Outcome.SUCCEEDED]
+        assert refused and posted and len(refused) + len(posted) == 10
+        assert all("Period is closed for posting date 2025-03-14" in r.message for r in refused)
+        assert {i["extIdentifier"] for i in xl_items(sandbox)} == {r.reference for r in posted}
+
+    def test_an_unknown_account_is_permanent_with_the_erps_message(self, sandbox):
+        sandbox.set_faults(unknown_accounts=["7150"])
+        batch = [xl_posting(1), xl_posting(2, expense_account="7150"), xl_posting(3)]
+        results = xl_connector(sandbox).post(batch)
+        assert outcomes(results) == [Outcome.SUCCEEDED, Outcome.PERMANENT, Outcome.SUCCEEDED]
+        assert results[1].message == "Account '7150' does not exist"
+        assert {i["extIdentifier"] for i in xl_items(sandbox)} == {"VH-bf-1", "VH-bf-3"}
+
+    @pytest.mark.parametrize("auth", ["token", "oauth2"])
+    def test_expired_credentials_stop_everything_with_plain_words(self, sandbox, auth):
+        sandbox.set_faults(expired_credentials=True)
+        connector = xl_connector(sandbox, auth=auth)
+        with pytest.raises(ConnectorError) as caught:
+            connector.test_connection()
+        assert caught.value.outcome is Outcome.AUTHENTICATION
+        assert "refused. Check that" in caught.value.message
+        results = connector.post([xl_posting(1), xl_posting(2)])
+        assert outcomes(results) == [Outcome.AUTHENTICATION] * 2
+
+    def test_an_answer_slower_than_the_read_timeout_is_uncertain(self, sandbox):
+        sandbox.set_faults(latency_ms=1500)
+        before = handled(sandbox, "xledger")
+        results = xl_connector(sandbox, read_timeout=0.5).post([xl_posting(1)])
+        assert results[0].outcome is Outcome.UNCERTAIN
+        wait_until_handled(sandbox, "xledger", before + 1)
+        assert [i["extIdentifier"] for i in xl_items(sandbox)] == ["VH-bf-1"] * 2
+
+    def test_a_wrong_api_token_is_refused_without_showing_it(self, sandbox):
+        connector = xl_connector(sandbox, api_token="xl-wrong-token-123")
+        with pytest.raises(ConnectorError) as caught:
+            connector.test_connection()
+        assert caught.value.outcome is Outcome.AUTHENTICATION
+        assert caught.value.message == (
+            "The API token was refused. Check that it is correct and not revoked."
+        )
+        [result] = connector.post([xl_posting(1)])
+        assert result.outcome is Outcome.AUTHENTICATION
+        assert "xl-wrong-token-123" not in result.message + result.response_body
+
+    def test_a_wrong_client_secret_is_refused_without_showing_it(self, sandbox):
+        connector = xl_connector(sandbox, auth="oauth2", client_secret="wrong-secret-456")
+        with pytest.raises(ConnectorError) as caught:
+            connector.test_connection()
+        assert caught.value.outcome is Outcome.AUTHENTICATION
+        assert "client secret was refused" in caught.value.message
+        assert "wrong-secret-456" not in caught.value.message
+        [result] = connector.post([xl_posting(1)])
+        assert result.outcome is Outcome.AUTHENTICATION
+
+    def test_an_unknown_host_is_named_in_plain_words(self, sandbox):
+        connector = xl_connector(sandbox, graphql_url="https://no-such-host.invalid/graphql")
+        with pytest.raises(ConnectorError) as caught:
+            connector.test_connection()
+        assert caught.value.outcome is Outcome.TRANSIENT
+        assert caught.value.message == (
+            "Could not find the host no-such-host.invalid. Check the address."
+        )
+
+    def test_an_untrusted_certificate_is_named_and_nothing_is_sent(self, sandbox):
+        results = xl_connector(sandbox, ca_bundle=certifi.where()).post([xl_posting(1)])
+        assert results[0].outcome is Outcome.TRANSIENT
+        with pytest.raises(ConnectorError) as caught:
+            xl_connector(sandbox, ca_bundle=certifi.where()).test_connection()
+        assert "certificate of localhost could not be verified" in caught.value.message
+        assert xl_items(sandbox) == []
+
+
+# =============================================================================================
+# Business Central
+# =============================================================================================
+
+
+def postable_accounts() -> set[str]:
+    return {
+        a["number"]
+        for a in bc_seed()["accounts"]
+        if not a["blocked"] and a["directPosting"] is not False
+    }
+
+
+class TestBusinessCentralConnection:
+    def test_test_connection_names_company_and_environment_and_reads_the_lists(self, sandbox):
+        report = bc_connector(sandbox).test_connection()
+        seed = bc_seed()
+        assert report.detail == "company HLF, environment production"
+        assert {a.code for a in report.accounts} == postable_accounts()
+        avdeling = next(d for d in seed["dimensions"] if d["code"] == "AVDELING")
+        assert {c.code for c in report.cost_centers} == {
+            v["code"] for v in seed["dimensionValues"] if v["dimensionId"] == avdeling["id"]
+        }
+        assert {c.dimension for c in report.cost_centers} == {"AVDELING"}
+        assert {j.code for j in report.journals} == {"UTLEGG", "GENERELT"}
+        assert {d.code for d in report.dimensions} == {"AVDELING", "PROSJEKT"}
+
+    def test_blocked_accounts_and_control_accounts_are_not_offered(self, sandbox):
+        codes = {a.code for a in bc_connector(sandbox).list_accounts()}
+        assert "1950" not in codes  # blocked
+        assert "2400" not in codes  # direct posting off
+        assert {"7130", "2910"} <= codes
+
+    def test_small_pages_deliver_every_account_exactly_once(self, sandbox):
+        connector = bc_connector(sandbox, page_size=10)
+        rows = list(connector._collection(f"companies({BC_COMPANY_ID})/accounts"))
+        numbers = [r["number"] for r in rows]
+        assert len(numbers) == len(set(numbers)) == len(bc_seed()["accounts"])
+        assert [a.code for a in connector.list_accounts()] == [
+            n for n in numbers if n in postable_accounts()
+        ]
+
+    def test_small_pages_deliver_every_cost_center_exactly_once(self, sandbox):
+        centers = bc_connector(sandbox, page_size=3).list_cost_centers()
+        codes = [c.code for c in centers]
+        assert len(codes) == len(set(codes)) >= 4
+
+    def test_the_msal_application_is_made_once_for_the_same_credentials(self, sandbox):
+        first, second = bc_connector(sandbox), bc_connector(sandbox)
+        first.list_journals()
+        second.list_journals()
+        assert len(bc._apps) == 1
+        app = bc.msal_app(first.config)
+        tokens = list(app.token_cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN))
+        assert len(tokens) == 1
+
+
+class TestBusinessCentralPosting:
+    def test_a_batch_lands_as_journal_lines_with_their_cost_center(self, sandbox):
+        batch = [bc_posting(1), bc_posting(2, cost_center="0200"), bc_posting(3)]
+        results = bc_connector(sandbox).post(batch)
+
+        assert outcomes(results) == [Outcome.SUCCEEDED] * 3
+        ledger = bc_ledger(sandbox)
+        lines = ledger["journalLines"]
+        assert len(lines) == 3
+        by_reference = {line["externalDocumentNumber"]: line for line in lines}
+        assert set(by_reference) == {p.reference for p in batch}
+        for p, result in zip(batch, results, strict=True):
+            line = by_reference[p.reference]
+            assert line["id"] == result.erp_id
+            assert line["documentNumber"] == p.reference
+            assert Decimal(str(line["amount"])) == p.amount
+            assert line["accountNumber"] == "7130"
+            assert line["balancingAccountNumber"] == "2910"
+            assert line["comment"] == f"Ola Nordmann ({p.claimant_reference})"
+            [dimension] = ledger["dimensionSetLines"][line["id"]]
+            assert (dimension["code"], dimension["valueCode"]) == ("AVDELING", p.cost_center)
+        assert ledger["generalLedgerEntries"] == []
+
+    def test_a_full_batch_of_50_postings_is_one_batch_request(self, sandbox):
+        connector = bc_connector(sandbox)
+        connector.list_journals()
+        before = sandbox.requests()["business_central"]["ok"]
+        batch = [bc_posting(n) for n in range(bc.BusinessCentralConnector.batch_size)]
+        results = connector.post(batch)
+        assert set(outcomes(results)) == {Outcome.SUCCEEDED}
+        assert len(bc_ledger(sandbox)["journalLines"]) == 50
+        # the journal lookup and the one $batch
+        assert sandbox.requests()["business_central"]["ok"] - before == 2
+
+    def test_lookup_finds_unposted_lines_and_posted_entries_but_not_unknown_ones(self, sandbox):
+        connector = bc_connector(sandbox)
+        [first, _second] = connector.post([bc_posting(1), bc_posting(2)])
+        assert connector.lookup(["VH-hlf-1", "VH-hlf-404"]) == {"VH-hlf-1": first.erp_id}
+
+        journal_id = connector._journal()
+        connector._call(
+            "POST",
+            f"{connector._api}/companies({BC_COMPANY_ID})/journals({journal_id})/Microsoft.NAV.post",
+            operation="post journal",
+            count=1,
+            write=True,
+        )
+        entries = bc_ledger(sandbox)["generalLedgerEntries"]
+        found = connector.lookup(["VH-hlf-1", "VH-hlf-2", "VH-hlf-404"])
+        assert set(found) == {"VH-hlf-1", "VH-hlf-2"}
+        assert found["VH-hlf-1"] in {str(e["entryNumber"]) for e in entries}
+
+    def test_a_reference_with_a_quote_is_looked_up_safely(self, sandbox):
+        connector = bc_connector(sandbox)
+        [result] = connector.post([bc_posting(1, reference="VH-O'Brien-1")])
+        assert result.outcome is Outcome.SUCCEEDED
+        assert connector.lookup(["VH-O'Brien-1", "VH-O'Brien-2"]) == {"VH-O'Brien-1": result.erp_id}
+
+    def test_a_foreign_currency_is_permanent_and_never_sent(self, sandbox):
+        connector = bc_connector(sandbox)
+        results = connector.post([bc_posting(1, currency="EUR"), bc_posting(2)])
+        assert outcomes(results) == [Outcome.PERMANENT, Outcome.SUCCEEDED]
+        assert "local currency" in results[0].message
+        assert [line["externalDocumentNumber"] for line in bc_ledger(sandbox)["journalLines"]] == [
+            "VH-hlf-2"
+        ]
+
+
+class TestBusinessCentralFaults:
+    def test_a_service_error_is_transient_with_retry_after(self, sandbox):
+        connector = bc_connector(sandbox)
+        connector.list_journals()
+        sandbox.set_faults(error_rate=1.0, retry_after_s=2)
+        results = connector.post([bc_posting(1), bc_posting(2)])
+        assert {(r.outcome, r.retry_after) for r in results} == {(Outcome.TRANSIENT, 2.0)}
+        assert bc_ledger(sandbox)["journalLines"] == []
+
+    def test_a_rate_limit_is_rate_limited_with_retry_after_from_the_header(self, sandbox):
+        connector = bc_connector(sandbox)
+        connector.post([bc_posting(0)])  # the journal id is known from here on
+        sandbox.set_faults(rate_limit_rate=1.0, retry_after_s=3)
+        results = connector.post([bc_posting(1)])
+        assert (results[0].outcome, results[0].retry_after) == (Outcome.RATE_LIMITED, 3.0)
+        assert results[0].response_status == 429
+
+    def test_a_connection_dropped_after_commit_is_uncertain_and_lookup_finds_it(self, sandbox):
+        connector = bc_connector(sandbox)
+        connector.list_journals()
+        sandbox.set_faults(drop_after_commit_rate=1.0)
+        results = connector.post([bc_posting(1), bc_posting(2)])
+        assert outcomes(results) == [Outcome.UNCERTAIN] * 2
+
+        sandbox.set_faults()
+        found = connector.lookup(["VH-hlf-1", "VH-hlf-2"])
+        lines = bc_ledger(sandbox)["journalLines"]
+        assert found == {line["externalDocumentNumber"]: line["id"] for line in lines}
+        assert len(lines) == 2
+
+    def test_refused_postings_are_permanent_and_the_others_are_posted(self, sandbox):
+        sandbox.set_faults(permanent_error_rate=0.4)
+        batch = [bc_posting(n) for n in range(10)]
+        results = bc_connector(sandbox).post(batch)
+
+        refused = [r for r in results if r.outcome is Outcome.PERMANENT]
+        posted = [r for r in results if r.outcome is Outcome.SUCCEEDED]
+        assert refused and posted and len(refused) + len(posted) == 10
+        assert all("Period is closed for posting date 2025-03-14" in r.message for r in refused)
+        assert all(r.response_status == 400 for r in refused)
+        ledger = bc_ledger(sandbox)
+        assert {line["externalDocumentNumber"] for line in ledger["journalLines"]} == {
+            r.reference for r in posted
+        }
+        # (The sandbox keeps an empty list under a rolled-back line's id.)
+        with_dimensions = {line_id for line_id, sets in ledger["dimensionSetLines"].items() if sets}
+        assert with_dimensions == {r.erp_id for r in posted}
+
+    def test_an_unknown_account_is_permanent_with_the_erps_message(self, sandbox):
+        sandbox.set_faults(unknown_accounts=["7150"])
+        batch = [bc_posting(1), bc_posting(2, expense_account="7150"), bc_posting(3)]
+        results = bc_connector(sandbox).post(batch)
+        assert outcomes(results) == [Outcome.SUCCEEDED, Outcome.PERMANENT, Outcome.SUCCEEDED]
+        assert results[1].message.startswith("The G/L Account does not exist.")
+        assert "No.='7150'" in results[1].message
+        lines = bc_ledger(sandbox)["journalLines"]
+        assert {line["externalDocumentNumber"] for line in lines} == {"VH-hlf-1", "VH-hlf-3"}
+
+    def test_an_unknown_cost_center_is_permanent_and_leaves_no_line_behind(self, sandbox):
+        batch = [bc_posting(1), bc_posting(2, cost_center="9999")]
+        results = bc_connector(sandbox).post(batch)
+        assert outcomes(results) == [Outcome.SUCCEEDED, Outcome.PERMANENT]
+        assert "9999" in results[1].message
+        lines = bc_ledger(sandbox)["journalLines"]
+        assert [line["externalDocumentNumber"] for line in lines] == ["VH-hlf-1"]
+
+    def test_expired_credentials_stop_everything_with_plain_words(self, sandbox):
+        sandbox.set_faults(expired_credentials=True)
+        connector = bc_connector(sandbox)
+        with pytest.raises(ConnectorError) as caught:
+            connector.test_connection()
+        assert caught.value.outcome is Outcome.AUTHENTICATION
+        assert "client secret has expired" in caught.value.message
+        assert "AADSTS7000222" in caught.value.message
+        results = connector.post([bc_posting(1), bc_posting(2)])
+        assert outcomes(results) == [Outcome.AUTHENTICATION] * 2
+
+    def test_a_token_that_expired_at_the_api_is_an_authentication_failure(self, sandbox):
+        connector = bc_connector(sandbox)
+        connector.list_journals()  # a token is cached now
+        sandbox.set_faults(expired_credentials=True)
+        results = connector.post([bc_posting(1)])
+        assert results[0].outcome is Outcome.AUTHENTICATION
+
+    def test_an_answer_slower_than_the_read_timeout_is_uncertain(self, sandbox):
+        connector = bc_connector(sandbox, read_timeout=0.5)
+        connector.post([bc_posting(0)])  # token and journal id are in hand before it gets slow
+        sandbox.set_faults(latency_ms=1500)
+        before = handled(sandbox, "business_central")
+        results = connector.post([bc_posting(1)])
+        assert results[0].outcome is Outcome.UNCERTAIN
+        wait_until_handled(sandbox, "business_central", before + 1)
+        sandbox.set_faults()
+        assert set(connector.lookup(["VH-hlf-1"])) == {"VH-hlf-1"}
+
+    def test_a_wrong_secret_is_explained_without_showing_it(self, sandbox):
+        connector = bc_connector(sandbox, client_secret="not-the-secret-789")
+        with pytest.raises(ConnectorError) as caught:
+            connector.test_connection()
+        assert caught.value.outcome is Outcome.AUTHENTICATION
+        assert "client secret is wrong" in caught.value.message
+        assert "not-the-secret-789" not in caught.value.message
+        [result] = connector.post([bc_posting(1)])
+        assert result.outcome is Outcome.AUTHENTICATION
+        assert "not-the-secret-789" not in result.message + result.response_body
+
+    def test_an_unknown_tenant_is_explained(self, sandbox):
+        connector = bc_connector(sandbox, tenant_id="00000000-0000-0000-0000-000000000000")
+        with pytest.raises(ConnectorError) as caught:
+            connector.test_connection()
+        assert caught.value.outcome is Outcome.AUTHENTICATION
+        assert "tenant was not found" in caught.value.message
+
+    def test_an_unknown_client_is_explained(self, sandbox):
+        connector = bc_connector(sandbox, client_id="00000000-1111-2222-3333-444444444444")
+        with pytest.raises(ConnectorError) as caught:
+            connector.test_connection()
+        assert "No application with this client ID" in caught.value.message
+
+    def test_an_unknown_environment_is_explained(self, sandbox):
+        with pytest.raises(ConnectorError) as caught:
+            bc_connector(sandbox, environment="sandbox-x").test_connection()
+        assert "did not find environment sandbox-x" in caught.value.message
+
+    def test_an_unknown_journal_refuses_postings_with_its_code(self, sandbox):
+        results = bc_connector(sandbox, journal_code="NOPE").post([bc_posting(1)])
+        assert results[0].outcome is Outcome.PERMANENT
+        assert "journal NOPE does not exist" in results[0].message
+
+
+# =============================================================================================
+# Secrets
+# =============================================================================================
+
+
+FAULTS = [
+    {},
+    {"error_rate": 1.0},
+    {"rate_limit_rate": 1.0},
+    {"drop_after_commit_rate": 1.0},
+    {"permanent_error_rate": 0.5},
+    {"unknown_accounts": ["7130"]},
+    {"expired_credentials": True},
+    {"latency_ms": 700},
+]
+
+
+def _exercise(connector, postings: list[Posting], texts: list[str]) -> None:
+    """Everything a connector does, its results and refusals collected as text."""
+    references = [p.reference for p in postings]
+    for call in (connector.test_connection, lambda: connector.lookup(references)):
+        try:
+            texts.append(repr(call()))
+        except ConnectorError as error:
+            texts.append(error.message)
+            texts.append(str(error))
+    for result in connector.post(postings):
+        texts.extend([result.message, result.response_body, json.dumps(result.payload)])
+
+
+def _access_tokens_in_caches() -> set[str]:
+    tokens = {t.access_token for t in xl._tokens.values()}
+    for app in bc._apps.values():
+        cached = app.token_cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)
+        tokens |= {item["secret"] for item in cached}
+    return tokens
+
+
+def test_no_secret_appears_in_results_errors_or_logs_under_every_fault(sandbox, caplog):
+    caplog.set_level(logging.DEBUG)
+    texts: list[str] = []
+    access_tokens: set[str] = set()
+    for n, faults in enumerate(FAULTS):
+        sandbox.set_faults(**faults)
+        connectors = [
+            xl_connector(sandbox, read_timeout=0.5),
+            xl_connector(sandbox, auth="oauth2", read_timeout=0.5),
+            bc_connector(sandbox, read_timeout=0.5),
+            xl_connector(sandbox, api_token="xl-wrong-token-123"),
+            xl_connector(sandbox, auth="oauth2", client_secret="wrong-secret-456"),
+            bc_connector(sandbox, client_secret="not-the-secret-789"),
+        ]
+        for c, connector in enumerate(connectors):
+            make = bc_posting if isinstance(connector, bc.BusinessCentralConnector) else xl_posting
+            _exercise(connector, [make(100 * n + 10 * c + k) for k in range(3)], texts)
+        access_tokens |= _access_tokens_in_caches()
+    sandbox.set_faults()
+    time.sleep(FAULTS[-1]["latency_ms"] / 1000)  # let requests given up on finish here
+
+    assert len(access_tokens) >= 2, "the run should have obtained access tokens"
+    secrets = [
+        XL_TOKEN,
+        XL_SECRET,
+        BC_SECRET,
+        "xl-wrong-token-123",
+        "wrong-secret-456",
+        "not-the-secret-789",
+        *access_tokens,
+    ]
+    logged = [record.getMessage() for record in caplog.records] + [caplog.text]
+    assert len(caplog.records) > 50
+    for secret in secrets:
+        assert not [t for t in texts if secret in t], f"a result or error shows {secret[:4]}…"
+        assert not [t for t in logged if secret in t], f"a log line shows {secret[:4]}…"
