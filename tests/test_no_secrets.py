@@ -30,16 +30,27 @@ def _trust_the_sandbox(erp_sandbox, settings) -> None:
 
 def configure(client: Client, org, erp_sandbox, connector: str, secret: str) -> Integration:
     if connector == "xledger":
-        form = {"connector": "xledger", "base_url": f"{erp_sandbox.url}/graphql",
-                "xledger_auth": "token", "api_token": secret, "cost_center_object": "1",
-                "cost_center_kind_db_id": "101"}
+        form = {
+            "connector": "xledger",
+            "base_url": f"{erp_sandbox.url}/graphql",
+            "xledger_auth": "token",
+            "api_token": secret,
+            "cost_center_object": "1",
+            "cost_center_kind_db_id": "101",
+        }
     else:
-        form = {"connector": "business_central", "base_url": erp_sandbox.url,
-                "authority_host": erp_sandbox.url,
-                "tenant_id": "3f2b9c4e-5d6a-4b7c-8e9f-0a1b2c3d4e5f", "environment": "production",
-                "company_id": "8a4c2e6f-1b3d-4a5c-9e7f-6d8b0a2c4e6f",
-                "client_id": "5c1e7a92-0d3b-4f6e-9a8c-2b4d6f8a0c1e", "client_secret": secret,
-                "journal_code": "UTLEGG", "cost_center_dimension": "AVDELING"}
+        form = {
+            "connector": "business_central",
+            "base_url": erp_sandbox.url,
+            "authority_host": erp_sandbox.url,
+            "tenant_id": "3f2b9c4e-5d6a-4b7c-8e9f-0a1b2c3d4e5f",
+            "environment": "production",
+            "company_id": "8a4c2e6f-1b3d-4a5c-9e7f-6d8b0a2c4e6f",
+            "client_id": "5c1e7a92-0d3b-4f6e-9a8c-2b4d6f8a0c1e",
+            "client_secret": secret,
+            "journal_code": "UTLEGG",
+            "cost_center_dimension": "AVDELING",
+        }
     response = client.post(reverse("integration_settings", args=[org.slug]), form)
     assert response.status_code == 302, response.content[:500]
     return Integration.objects.get(organization=org)
@@ -54,11 +65,16 @@ def run_test(integration: Integration) -> ConnectionTest:
 
 def everything_shown(org, users) -> str:
     pages = []
-    urls = [reverse(name, args=[org.slug]) for name in (
-        "integration_settings", "integration_connection", "integration_mappings",
-        "organization_home")]
-    urls.append(reverse("admin:integrations_integration_change",
-                        args=[org.integration.pk]))
+    urls = [
+        reverse(name, args=[org.slug])
+        for name in (
+            "integration_settings",
+            "integration_connection",
+            "integration_mappings",
+            "organization_home",
+        )
+    ]
+    urls.append(reverse("admin:integrations_integration_change", args=[org.integration.pk]))
     for user in users:
         client = Client()
         client.force_login(user)
@@ -96,7 +112,8 @@ def test_no_secret_leaves_the_server_in_success_or_failure(
     assert expired.status == "failed" and expired.message
 
     logged = "\n".join(
-        f"{record.getMessage()} {record.args!r} {record.exc_text or ''}" for record in caplog.records
+        f"{record.getMessage()} {record.args!r} {record.exc_text or ''}"
+        for record in caplog.records
     )
     shown = everything_shown(org, [org_admin, auditor, global_admin])
     for secret in (good_secret, WRONG):
