@@ -46,9 +46,12 @@ from .http import (
     classify_failure,
     describe_failure,
     erp_message_from,
+    failed_result,
     host_of,
+    json_or_none,
     log_call,
     make_session,
+    ms_since,
     redact,
 )
 
@@ -509,7 +512,7 @@ class BusinessCentralConnector:
             payload={"requests": operations},
             response_status=int(own[0].get("status", 0)),
             response_body=truncate(json.dumps({"responses": own}, ensure_ascii=False)),
-            duration_ms=_ms_since(started),
+            duration_ms=ms_since(started),
         )
 
     def _result(
@@ -519,17 +522,8 @@ class BusinessCentralConnector:
         failure: Failure,
         started: float,
     ) -> PostResult:
-        secrets = self.config.secrets()
-        return PostResult(
-            reference=posting.reference,
-            outcome=failure.outcome,
-            message=redact(failure.message, secrets),
-            retry_after=failure.retry_after,
-            payload={"requests": operations} if operations else {},
-            response_status=failure.status,
-            response_body=redact(failure.body, secrets),
-            duration_ms=_ms_since(started),
-        )
+        payload = {"requests": operations} if operations else {}
+        return failed_result(posting.reference, payload, failure, started, self.config.secrets())
 
     # --- lookup -------------------------------------------------------------------------
 
@@ -730,7 +724,7 @@ class BusinessCentralConnector:
                 self._log(operation, count, failure.cause.value, started)
                 raise CallFailed(failure) from None
             self._log(operation, count, str(response.status_code), started)
-            body = _json_or_none(response)
+            body = json_or_none(response)
             if response.status_code == 401 and attempt == 1:
                 _forget_access_tokens(msal_app(self.config))
                 continue
@@ -916,14 +910,3 @@ def _unreadable(*, write: bool, body: str = "", status: int | None = None) -> Fa
     outcome = Outcome.UNCERTAIN if write else Outcome.TRANSIENT
     words = "Business Central gave an answer that could not be read."
     return Failure(outcome, Cause.OTHER, words, None, status, truncate(body))
-
-
-def _json_or_none(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _ms_since(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)

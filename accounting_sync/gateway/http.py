@@ -35,7 +35,7 @@ from urllib3.exceptions import (
     SSLError as Urllib3SSLError,
 )
 
-from .base import Outcome, truncate
+from .base import Outcome, PostResult, truncate
 
 USER_AGENT = "voluntary-ledger/0.1 (accounting-sync)"
 
@@ -454,3 +454,36 @@ def erp_message_from(body: Any) -> str:
         if isinstance(errors, list) and errors:
             return "; ".join(str(e.get("message", e)) for e in errors if isinstance(e, dict))
     return ""
+
+
+def ms_since(started: float) -> int:
+    """Milliseconds since a `time.monotonic()` reading."""
+    return int((time.monotonic() - started) * 1000)
+
+
+def json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def failed_result(
+    reference: str,
+    payload: dict[str, Any],
+    failure: Failure,
+    started: float,
+    secrets: Iterable[str],
+) -> PostResult:
+    """A posting's result when the call failed for it: the ERP's words, never a secret."""
+    secrets = list(secrets)
+    return PostResult(
+        reference=reference,
+        outcome=failure.outcome,
+        message=redact(failure.message, secrets),
+        retry_after=failure.retry_after,
+        payload=payload,
+        response_status=failure.status,
+        response_body=redact(failure.body, secrets),
+        duration_ms=ms_since(started),
+    )

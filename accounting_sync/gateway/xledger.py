@@ -42,9 +42,12 @@ from .http import (
     configure_session,
     describe_failure,
     erp_message_from,
+    failed_result,
     host_of,
+    json_or_none,
     log_call,
     make_session,
+    ms_since,
     redact,
 )
 
@@ -527,7 +530,7 @@ class XledgerConnector:
                 payload={"inputs": inputs[index]},
                 response_status=status,
                 response_body=truncate(json.dumps({"edges": own}, ensure_ascii=False)),
-                duration_ms=_ms_since(started),
+                duration_ms=ms_since(started),
             )
 
     def _result(
@@ -537,17 +540,8 @@ class XledgerConnector:
         failure: Failure,
         started: float,
     ) -> PostResult:
-        secrets = self.config.secrets()
-        return PostResult(
-            reference=posting.reference,
-            outcome=failure.outcome,
-            message=redact(failure.message, secrets),
-            retry_after=failure.retry_after,
-            payload={"inputs": inputs},
-            response_status=failure.status,
-            response_body=redact(failure.body, secrets),
-            duration_ms=_ms_since(started),
-        )
+        payload = {"inputs": inputs}
+        return failed_result(posting.reference, payload, failure, started, self.config.secrets())
 
     # --- reading ------------------------------------------------------------------------
 
@@ -642,7 +636,7 @@ class XledgerConnector:
                 failure = classify_failure(error, write=write)
                 self._log(operation, count, failure.cause.value, started)
                 raise CallFailed(failure) from None
-            body = _json_or_none(response)
+            body = json_or_none(response)
             if self._bearer_refused(response, body) and attempt == 1:
                 self._log(operation, count, "token refused, fetching a new one", started)
                 forget_token(self.config)
@@ -765,13 +759,6 @@ def _validation_errors_by_client_id(
     return by_client
 
 
-def _json_or_none(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
 def _unexpected_answer(*, write: bool, body: str = "") -> Failure:
     # A write answered with something unreadable may still have been stored.
     outcome = Outcome.UNCERTAIN if write else Outcome.TRANSIENT
@@ -783,7 +770,3 @@ def _unexpected_answer(*, write: bool, body: str = "") -> Failure:
         200,
         truncate(body),
     )
-
-
-def _ms_since(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
