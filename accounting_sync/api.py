@@ -11,6 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from accounting_sync.inbound import ingest, validate_batch
+from accounting_sync.tasks import request_approval_sync
 from integrations.models import ApiKey
 
 
@@ -109,6 +110,8 @@ def receive_records(request: HttpRequest) -> JsonResponse:
             "nothing was stored.",
             conflicts=result.conflicts,
         )
+    if result.created:
+        request_approval_sync(key.organization)
     body = {
         "created": result.created,
         "unchanged": len(result.outcomes) - result.created,

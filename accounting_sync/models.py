@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from integrations.models import Organization
@@ -56,6 +57,13 @@ class FinancialRecord(models.Model):
     skip_reason = models.CharField(max_length=300, blank=True)
     erp_document_id = models.CharField(max_length=100, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
+    # The run that holds the record while it is `sending`; a dead run's records are
+    # found through this and made safe to send again.
+    claimed_by = models.ForeignKey(
+        "SyncRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The last send may have reached the ERP: look it up by reference before resending.
+    needs_lookup = models.BooleanField(default=False)
 
     received_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -68,7 +76,14 @@ class FinancialRecord(models.Model):
             ),
             models.CheckConstraint(condition=models.Q(amount__gt=0), name="amount_positive"),
         ]
-        indexes = [models.Index(fields=["organization", "state"], name="record_org_state")]
+        indexes = [
+            models.Index(fields=["organization", "state"], name="record_org_state"),
+            models.Index(
+                fields=["organization", "next_retry_at"],
+                condition=models.Q(state="failed"),
+                name="record_failed_due",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.reference} {self.kind} {self.amount} {self.currency}"
@@ -105,3 +120,126 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname} @ {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SyncRun(models.Model):
+    """One sync of one organization's records to its ERP."""
+
+    class Trigger(models.TextChoices):
+        APPROVAL = "approval", "After approval"
+        MANUAL = "manual", "Manual"
+        SCHEDULE = "schedule", "Schedule"
+        RETRY = "retry", "Retry"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        PARTIAL = "partial", "Partly failed"
+        FAILED = "failed", "Failed"
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="runs")
+    connector = models.CharField(max_length=20)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Retry Selected: exactly these records; otherwise everything sendable.
+    record_ids = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(auto_now_add=True)
+    worker = models.CharField(max_length=255, blank=True)  # who executes it, once claimed
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    # What the run says in words: why it stopped, what was skipped and why.
+    message = models.TextField(blank=True)
+    skip_reasons = models.JSONField(default=dict, blank=True)  # reason → count
+    error_class = models.CharField(max_length=20, blank=True)  # why a whole run failed
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            # Two workers cannot both pass this, unlike a Python check.
+            models.UniqueConstraint(
+                fields=["organization"],
+                condition=models.Q(status="running"),
+                name="one_running_run_per_org",
+            ),
+        ]
+        indexes = [models.Index(fields=["organization", "-started_at"], name="run_org_started")]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} {self.organization} {self.trigger} {self.status}"
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == self.Status.RUNNING
+
+
+class SyncLog(models.Model):
+    """One attempt to send one record: only ever inserted, never changed.
+
+    "Marked succeeded with a reference to the retry" (S6.4) is the later attempt
+    pointing back at the one it retries (`retry_of`), not a rewrite of this row.
+    """
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        UNCERTAIN = "uncertain", "Uncertain"
+
+    run = models.ForeignKey(SyncRun, on_delete=models.PROTECT, related_name="attempts")
+    record = models.ForeignKey(FinancialRecord, on_delete=models.PROTECT, related_name="attempts")
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    connector = models.CharField(max_length=20)
+    attempt_number = models.PositiveIntegerField()
+    trigger = models.CharField(max_length=10, choices=SyncRun.Trigger.choices)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    error_class = models.CharField(max_length=20, blank=True)
+    error_message = models.TextField(blank=True)
+    payload = models.JSONField(default=dict, blank=True)  # exactly what was sent; no credentials
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    reference = models.CharField(max_length=40)
+    erp_id = models.CharField(max_length=100, blank=True)
+    retry_of = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="retried_by"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "sync_logs"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "-created_at", "-id"], name="synclog_org_newest"),
+            models.Index(fields=["record", "attempt_number"], name="synclog_record_attempt"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} attempt {self.attempt_number} {self.status}"
+
+
+class SyncEvent(models.Model):
+    """Something an admin must hear about; the alerts turn these into in-app alerts."""
+
+    class Kind(models.TextChoices):
+        SCHEDULED_RUN_FAILED = "scheduled_run_failed", "Scheduled sync failed after its retries"
+        AUTHENTICATION_FAILED = "authentication_failed", "The ERP refused the credentials"
+        RUN_ABANDONED = "run_abandoned", "A sync stopped because its worker died"
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    run = models.ForeignKey(SyncRun, null=True, blank=True, on_delete=models.PROTECT)
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.organization} {self.kind}"

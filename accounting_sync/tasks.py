@@ -1,9 +1,31 @@
+"""Every trigger of a sync goes through Celery (DESIGN.md, "Triggers")."""
+
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
+from celery.exceptions import MaxRetriesExceededError
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
-from accounting_sync.models import WorkerHeartbeat
+from accounting_sync.models import FinancialRecord, SyncEvent, SyncRun, WorkerHeartbeat
+from accounting_sync.orchestrator import (
+    RunAlreadyGoing,
+    backoff_seconds,
+    execute_run,
+    recover_stale_runs,
+    sendable,
+    start_run,
+)
+from integrations.models import Integration, Organization
+
+logger = logging.getLogger(__name__)
+
+# A scheduled run that fails on a network error is tried again this many times (S9.4).
+SCHEDULED_RETRIES = 3
+SCHEDULED_FIRST_RETRY_SECONDS = 60
 
 
 @shared_task(bind=True, ignore_result=True)
@@ -13,3 +35,103 @@ def record_worker_heartbeat(self) -> str:
         hostname=hostname, defaults={"seen_at": timezone.now()}
     )
     return hostname
+
+
+@shared_task(bind=True, ignore_result=True)
+def run_sync(self, run_id: int) -> None:
+    """Carry out a run opened elsewhere (manual trigger, retry, the sweep)."""
+    run = execute_run(run_id, worker=self.request.hostname or "worker")
+    if run is not None:
+        follow_up(run)
+
+
+@shared_task(bind=True, ignore_result=True)
+def sync_after_approval(self, organization_id: int) -> None:
+    """Approvals close together share one run: the first task starts it, later ones
+    find it running and leave their records to it or to the follow-up run."""
+    integration = Integration.objects.filter(organization_id=organization_id).first()
+    if integration is None or not (integration.enabled and integration.sync_after_approval):
+        return
+    try:
+        run = start_run(integration.organization, SyncRun.Trigger.APPROVAL)
+    except RunAlreadyGoing:
+        return
+    run = execute_run(run.pk, worker=self.request.hostname or "worker")
+    if run is not None:
+        follow_up(run)
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=SCHEDULED_RETRIES)
+def scheduled_sync(self, organization_id: int) -> None:
+    integration = Integration.objects.select_related("organization").get(
+        organization_id=organization_id
+    )
+    if not integration.enabled or not integration.is_schedule_day(timezone.now()):
+        return
+    try:
+        run = start_run(integration.organization, SyncRun.Trigger.SCHEDULE)
+    except RunAlreadyGoing:
+        return  # the running one takes the records
+    run = execute_run(run.pk, worker=self.request.hostname or "worker")
+    if run is None or run.error_class != "network":
+        return
+    try:
+        countdown = backoff_seconds(self.request.retries + 1, SCHEDULED_FIRST_RETRY_SECONDS)
+        raise self.retry(countdown=countdown)
+    except MaxRetriesExceededError:
+        SyncEvent.objects.create(
+            organization_id=organization_id,
+            run=run,
+            kind=SyncEvent.Kind.SCHEDULED_RUN_FAILED,
+            message=f"The scheduled sync could not reach the accounting system, also after "
+            f"{SCHEDULED_RETRIES} retries: {run.message}",
+        )
+
+
+@shared_task(ignore_result=True)
+def sweep() -> None:
+    """Close runs whose worker died, then start runs for failed records that are due."""
+    recover_stale_runs()
+    now = timezone.now()
+    due = (
+        FinancialRecord.objects.filter(
+            state=FinancialRecord.State.FAILED,
+            next_retry_at__lte=now,
+            organization__integration__enabled=True,
+        )
+        .values_list("organization_id", flat=True)
+        .distinct()
+    )
+    for organization in Organization.objects.filter(pk__in=list(due)):
+        try:
+            run = start_run(organization, SyncRun.Trigger.RETRY)
+        except RunAlreadyGoing:
+            continue
+        run_sync.delay(run.pk)
+
+
+def follow_up(run: SyncRun) -> None:
+    """Records approved while the run was going are sent by a next run, not left waiting."""
+    integration = Integration.objects.get(organization_id=run.organization_id)
+    if not (integration.enabled and integration.sync_after_approval):
+        return
+    if run.error_class in ("authentication", "abandoned"):
+        return  # a person has to act first; do not loop on it
+    still_pending = FinancialRecord.objects.filter(
+        sendable(integration.organization, integration), state=FinancialRecord.State.PENDING
+    ).exists()
+    if still_pending:
+        sync_after_approval.apply_async(
+            (run.organization_id,), countdown=settings.SYNC_APPROVAL_DELAY_SECONDS
+        )
+
+
+def request_approval_sync(organization: Organization) -> None:
+    """Called by the inbound API once new records are committed."""
+    integration = Integration.objects.filter(organization=organization).first()
+    if integration and integration.enabled and integration.sync_after_approval:
+        transaction.on_commit(
+            lambda: sync_after_approval.apply_async(
+                (organization.pk,), countdown=settings.SYNC_APPROVAL_DELAY_SECONDS
+            )
+        )

@@ -20,6 +20,8 @@ class AdminAction(models.Model):
         CONNECTOR_ENABLED = "connector_enabled", "Connector enabled"
         CONNECTOR_DISABLED = "connector_disabled", "Connector disabled"
         CONNECTION_TESTED = "connection_tested", "Connection test started"
+        SYNC_TRIGGERED = "sync_triggered", "Sync triggered"
+        SCHEDULE_CHANGED = "schedule_changed", "Schedule changed"
 
     organization = models.ForeignKey(
         "integrations.Organization",

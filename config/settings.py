@@ -196,10 +196,20 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The sync engine's timings (seconds).
+SYNC_STALE_AFTER_SECONDS = get_int("SYNC_STALE_AFTER_SECONDS", 300, minimum=5)
+SYNC_APPROVAL_DELAY_SECONDS = get_int("SYNC_APPROVAL_DELAY_SECONDS", 5)
+SYNC_SWEEP_SECONDS = get_int("SYNC_SWEEP_SECONDS", 30, minimum=1)
+
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {
         "task": "accounting_sync.tasks.record_worker_heartbeat",
         "schedule": 60.0,
+    },
+    # Due automatic retries, and runs whose worker died.
+    "sync-sweep": {
+        "task": "accounting_sync.tasks.sweep",
+        "schedule": float(SYNC_SWEEP_SECONDS),
     },
 }
 

@@ -44,6 +44,8 @@ urlpatterns = [
         integration_views.integration_mappings,
         name="integration_mappings",
     ),
+    path("orgs/<slug:slug>/sync/", sync_views.trigger_sync, name="trigger_sync"),
+    path("orgs/<slug:slug>/retry/", sync_views.retry_records, name="retry_records"),
     path("api/v1/records", sync_api.receive_records, name="api_records"),
     path("admin/", admin.site.urls),
 ]

@@ -341,6 +341,10 @@ class MappingsForm(forms.Form):
                     defaults={"account_code": pair[0], "cost_center_code": pair[1]},
                 )
             integration.mappings.exclude(category__in=after).delete()
+            # Records held back for want of a mapping can go now (DESIGN: skipped → pending).
+            integration.organization.records.filter(
+                state="skipped", category__in=list(after)
+            ).update(state="pending", skip_reason="")
             integration.payable_account = payable
             integration.save(update_fields=["payable_account", "updated_at"])
             AdminAction.record(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import calendar
 import hashlib
 import secrets
 import zoneinfo
@@ -235,6 +236,33 @@ class Integration(models.Model):
     journal_code = models.CharField(max_length=20, blank=True)
     payable_account = models.CharField(max_length=20, blank=True)
 
+    # When to sync (S9): the schedule, "after each approval", what, and how to retry.
+    class Schedule(models.TextChoices):
+        MANUAL = "manual", "Manual only"
+        DAILY = "daily", "Daily"
+        WEEKLY = "weekly", "Weekly"
+        MONTHLY = "monthly", "Monthly"
+        CUSTOM = "custom", "Custom (cron)"
+
+    schedule = models.CharField(max_length=10, choices=Schedule.choices, default=Schedule.MANUAL)
+    schedule_time = models.TimeField(null=True, blank=True)
+    schedule_weekday = models.PositiveSmallIntegerField(  # 1 = Monday … 7 = Sunday
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(7)]
+    )
+    schedule_day = models.PositiveSmallIntegerField(  # of the month; past its end: the last day
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(31)]
+    )
+    schedule_cron = models.CharField(max_length=100, blank=True)
+    sync_after_approval = models.BooleanField(default=True)
+    include_reimbursements = models.BooleanField(default=True)
+    include_honorariums = models.BooleanField(default=True)
+    automatic_retries = models.PositiveSmallIntegerField(
+        default=5, validators=[MaxValueValidator(20)]
+    )
+    first_retry_delay_seconds = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(1), MaxValueValidator(86_400)]
+    )
+
     credentials_ciphertext = models.TextField(blank=True, editable=False)
     credentials_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -326,6 +354,23 @@ class Integration(models.Model):
             )
             AdminAction.record(actor, self.organization, kind, connector=self.connector)
         return None
+
+    def is_schedule_day(self, moment) -> bool:
+        """Monthly on the 29th-31st means the last day of shorter months: beat fires on
+        each of the 28th-31st and only the right one of them runs."""
+        if self.schedule != self.Schedule.MONTHLY or (self.schedule_day or 0) <= 28:
+            return True
+        local = moment.astimezone(zoneinfo.ZoneInfo(self.organization.time_zone)).date()
+        last = calendar.monthrange(local.year, local.month)[1]
+        return local.day == min(self.schedule_day, last)
+
+    def included_kinds(self) -> list[str]:
+        kinds = []
+        if self.include_reimbursements:
+            kinds.append("reimbursement")
+        if self.include_honorariums:
+            kinds.append("honorarium")
+        return kinds
 
     def account_codes(self) -> set[str]:
         return {account["code"] for account in self.erp_accounts}

@@ -78,6 +78,9 @@ MATRIX: list[Route] = [
     Route("integration_toggle", "POST", allowed_for(302, 403, 302), org_scoped=True),
     Route("integration_mappings", "GET", allowed_for(200, 200, 200), org_scoped=True),
     Route("integration_mappings", "POST", allowed_for(200, 403, 200), org_scoped=True),
+    # Sending: org admins trigger and retry; auditors may not.
+    Route("trigger_sync", "POST", allowed_for(302, 403, 302), org_scoped=True),
+    Route("retry_records", "POST", allowed_for(302, 403, 302), org_scoped=True),
     # The inbound API takes an API key only; a browser session is not enough.
     Route("api_records", "POST", {role: 401 for role in ROLES}),
 ]
