@@ -24,6 +24,12 @@ VARIABLES = (
     "CONN_MAX_AGE",
     "LOG_LEVEL",
     "BEHIND_TLS_PROXY",
+    "ERP_ALLOWED_HOSTS",
+    "ERP_CA_BUNDLE",
+    "ERP_SANDBOX_URL",
+    "SYNC_STALE_AFTER_SECONDS",
+    "SYNC_APPROVAL_DELAY_SECONDS",
+    "SYNC_SWEEP_SECONDS",
 )
 PRODUCTION = {
     "DEBUG": "false",
@@ -111,6 +117,16 @@ def test_the_demo_starts_with_no_variables_at_all(tmp_path) -> None:
             id="conn-max-age-negative",
         ),
         pytest.param({"DEBUG": "true", "LOG_LEVEL": "LOUD"}, "LOG_LEVEL", id="log-level-unknown"),
+        pytest.param(
+            {"DEBUG": "true", "SYNC_STALE_AFTER_SECONDS": "1"},
+            "SYNC_STALE_AFTER_SECONDS",
+            id="stale-after-too-short",
+        ),
+        pytest.param(
+            {"DEBUG": "true", "ERP_ALLOWED_HOSTS": "a.example,"},
+            "ERP_ALLOWED_HOSTS",
+            id="erp-hosts-empty-item",
+        ),
     ],
 )
 def test_a_malformed_value_stops_start_up_naming_the_variable(tmp_path, variables, named) -> None:
