@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from audit.chain import ChainedModel
 from integrations.models import Organization
 
 
@@ -180,7 +181,7 @@ class SyncRun(models.Model):
         return self.status == self.Status.RUNNING
 
 
-class SyncLog(models.Model):
+class SyncLog(ChainedModel):
     """One attempt to send one record: only ever inserted, never changed.
 
     "Marked succeeded with a reference to the retry" (S6.4) is the later attempt
@@ -210,7 +211,25 @@ class SyncLog(models.Model):
     retry_of = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="retried_by"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    CHAIN_FIELDS = (
+        "run_id",
+        "record_id",
+        "organization_id",
+        "connector",
+        "attempt_number",
+        "trigger",
+        "status",
+        "error_class",
+        "error_message",
+        "payload",
+        "response_status",
+        "response_body",
+        "duration_ms",
+        "reference",
+        "erp_id",
+        "retry_of_id",
+        "created_at",
+    )
 
     class Meta:
         db_table = "sync_logs"

@@ -5,8 +5,10 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from audit.chain import ChainedModel
 
-class AdminAction(models.Model):
+
+class AdminAction(ChainedModel):
     """Who changed what, when: key rotations now; credentials, mappings, toggles later.
 
     Values of secrets are never put in `detail`, only the fact of a change.
@@ -30,14 +32,28 @@ class AdminAction(models.Model):
         on_delete=models.PROTECT,
         related_name="admin_actions",
     )
+    # Never rewritten when a user is deleted (the row is immutable): the id stays, and
+    # actor_username still names who it was.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     # Kept beside the foreign key so the trail still names a user who was deleted.
     actor_username = models.CharField(max_length=150, blank=True)
     kind = models.CharField(max_length=40, choices=Kind.choices)
     detail = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Platform actions (no organization) form a chain of their own.
+    CHAIN_FIELDS = (
+        "organization_id",
+        "actor_id",
+        "actor_username",
+        "kind",
+        "detail",
+        "created_at",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

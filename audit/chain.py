@@ -1,0 +1,156 @@
+"""Tamper evidence: each audit row carries a hash chained to the previous row of its
+organization, so editing or deleting a row behind the application's back breaks
+the chain at that row, and `verify_chain` names it (S8.6).
+
+The hash covers the row's content as canonical JSON. It is computed in Python,
+not in the database, so that it is the same on PostgreSQL and SQLite and an
+auditor can recompute it from an export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+
+GENESIS = "0" * 64
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def digest(prev_hash: str, content: dict[str, Any]) -> str:
+    canonical = json.dumps(
+        {key: _plain(value) for key, value in content.items()},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+
+
+class ChainedQuerySet(models.QuerySet):
+    """Rows are appended with their hashes; the chain's head is read under a lock."""
+
+    def _link(self, rows: list[models.Model]) -> None:
+        model = self.model
+        now = timezone.now()
+        heads: dict[int | None, str] = {}
+        for row in rows:
+            if row.created_at is None:
+                row.created_at = now  # part of the hash, so fixed before it is computed
+            org = row.organization_id
+            if org not in heads:
+                heads[org] = (
+                    model.objects.filter(organization_id=org)
+                    .order_by("-id")
+                    .values_list("row_hash", flat=True)
+                    .first()
+                    or GENESIS
+                )
+            row.prev_hash = heads[org]
+            row.row_hash = digest(row.prev_hash, row.chain_content())
+            heads[org] = row.row_hash
+
+    def bulk_create(self, objs: Iterable[models.Model], *args, **kwargs):
+        rows = list(objs)
+        with transaction.atomic():
+            _lock_chains({row.organization_id for row in rows})
+            self._link(rows)
+            return super().bulk_create(rows, *args, **kwargs)
+
+    def create(self, **kwargs):
+        return self.bulk_create([self.model(**kwargs)])[0]
+
+    def update(self, **kwargs):
+        raise TypeError(f"{self.model.__name__} rows are never changed once written.")
+
+    def delete(self):
+        raise TypeError(f"{self.model.__name__} rows are never deleted.")
+
+
+def _lock_chains(organization_ids: set[int | None]) -> None:
+    """Serialize appends per organization (two at once would both link to one head)."""
+    from integrations.models import Organization
+
+    ids = [pk for pk in organization_ids if pk is not None]
+    if ids:
+        list(Organization.objects.select_for_update().filter(pk__in=ids).values_list("pk"))
+
+
+class ChainedModel(models.Model):
+    """An insert-only row in a per-organization hash chain.
+
+    Subclasses name the fields the hash covers in CHAIN_FIELDS. The database also
+    refuses UPDATE and DELETE on these tables (see the audit migrations).
+    """
+
+    CHAIN_FIELDS: tuple[str, ...] = ()
+
+    created_at = models.DateTimeField(default=None, editable=False, db_index=True)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    row_hash = models.CharField(max_length=64, editable=False)
+
+    objects = ChainedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise TypeError(f"{type(self).__name__} rows are never changed once written.")
+        type(self).objects.bulk_create([self])
+        self._state.adding = False
+
+    def delete(self, *args, **kwargs):
+        raise TypeError(f"{type(self).__name__} rows are never deleted.")
+
+    def chain_content(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.CHAIN_FIELDS}
+
+
+@dataclass(frozen=True)
+class Break:
+    row_id: int
+    reason: str
+
+
+def verify_chain(
+    model: type[models.Model], organization_id: int | None
+) -> tuple[int, Break | None]:
+    """Walk one organization's chain; return how many rows were checked and the first break."""
+    expected_prev = GENESIS
+    checked = 0
+    rows = model.objects.filter(organization_id=organization_id).order_by("id")
+    for row in rows.iterator(chunk_size=2000):
+        checked += 1
+        if row.prev_hash != expected_prev:
+            return checked, Break(row.pk, "a row before it was removed or changed")
+        if digest(row.prev_hash, row.chain_content()) != row.row_hash:
+            return checked, Break(row.pk, "its content was changed after it was written")
+        expected_prev = row.row_hash
+    return checked, None
+
+
+def head(model: type[models.Model], organization_id: int | None) -> str:
+    """The newest hash of an organization's chain: exports carry it."""
+    return (
+        model.objects.filter(organization_id=organization_id)
+        .order_by("-id")
+        .values_list("row_hash", flat=True)
+        .first()
+        or GENESIS
+    )
