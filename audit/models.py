@@ -24,6 +24,7 @@ class AdminAction(ChainedModel):
         CONNECTION_TESTED = "connection_tested", "Connection test started"
         SYNC_TRIGGERED = "sync_triggered", "Sync triggered"
         SCHEDULE_CHANGED = "schedule_changed", "Schedule changed"
+        AUDIT_EXPORTED = "audit_exported", "Audit log exported"
 
     organization = models.ForeignKey(
         "integrations.Organization",

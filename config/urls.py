@@ -1,9 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from accounting_sync import api as sync_api
+from accounting_sync import history as sync_history
 from accounting_sync import views as sync_views
+from integrations import schedule_views
 from integrations import views as integration_views
 
 # Every URL here is listed in tests/test_access_matrix.py with who may use it.
@@ -44,8 +46,20 @@ urlpatterns = [
         integration_views.integration_mappings,
         name="integration_mappings",
     ),
+    path(
+        "orgs/<slug:slug>/integration/schedule/",
+        schedule_views.integration_schedule,
+        name="integration_schedule",
+    ),
+    path(
+        "orgs/<slug:slug>/integration/schedule/preview/",
+        schedule_views.integration_schedule_preview,
+        name="integration_schedule_preview",
+    ),
+    path("orgs/<slug:slug>/runs/", sync_history.sync_history, name="sync_history"),
     path("orgs/<slug:slug>/sync/", sync_views.trigger_sync, name="trigger_sync"),
     path("orgs/<slug:slug>/retry/", sync_views.retry_records, name="retry_records"),
     path("api/v1/records", sync_api.receive_records, name="api_records"),
+    path("", include("audit.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django import forms
 from django.db import models, transaction
 
 from audit.models import AdminAction
+from integrations import schedule
 from integrations.models import Integration
 
 Connector = Integration.Connector
@@ -361,3 +364,134 @@ class MappingsForm(forms.Form):
         if data.get("new_category"):
             result[data["new_category"]] = (data["new_account"], data["new_cost_center"])
         return result
+
+
+class ScheduleForm(forms.ModelForm):
+    """When syncs run automatically, what they include, and how failures retry (S9.1, S9.7)."""
+
+    # The inputs each choice needs; the others are hidden on the page and cleared on save.
+    NEEDS: ClassVar[dict[str, tuple[str, ...]]] = {
+        Integration.Schedule.MANUAL: (),
+        Integration.Schedule.DAILY: ("schedule_time",),
+        Integration.Schedule.WEEKLY: ("schedule_time", "schedule_weekday"),
+        Integration.Schedule.MONTHLY: ("schedule_time", "schedule_day"),
+        Integration.Schedule.CUSTOM: ("schedule_cron",),
+    }
+    SCHEDULE_FIELDS = (
+        "schedule",
+        "schedule_time",
+        "schedule_weekday",
+        "schedule_day",
+        "schedule_cron",
+    )
+
+    schedule_weekday = forms.TypedChoiceField(
+        label="Day of the week",
+        choices=[("", "—"), *schedule.weekday_choices()],
+        coerce=int,
+        empty_value=None,
+        required=False,
+    )
+
+    class Meta:
+        model = Integration
+        fields = (
+            "schedule",
+            "schedule_time",
+            "schedule_weekday",
+            "schedule_day",
+            "schedule_cron",
+            "sync_after_approval",
+            "include_reimbursements",
+            "include_honorariums",
+            "automatic_retries",
+            "first_retry_delay_seconds",
+        )
+        widgets = {
+            "schedule": forms.RadioSelect,
+            "schedule_time": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+            "schedule_cron": forms.TextInput(
+                attrs={"autocomplete": "off", "spellcheck": "false", "class": "cron"}
+            ),
+        }
+        labels = {
+            "schedule": "Sync schedule",
+            "schedule_time": "Time",
+            "schedule_day": "Day of the month",
+            "schedule_cron": "Cron expression",
+            "sync_after_approval": "Sync after each approval",
+            "include_reimbursements": "Reimbursements",
+            "include_honorariums": "Honorariums",
+            "automatic_retries": "Automatic retries of a failed record",
+            "first_retry_delay_seconds": "First retry after (seconds)",
+        }
+        help_texts = {
+            "schedule_day": "29, 30 or 31: in shorter months the sync runs on the last day.",
+            "schedule_cron": "Five fields: minute, hour, day-of-month, month, day-of-week. "
+            "For example 0 2 * * 1-5 is 02:00 Monday to Friday.",
+            "sync_after_approval": "Send each approved record within seconds, besides the "
+            "schedule.",
+            "automatic_retries": "0 to 20. After these, a failed record waits for Retry.",
+            "first_retry_delay_seconds": "Each further retry waits about twice as long.",
+        }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Validation writes the posted values into the instance: remember what was saved.
+        self.saved = {name: getattr(self.instance, name) for name in self.Meta.fields}
+        zone = self.instance.organization.time_zone
+        self.fields["schedule_time"].help_text = f"In the organization's time zone, {zone}."
+        self.fields["schedule_cron"].max_length = 100
+
+    def clean_schedule_cron(self) -> str:
+        expression = self.cleaned_data.get("schedule_cron") or ""
+        if self.data.get("schedule") != Integration.Schedule.CUSTOM:
+            return ""  # not used: neither checked nor kept
+        return schedule.validate_cron(expression)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        chosen = data.get("schedule")
+        if chosen is None:
+            return data
+        for name in self.SCHEDULE_FIELDS[1:]:
+            if name in self.NEEDS[chosen]:
+                if data.get(name) in (None, "") and name not in self.errors:
+                    self.add_error(name, f"Choose the {self.fields[name].label.lower()}.")
+            else:
+                data[name] = "" if name == "schedule_cron" else None
+        if not (data.get("include_reimbursements") or data.get("include_honorariums")):
+            self.add_error(None, "Include at least one type of record, or nothing is synced.")
+        return data
+
+    def schedule_errors(self) -> list[str]:
+        """The errors that stop a schedule from being shown (for the live preview)."""
+        return [error for name in self.SCHEDULE_FIELDS for error in self.errors.get(name, [])]
+
+    def changes(self) -> dict[str, dict[str, object]]:
+        """What this save changes, as {field: {"from": ..., "to": ...}} for the audit trail."""
+
+        def plain(value: object) -> object:
+            return value.strftime("%H:%M") if hasattr(value, "strftime") else value
+
+        return {
+            name: {"from": plain(self.saved[name]), "to": plain(self.cleaned_data.get(name))}
+            for name in self.Meta.fields
+            if plain(self.saved[name]) != plain(self.cleaned_data.get(name))
+        }
+
+    def save_for(self, actor) -> Integration:
+        """Save, keep the beat task in step, and record who changed what (S9.2)."""
+        changes = self.changes()
+        with transaction.atomic():
+            integration = self.save()
+            schedule.sync_periodic_task(integration)
+            if changes:
+                AdminAction.record(
+                    actor,
+                    integration.organization,
+                    AdminAction.Kind.SCHEDULE_CHANGED,
+                    changes=changes,
+                    cron=schedule.cron_for(integration) or "",
+                )
+        return integration

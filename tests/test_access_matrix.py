@@ -15,6 +15,7 @@ from tests.conftest import PASSWORD
 
 ROLES = ("anonymous", "own_admin", "other_admin", "auditor", "global_admin")
 LOGIN = "login"  # expected: a redirect to the login page
+ATTEMPT = "<the organization's sync attempt>"  # filled in with a real sync_logs id
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,12 @@ class Route:
     org_scoped: bool = False
     query: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    kwargs: dict[str, object] = field(default_factory=dict)  # more URL arguments
 
-    def url(self, slug: str) -> str:
-        return reverse(self.name, kwargs={"slug": slug} if self.org_scoped else None)
+    def url(self, slug: str, attempt_id: int) -> str:
+        kwargs = {"slug": slug} if self.org_scoped else {}
+        kwargs.update({k: attempt_id if v == ATTEMPT else v for k, v in self.kwargs.items()})
+        return reverse(self.name, kwargs=kwargs or None)
 
 
 def allowed_for(own_admin: int, auditor: int, global_admin: int, other_admin: int = 404):
@@ -78,12 +82,45 @@ MATRIX: list[Route] = [
     Route("integration_toggle", "POST", allowed_for(302, 403, 302), org_scoped=True),
     Route("integration_mappings", "GET", allowed_for(200, 200, 200), org_scoped=True),
     Route("integration_mappings", "POST", allowed_for(200, 403, 200), org_scoped=True),
+    Route("integration_schedule", "GET", allowed_for(200, 200, 200), org_scoped=True),
+    Route(
+        "integration_schedule",
+        "POST",
+        allowed_for(200, 403, 200),
+        org_scoped=True,
+        note="an empty form: re-shown with its errors",
+    ),
+    Route("integration_schedule_preview", "GET", allowed_for(200, 200, 200), org_scoped=True),
+    # The sync history: everyone who may see the organization.
+    Route("sync_history", "GET", allowed_for(200, 200, 200), org_scoped=True),
     # Sending: org admins trigger and retry; auditors may not.
     Route("trigger_sync", "POST", allowed_for(302, 403, 302), org_scoped=True),
     Route("retry_records", "POST", allowed_for(302, 403, 302), org_scoped=True),
+    # The audit log: everyone of the organization reads and exports; all of it for globals.
+    Route("audit_log", "GET", allowed_for(200, 200, 200), org_scoped=True),
+    Route(
+        "audit_entry", "GET", allowed_for(200, 200, 200), org_scoped=True, kwargs={"pk": ATTEMPT}
+    ),
+    Route(
+        "audit_export", "GET", allowed_for(200, 200, 200), org_scoped=True, kwargs={"fmt": "csv"}
+    ),
+    Route("global_audit_log", "GET", allowed_for(403, 403, 200, other_admin=403)),
+    Route(
+        "global_audit_export",
+        "GET",
+        allowed_for(403, 403, 200, other_admin=403),
+        kwargs={"fmt": "json"},
+    ),
     # The inbound API takes an API key only; a browser session is not enough.
     Route("api_records", "POST", {role: 401 for role in ROLES}),
 ]
+
+
+@pytest.fixture
+def attempt_id(org) -> int:
+    from tests.test_audit_log import make_attempts
+
+    return make_attempts(org, 1)[0].pk
 
 
 @pytest.fixture
@@ -105,11 +142,11 @@ CASES = [
 
 
 @pytest.mark.parametrize(("route", "role"), CASES)
-def test_access(route: Route, role: str, people, org) -> None:
+def test_access(route: Route, role: str, people, org, attempt_id) -> None:
     client = Client()
     if people[role] is not None:
         assert client.login(username=people[role].username, password=PASSWORD)
-    url = route.url(org.slug)
+    url = route.url(org.slug, attempt_id)
     if route.method == "GET":
         response = client.get(url, route.query)
     else:
