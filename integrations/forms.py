@@ -435,13 +435,25 @@ class ScheduleForm(forms.ModelForm):
             "first_retry_delay_seconds": "Each further retry waits about twice as long.",
         }
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, preview_url: str = "", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # Validation writes the posted values into the instance: remember what was saved.
         self.saved = {name: getattr(self.instance, name) for name in self.Meta.fields}
         zone = self.instance.organization.time_zone
         self.fields["schedule_time"].help_text = f"In the organization's time zone, {zone}."
         self.fields["schedule_cron"].max_length = 100
+        for name, field in self.fields.items():
+            if field.help_text:  # read out with the input, not only seen below it
+                field.widget.attrs["aria-describedby"] = f"id_{name}_help"
+        # The cron expression's result is read out too: an error or when it runs.
+        self.fields["schedule_cron"].widget.attrs["aria-describedby"] += " schedule-preview"
+        if preview_url:
+            # Typed inputs ask for the preview as you type (S9.3); choices on change.
+            for name in ("schedule_time", "schedule_day", "schedule_cron"):
+                self.fields[name].widget.attrs |= {
+                    "hx-get": preview_url,
+                    "hx-trigger": "input changed delay:300ms",
+                }
 
     def clean_schedule_cron(self) -> str:
         expression = self.cleaned_data.get("schedule_cron") or ""
@@ -484,7 +496,10 @@ class ScheduleForm(forms.ModelForm):
         """Save, keep the beat task in step, and record who changed what (S9.2)."""
         changes = self.changes()
         with transaction.atomic():
-            integration = self.save()
+            integration = self.save(commit=False)
+            # Only this form's columns: a full save could undo a change made meanwhile
+            # on another page (the connector toggled, credentials replaced).
+            integration.save(update_fields=[*self.Meta.fields, "updated_at"])
             schedule.sync_periodic_task(integration)
             if changes:
                 AdminAction.record(

@@ -33,6 +33,7 @@ from cronsim import CronSim, CronSimError
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from integrations.models import Integration
 
@@ -309,15 +310,13 @@ def task_name(integration: Integration) -> str:
     return f"sync-schedule-{integration.organization_id}"
 
 
-def sync_periodic_task(integration: Integration):
+def sync_periodic_task(integration: Integration) -> PeriodicTask | None:
     """Create, update or delete the organization's beat task to match its schedule.
 
     The task stays enabled while the connector is disabled: `scheduled_sync` checks
     `integration.enabled` itself, so turning the connector on needs nothing here.
     Returns the PeriodicTask, or None when there is none (Manual only).
     """
-    from django_celery_beat.models import CrontabSchedule, PeriodicTask
-
     name = task_name(integration)
     expression = cron_for(integration)
     if expression is None:
@@ -325,7 +324,7 @@ def sync_periodic_task(integration: Integration):
         return None
     minute, hour, day, month, weekday = expression.split()
     with transaction.atomic():
-        schedule, _ = CrontabSchedule.objects.get_or_create(
+        crontab_schedule, _ = CrontabSchedule.objects.get_or_create(
             minute=minute,
             hour=hour,
             day_of_month=day,
@@ -336,13 +335,13 @@ def sync_periodic_task(integration: Integration):
         task = PeriodicTask.objects.filter(name=name).first()
         if task is None:
             task = PeriodicTask(name=name)
-        elif task.crontab_id != schedule.pk:
+        elif task.crontab_id != crontab_schedule.pk:
             # Beat measures from the last run; after a change that could make the new
             # schedule look overdue and fire at once. Count from now instead.
             task.last_run_at = timezone.now()
         task.task = TASK
         task.args = f"[{integration.organization_id}]"
-        task.crontab = schedule
+        task.crontab = crontab_schedule
         task.interval = task.solar = task.clocked = None
         task.enabled = True
         task.one_off = False

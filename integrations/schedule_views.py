@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.dateformat import format as format_date
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -40,7 +41,11 @@ def _preview(integration: Integration) -> dict[str, object]:
 def integration_schedule(request: HttpRequest, slug: str) -> HttpResponse:
     organization = organization_for(request.user, slug, write=request.method == "POST")
     integration = _integration(organization)
-    form = ScheduleForm(request.POST or None, instance=integration)
+    form = ScheduleForm(
+        request.POST or None,
+        instance=integration,
+        preview_url=reverse("integration_schedule_preview", args=[organization.slug]),
+    )
     if request.method == "POST" and form.is_valid():
         saved = form.save_for(request.user)
         runs = schedule.next_runs(saved)
