@@ -232,3 +232,12 @@ def test_s8_5_each_export_is_recorded_with_who_when_filter_and_rows(org, auditor
 def test_an_unknown_export_format_is_not_found(org, auditor, fmt) -> None:
     response = client_for(auditor).get(reverse("audit_export", args=[org.slug, fmt]))
     assert response.status_code == 404
+
+
+def test_s8_the_audit_log_is_linked_from_the_organization_page_and_the_overview(
+    org, auditor, global_admin
+) -> None:
+    own = client_for(auditor).get(reverse("organization_home", args=[org.slug]))
+    assert reverse("audit_log", args=[org.slug]) in own.content.decode()
+    overview = client_for(global_admin).get(reverse("overview"))
+    assert reverse("global_audit_log") in overview.content.decode()
