@@ -32,6 +32,13 @@ test: install
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# How fast a sync sends next to the ERP sandbox's raw capacity (needs PostgreSQL:
+# DATABASE_URL, default postgres://postgres@127.0.0.1:5432/bench; uses a test database).
+bench: export DEBUG ?= true
+bench: export VAR_DIR ?= $(CURDIR)/var/bench
+bench: install
+	$(BIN)/python bench/sync_bench.py $(BENCH_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

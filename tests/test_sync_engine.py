@@ -1,0 +1,624 @@
+"""The sync engine in-process against the ERP sandbox: `start_run` + `execute_run`, no worker.
+
+Each test is named after the criterion it proves (STORIES.md S2, S3, S6, S9 and
+DESIGN.md "Records, runs and attempts", "Sending exactly once"). The helpers at the
+top are shared with the fault and concurrency tests.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import time_machine
+from django.db import connections
+from django.utils import timezone
+
+from accounting_sync import tasks
+from accounting_sync.gateway import business_central as bc
+from accounting_sync.gateway import xledger as xl
+from accounting_sync.models import FinancialRecord, SyncEvent, SyncLog, SyncRun
+from accounting_sync.orchestrator import (
+    BACKOFF_CAP_SECONDS,
+    RunAlreadyGoing,
+    backoff_seconds,
+    execute_run,
+    recover_stale_runs,
+    start_run,
+)
+from accounting_sync.sandbox.client import SandboxProcess
+from integrations.forms import MappingsForm
+from integrations.models import CategoryMapping, Integration, Organization
+
+State = FinancialRecord.State
+
+XLEDGER_TOKEN = "xl-demo-blindeforbundet-token"
+XLEDGER_ENTITY = "Blindeforbundet"
+BC = {
+    "tenant_id": "3f2b9c4e-5d6a-4b7c-8e9f-0a1b2c3d4e5f",
+    "company_id": "8a4c2e6f-1b3d-4a5c-9e7f-6d8b0a2c4e6f",
+    "client_id": "5c1e7a92-0d3b-4f6e-9a8c-2b4d6f8a0c1e",
+    "secret": "hlf-demo-secret",
+    "company": "HLF",
+}
+# category → (account, cost center) per connector; the payable account is credited.
+MAPPINGS = {
+    "xledger": {"travel": ("7130", "300"), "honorarium": ("5330", "200")},
+    "business_central": {"travel": ("7130", "0300"), "honorarium": ("5330", "0200")},
+}
+PAYABLE = "2910"
+
+
+# --- shared helpers (imported by the fault and concurrency tests) ------------------------------
+
+
+def configure(
+    organization: Organization, sandbox: SandboxProcess, connector: str = "xledger", **changes: Any
+) -> Integration:
+    """An enabled, tested, mapped integration pointing at the sandbox."""
+    integration, _ = Integration.objects.get_or_create(
+        organization=organization, defaults={"connector": connector}
+    )
+    integration.connector = connector
+    if connector == "xledger":
+        integration.base_url = f"{sandbox.url}/graphql"
+        integration.xledger_auth = "token"
+        integration.cost_center_object = 1
+        integration.cost_center_kind_db_id = 101
+        secrets = {"api_token": XLEDGER_TOKEN}
+    else:
+        integration.base_url = sandbox.url
+        integration.authority_host = sandbox.url
+        integration.tenant_id = BC["tenant_id"]
+        integration.environment = "production"
+        integration.company_id = BC["company_id"]
+        integration.client_id = BC["client_id"]
+        integration.journal_code = "UTLEGG"
+        integration.cost_center_dimension = "AVDELING"
+        secrets = {"client_secret": BC["secret"]}
+    integration.set_credentials(secrets)
+    mapped = MAPPINGS[connector]
+    integration.erp_accounts = [
+        {"code": code, "name": code} for code in {PAYABLE, *(a for a, _ in mapped.values())}
+    ]
+    integration.erp_cost_centers = [{"code": c, "name": c} for _, c in mapped.values()]
+    integration.payable_account = PAYABLE
+    integration.connection_verified_at = timezone.now()
+    integration.enabled = True
+    integration.first_retry_delay_seconds = 60
+    for name, value in changes.items():
+        setattr(integration, name, value)
+    integration.save()
+    for category, (account, center) in mapped.items():
+        CategoryMapping.objects.update_or_create(
+            integration=integration,
+            category=category,
+            defaults={"account_code": account, "cost_center_code": center},
+        )
+    return integration
+
+
+def make_records(
+    organization: Organization, count: int, *, category: str = "travel", start: int = 0
+) -> list[FinancialRecord]:
+    approved = timezone.now() - timedelta(days=1)
+    records = [
+        FinancialRecord(
+            organization=organization,
+            source_id=f"claim-{category}-{start + n}",
+            kind="reimbursement",
+            category=category,
+            amount=Decimal("100.00") + Decimal(n % 900) + Decimal("0.25"),
+            currency="NOK",
+            expense_date=date.today() - timedelta(days=2),
+            approved_at=approved,
+            claimant_reference=f"V-{1000 + n % 50}",
+            claimant_name="Kari Nordmann",
+            description=f"Train Oslo-Hamar {start + n}",
+        )
+        for n in range(count)
+    ]
+    FinancialRecord.objects.bulk_create(records, batch_size=500)
+    return list(
+        FinancialRecord.objects.filter(organization=organization, category=category).order_by("pk")
+    )
+
+
+def ledger_counts(sandbox: SandboxProcess, connector: str = "xledger") -> Counter[str]:
+    """How many times each reference was posted (vouchers, not lines)."""
+    ledger = sandbox.ledger()
+    if connector == "xledger":
+        items = ledger["xledger"].get(XLEDGER_ENTITY, [])
+        # A voucher is two lines (debit, credit) with the same extIdentifier.
+        lines = Counter(item["extIdentifier"] for item in items)
+        assert all(n % 2 == 0 for n in lines.values()), "a voucher with an odd number of lines"
+        return Counter({ref: n // 2 for ref, n in lines.items()})
+    company = ledger["business_central"].get(BC["company"], {})
+    return Counter(line["externalDocumentNumber"] for line in company.get("journalLines", []))
+
+
+def sync(organization: Organization, trigger: str = "manual", **kwargs: Any) -> SyncRun:
+    run = start_run(organization, trigger, **kwargs)
+    done = execute_run(run.pk, worker="test")
+    assert done is not None
+    return done
+
+
+def states(organization: Organization) -> Counter[str]:
+    return Counter(
+        FinancialRecord.objects.filter(organization=organization).values_list("state", flat=True)
+    )
+
+
+@pytest.fixture(autouse=True)
+def _trust_the_sandbox(erp_sandbox: SandboxProcess, settings) -> None:
+    settings.ERP_CA_BUNDLE = str(erp_sandbox.ca_bundle)
+    xl._tokens.clear()
+    bc._apps.clear()
+
+
+# --- S2: the connector's toggle ------------------------------------------------------------------
+
+
+def test_s2_2_a_disabled_connector_sends_nothing_and_records_stay_pending(org, erp_sandbox):
+    configure(org, erp_sandbox, enabled=False)
+    make_records(org, 5)
+
+    run = sync(org)
+
+    assert run.status == SyncRun.Status.FAILED
+    assert "disabled" in run.message
+    assert states(org) == {State.PENDING: 5}
+    assert ledger_counts(erp_sandbox) == {}
+    assert not SyncLog.objects.exists()
+
+
+def test_s2_3_enabled_again_the_next_run_takes_every_record_queued_while_disabled(org, erp_sandbox):
+    integration = configure(org, erp_sandbox, enabled=False)
+    records = make_records(org, 7)
+    sync(org)
+    integration.enabled = True
+    integration.save()
+
+    run = sync(org)
+
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert (run.total, run.sent) == (7, 7)
+    assert states(org) == {State.SYNCED: 7}
+    assert ledger_counts(erp_sandbox) == {r.reference: 1 for r in records}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_s2_6_disabling_during_a_run_finishes_the_batch_in_flight_and_sends_no_more(
+    org, erp_sandbox
+):
+    configure(org, erp_sandbox)
+    make_records(org, 600)  # three Xledger batches of 250, 250, 100
+    erp_sandbox.set_faults(latency_ms=2000)
+    run = start_run(org, "manual")
+
+    def disable_while_the_first_batch_is_in_flight() -> None:
+        try:
+            deadline = time.monotonic() + 30
+            while not SyncRun.objects.filter(pk=run.pk, total__gt=0).exists():
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            time.sleep(0.8)  # the first call is now waiting on the sandbox (2 s)
+            Integration.objects.filter(organization=org).update(enabled=False)
+        finally:
+            connections.close_all()
+
+    toggler = threading.Thread(target=disable_while_the_first_batch_is_in_flight)
+    toggler.start()
+    finished = execute_run(run.pk, worker="test")
+    toggler.join()
+
+    assert finished is not None
+    assert (finished.total, finished.sent, finished.failed) == (600, 250, 0)
+    assert "disabled during the sync" in finished.message
+    assert "350 records were not sent" in finished.message
+    assert states(org) == {State.SYNCED: 250, State.PENDING: 350}
+    synced = FinancialRecord.objects.filter(organization=org, state=State.SYNCED)
+    assert ledger_counts(erp_sandbox) == {r.reference: 1 for r in synced}
+    assert not FinancialRecord.objects.filter(claimed_by__isnull=False).exists()
+
+
+# --- S3: a run -----------------------------------------------------------------------------------
+
+
+def test_s3_5_a_partial_failure_leaves_sent_records_in_the_ledger_and_queues_only_the_failed(
+    org, erp_sandbox
+):
+    configure(org, erp_sandbox)
+    records = make_records(org, 60)
+    erp_sandbox.set_faults(permanent_error_rate=0.2, seed=7)
+
+    run = sync(org)
+
+    assert run.status == SyncRun.Status.PARTIAL
+    assert run.sent > 0 and run.failed > 0 and run.sent + run.failed == 60
+    synced = {r.reference for r in FinancialRecord.objects.filter(state=State.SYNCED)}
+    failed = FinancialRecord.objects.filter(state=State.FAILED)
+    assert len(synced) == run.sent and failed.count() == run.failed
+    assert ledger_counts(erp_sandbox) == {ref: 1 for ref in synced}
+    for record in failed:
+        assert "Period is closed" in record.last_error
+        assert record.next_retry_at is None  # permanent: a person must act
+    assert {r.reference for r in records} == synced | {r.reference for r in failed}
+
+
+def test_s3_6_the_run_records_trigger_user_time_count_and_outcome(org, org_admin, erp_sandbox):
+    configure(org, erp_sandbox)
+    make_records(org, 3)
+    make_records(org, 2, category="unmapped")
+    before = timezone.now()
+
+    run = sync(org, "manual", user=org_admin)
+
+    assert run.trigger == SyncRun.Trigger.MANUAL
+    assert run.triggered_by == org_admin
+    assert before <= run.started_at <= run.finished_at <= timezone.now()
+    assert (run.total, run.done, run.sent, run.failed, run.skipped) == (5, 5, 3, 0, 2)
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert run.message == "3 sent, 2 skipped."
+    assert run.skip_reasons == {"No mapping for category 'unmapped'.": 2}
+    assert run.connector == "xledger" and run.worker == "test"
+
+
+# --- S6: retries ---------------------------------------------------------------------------------
+
+
+def fail_all(org, erp_sandbox, count: int, **faults: Any) -> list[FinancialRecord]:
+    records = make_records(org, count)
+    erp_sandbox.set_faults(error_rate=1.0, **faults)
+    sync(org)
+    erp_sandbox.set_faults()
+    assert states(org) == {State.FAILED: count}
+    return records
+
+
+def test_s6_2_retry_selected_sends_exactly_those_records(org, erp_sandbox):
+    configure(org, erp_sandbox, first_retry_delay_seconds=1)
+    records = fail_all(org, erp_sandbox, 6)
+    chosen = [records[1].pk, records[4].pk]
+
+    run = sync(org, "retry", record_ids=chosen)
+
+    assert (run.total, run.sent) == (2, 2)
+    assert set(FinancialRecord.objects.filter(state=State.SYNCED).values_list("pk", flat=True)) == (
+        set(chosen)
+    )
+    assert ledger_counts(erp_sandbox) == {records[1].reference: 1, records[4].reference: 1}
+    assert states(org) == {State.FAILED: 4, State.SYNCED: 2}
+
+
+def test_s6_3_retry_all_failed_sends_every_failed_record_as_one_run(org, erp_sandbox):
+    configure(org, erp_sandbox)
+    records = fail_all(org, erp_sandbox, 8)
+    failed = list(FinancialRecord.objects.filter(state=State.FAILED).values_list("pk", flat=True))
+
+    run = sync(org, "retry", record_ids=failed)
+
+    assert (run.total, run.sent, run.status) == (8, 8, SyncRun.Status.SUCCEEDED)
+    assert ledger_counts(erp_sandbox) == {r.reference: 1 for r in records}
+    assert SyncRun.objects.filter(trigger="retry").count() == 1
+
+
+def test_s6_4_a_successful_retry_is_synced_and_its_attempt_points_at_the_one_it_retries(
+    org, erp_sandbox
+):
+    configure(org, erp_sandbox)
+    (record,) = fail_all(org, erp_sandbox, 1)
+    first = SyncLog.objects.get(record=record)
+
+    sync(org, "retry", record_ids=[record.pk])
+
+    record.refresh_from_db()
+    assert record.state == State.SYNCED and record.erp_document_id
+    assert (record.last_error, record.next_retry_at) == ("", None)
+    second = SyncLog.objects.exclude(pk=first.pk).get(record=record)
+    assert second.status == SyncLog.Status.SUCCEEDED
+    assert second.retry_of == first and first.retried_by == second
+    assert second.attempt_number == 2 and second.trigger == "retry"
+    first_again = SyncLog.objects.get(pk=first.pk)
+    assert first_again.status == SyncLog.Status.FAILED  # never rewritten
+
+
+def test_s6_5_a_failed_retry_stays_failed_appends_its_error_and_counts_the_retry(org, erp_sandbox):
+    configure(org, erp_sandbox)
+    (record,) = fail_all(org, erp_sandbox, 1)
+    record.refresh_from_db()
+    assert record.retry_count == 1
+    first = SyncLog.objects.get(record=record)
+    erp_sandbox.set_faults(permanent_error_rate=1.0)
+
+    sync(org, "retry", record_ids=[record.pk])
+
+    record.refresh_from_db()
+    assert record.state == State.FAILED and record.retry_count == 2
+    assert "Period is closed" in record.last_error
+    rows = list(SyncLog.objects.filter(record=record).order_by("attempt_number"))
+    assert [r.status for r in rows] == ["failed", "failed"]
+    assert rows[0].error_message == first.error_message  # the old error is kept
+    assert rows[1].retry_of == rows[0]
+    assert "Period is closed" in rows[1].error_message
+    assert rows[0].error_message != rows[1].error_message
+    assert ledger_counts(erp_sandbox) == {}
+
+
+def test_s6_6_a_manual_retry_goes_ahead_of_the_backoff_and_the_timer_restarts_from_it(
+    org, erp_sandbox
+):
+    configure(org, erp_sandbox, first_retry_delay_seconds=3600)
+    with time_machine.travel(timezone.now(), tick=True) as traveller:
+        (record,) = fail_all(org, erp_sandbox, 1)
+        record.refresh_from_db()
+        first_due = record.next_retry_at
+        assert first_due > timezone.now() + timedelta(minutes=29)
+
+        traveller.shift(timedelta(minutes=10))
+        automatic = sync(org, "schedule")
+        assert automatic.total == 0  # the backoff holds it back from automatic runs
+
+        erp_sandbox.set_faults(error_rate=1.0)
+        manual_at = timezone.now()
+        manual = sync(org, "retry", record_ids=[record.pk])
+        assert manual.total == 1
+
+        record.refresh_from_db()
+        assert record.retry_count == 2
+        # Backoff for the second failure (2 x 3600 s with jitter 0.5-1) counted from the
+        # manual attempt, not from the first failure.
+        assert manual_at + timedelta(seconds=3600) <= record.next_retry_at
+        assert record.next_retry_at <= timezone.now() + timedelta(seconds=7200)
+        assert record.next_retry_at != first_due
+
+        erp_sandbox.set_faults()
+        traveller.shift(timedelta(seconds=3599))
+        assert sync(org, "schedule").total == 0  # not due yet after the restart
+        traveller.shift(record.next_retry_at - timezone.now() + timedelta(seconds=1))
+        due = sync(org, "schedule")
+    assert (due.total, due.sent) == (1, 1)
+    assert ledger_counts(erp_sandbox) == {record.reference: 1}
+
+
+# --- skipped, authentication, uncertain ----------------------------------------------------------
+
+
+def test_an_unmapped_category_is_skipped_with_the_reason_and_mapping_it_returns_it_to_pending(
+    org, org_admin, erp_sandbox
+):
+    integration = configure(org, erp_sandbox)
+    records = make_records(org, 3, category="meals")
+
+    run = sync(org)
+
+    assert run.skipped == 3 and run.sent == 0
+    for record in FinancialRecord.objects.all():
+        assert record.state == State.SKIPPED
+        assert record.skip_reason == "No mapping for category 'meals'."
+    assert ledger_counts(erp_sandbox) == {}
+
+    categories = ["honorarium", "meals", "travel"]
+    form = MappingsForm(
+        {
+            "account_0": "5330",
+            "cost_center_0": "200",
+            "account_1": "7130",
+            "cost_center_1": "300",
+            "account_2": "7130",
+            "cost_center_2": "300",
+            "payable_account": PAYABLE,
+        },
+        integration=integration,
+        categories=categories,
+    )
+    assert form.is_valid(), form.errors
+    form.save_for(org_admin)
+    assert states(org) == {State.PENDING: 3}
+    assert set(FinancialRecord.objects.values_list("skip_reason", flat=True)) == {""}
+
+    run = sync(org)
+
+    assert (run.total, run.sent) == (3, 3)
+    assert ledger_counts(erp_sandbox) == {r.reference: 1 for r in records}
+
+
+def test_an_authentication_failure_fails_the_run_and_returns_records_to_pending_unburned(
+    org, erp_sandbox
+):
+    configure(org, erp_sandbox)
+    make_records(org, 300)  # two batches: the second is never sent
+    erp_sandbox.set_faults(expired_credentials=True)
+
+    run = sync(org)
+
+    assert run.status == SyncRun.Status.FAILED
+    assert run.error_class == "authentication"
+    assert "refused the credentials" in run.message
+    assert states(org) == {State.PENDING: 300}
+    assert set(FinancialRecord.objects.values_list("retry_count", flat=True)) == {0}
+    assert not FinancialRecord.objects.filter(claimed_by__isnull=False).exists()
+    event = SyncEvent.objects.get()
+    assert event.kind == SyncEvent.Kind.AUTHENTICATION_FAILED and event.run == run
+    assert erp_sandbox.requests()["xledger"]["error"] == 1  # it stopped after one call
+    assert ledger_counts(erp_sandbox) == {}
+
+
+def test_an_uncertain_send_is_looked_up_by_reference_and_not_sent_again(org, erp_sandbox):
+    configure(org, erp_sandbox)
+    records = make_records(org, 4)
+    erp_sandbox.set_faults(drop_after_commit_rate=1.0)
+
+    first = sync(org)
+
+    assert first.failed == 4
+    for record in FinancialRecord.objects.all():
+        assert record.state == State.FAILED and record.needs_lookup
+    assert set(SyncLog.objects.values_list("status", flat=True)) == {"uncertain"}
+    assert ledger_counts(erp_sandbox) == {r.reference: 1 for r in records}  # it did arrive
+
+    erp_sandbox.set_faults()
+    with time_machine.travel(timezone.now() + timedelta(minutes=10), tick=True):
+        second = sync(org)
+
+    assert (second.total, second.sent) == (4, 4)
+    for record in FinancialRecord.objects.all():
+        assert record.state == State.SYNCED and not record.needs_lookup
+        assert record.erp_document_id
+        last = record.attempts.order_by("-attempt_number").first()
+        assert last.status == SyncLog.Status.SUCCEEDED
+        assert last.payload == {"lookup": record.reference}  # found, not sent
+        assert last.retry_of is not None and last.retry_of.status == "uncertain"
+    assert ledger_counts(erp_sandbox) == {r.reference: 1 for r in records}
+    assert erp_sandbox.requests()["xledger"]["ok"] == 1  # the lookup, and no mutation
+
+
+def test_a_stale_run_is_closed_and_its_sending_records_are_looked_up_first(org, erp_sandbox):
+    configure(org, erp_sandbox)
+    make_records(org, 5)
+    run = start_run(org, "manual")
+    FinancialRecord.objects.update(state=State.SENDING, claimed_by=run)
+    SyncRun.objects.filter(pk=run.pk).update(
+        worker="dead@host", heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+    other = Organization.objects.create(name="Other", slug="other")
+    configure(other, erp_sandbox)
+    alive = start_run(other, "manual")  # beating just now: left alone
+
+    closed = recover_stale_runs()
+
+    assert [r.pk for r in closed] == [run.pk]
+    run.refresh_from_db()
+    assert run.status == SyncRun.Status.FAILED and run.error_class == "abandoned"
+    assert run.finished_at is not None
+    for record in FinancialRecord.objects.all():
+        assert record.state == State.FAILED and record.needs_lookup
+        assert record.claimed_by is None and record.next_retry_at <= timezone.now()
+    assert SyncEvent.objects.get().kind == SyncEvent.Kind.RUN_ABANDONED
+    alive.refresh_from_db()
+    assert alive.status == SyncRun.Status.RUNNING
+    assert recover_stale_runs() == []
+
+
+def test_only_one_run_per_organization_can_be_running(org, other_org, erp_sandbox):
+    configure(org, erp_sandbox)
+    first = start_run(org, "manual")
+
+    with pytest.raises(RunAlreadyGoing) as refused:
+        start_run(org, "schedule")
+    assert refused.value.run == first
+    assert start_run(other_org, "manual").status == SyncRun.Status.RUNNING
+
+    execute_run(first.pk, worker="test")
+    assert start_run(org, "manual").status == SyncRun.Status.RUNNING
+
+
+# --- backoff and the scheduled retry -------------------------------------------------------------
+
+
+def test_backoff_grows_exponentially_with_jitter_has_a_cap_and_honours_retry_after():
+    rng = random.Random(1234)
+    for retry_count in range(1, 8):
+        base = 10 * 2 ** (retry_count - 1)
+        samples = [backoff_seconds(retry_count, 10, rng=rng) for _ in range(200)]
+        assert all(base * 0.5 <= s <= base for s in samples)
+        assert len(set(samples)) > 100  # jittered, not one value
+    assert backoff_seconds(40, 10, rng=rng) <= BACKOFF_CAP_SECONDS
+    assert backoff_seconds(40, 10, rng=rng) >= BACKOFF_CAP_SECONDS * 0.5
+    assert backoff_seconds(1, 10, retry_after=120, rng=rng) == 120
+    assert 5 <= backoff_seconds(1, 10, retry_after=1, rng=rng) <= 10
+    same = random.Random(5), random.Random(5)
+    assert backoff_seconds(3, 60, rng=same[0]) == backoff_seconds(3, 60, rng=same[1])
+
+
+def test_a_failed_record_is_due_again_after_its_backoff_and_not_before(org, erp_sandbox):
+    configure(org, erp_sandbox, first_retry_delay_seconds=120)
+    with time_machine.travel(datetime(2026, 3, 2, 9, 0, tzinfo=UTC), tick=True) as traveller:
+        before = timezone.now()
+        (record,) = fail_all(org, erp_sandbox, 1)
+        record.refresh_from_db()
+        # First retry: 120 s with jitter 0.5-1.
+        assert before + timedelta(seconds=60) <= record.next_retry_at
+        assert record.next_retry_at <= timezone.now() + timedelta(seconds=120)
+
+        traveller.shift(timedelta(seconds=50))
+        assert sync(org, "retry").total == 0
+        traveller.shift(record.next_retry_at - timezone.now() + timedelta(seconds=1))
+        run = sync(org, "retry")
+    assert (run.total, run.sent) == (1, 1)
+    assert ledger_counts(erp_sandbox) == {record.reference: 1}
+
+
+def test_scheduled_sync_on_a_network_error_retries_3_times_then_records_scheduled_run_failed(
+    org, erp_sandbox, monkeypatch
+):
+    configure(org, erp_sandbox, first_retry_delay_seconds=60)
+    make_records(org, 3)
+    erp_sandbox.set_faults(error_rate=1.0)
+    real_start_run = tasks.start_run
+
+    with time_machine.travel(timezone.now(), tick=True) as traveller:
+
+        def start_an_hour_later(*args: Any, **kwargs: Any) -> SyncRun:
+            # An eager retry runs at once; the hour its countdown and the records'
+            # backoff would take in production passes here.
+            traveller.shift(timedelta(hours=1))
+            return real_start_run(*args, **kwargs)
+
+        monkeypatch.setattr(tasks, "start_run", start_an_hour_later)
+        tasks.scheduled_sync.apply(args=(org.pk,))
+
+    runs = list(SyncRun.objects.order_by("pk"))
+    assert len(runs) == 1 + tasks.SCHEDULED_RETRIES
+    assert {(r.trigger, r.status, r.error_class) for r in runs} == {
+        ("schedule", "failed", "network")
+    }
+    event = SyncEvent.objects.get()
+    assert event.kind == SyncEvent.Kind.SCHEDULED_RUN_FAILED and event.run == runs[-1]
+    assert "3 retries" in event.message
+    assert set(FinancialRecord.objects.values_list("retry_count", flat=True)) == {4}
+    assert ledger_counts(erp_sandbox) == {}
+
+
+def test_scheduled_sync_that_succeeds_raises_no_event(org, erp_sandbox):
+    configure(org, erp_sandbox)
+    make_records(org, 2)
+
+    tasks.scheduled_sync.apply(args=(org.pk,))
+
+    assert SyncRun.objects.get().status == SyncRun.Status.SUCCEEDED
+    assert not SyncEvent.objects.exists()
+
+
+def test_a_run_closed_by_the_sweep_while_alive_leaves_its_records_for_lookup(
+    org, erp_sandbox, settings
+) -> None:
+    """A worker that was only slow, not dead, must not overwrite what recovery decided."""
+    from accounting_sync.orchestrator import Orchestrator, recover_stale_runs
+
+    configure(org, erp_sandbox)
+    make_records(org, 3)
+    run = start_run(org, "manual")
+    orchestrator = Orchestrator(SyncRun.objects.get(pk=run.pk))
+    records = orchestrator._claim()
+    orchestrator.mappings = {m.category: m for m in orchestrator.integration.mappings.all()}
+    results = orchestrator.integration.build_connector().post(
+        [orchestrator._posting(record) for record in records]
+    )
+    # While the ERP answered, the sweep decided the run was dead.
+    SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    recover_stale_runs()
+
+    orchestrator._write_results(list(zip(records, results, strict=True)))
+
+    assert SyncLog.objects.filter(run=run, status="succeeded").count() == 3  # logged
+    assert set(
+        FinancialRecord.objects.filter(organization=org).values_list("state", "needs_lookup")
+    ) == {("failed", True)}  # left for the next run's lookup, which will find them
