@@ -30,7 +30,6 @@ from msal.exceptions import MsalError
 from .base import (
     Account,
     ConnectionReport,
-    ConnectorError,
     CostCenter,
     Dimension,
     Journal,
@@ -43,6 +42,7 @@ from .http import (
     CallFailed,
     Cause,
     Failure,
+    admin_errors,
     classify_failure,
     describe_failure,
     erp_message_from,
@@ -52,7 +52,6 @@ from .http import (
     log_call,
     make_session,
     ms_since,
-    redact,
 )
 
 logger = logging.getLogger(__name__)
@@ -311,7 +310,7 @@ class BusinessCentralConnector:
     # --- the Connector protocol ---------------------------------------------------------
 
     def test_connection(self) -> ConnectionReport:
-        with _AdminErrors(self):
+        with admin_errors(self):
             company = self._company()
             accounts = self._accounts()
             dimensions = self._dimensions()
@@ -326,19 +325,19 @@ class BusinessCentralConnector:
         )
 
     def list_accounts(self) -> list[Account]:
-        with _AdminErrors(self):
+        with admin_errors(self):
             return self._accounts()
 
     def list_cost_centers(self) -> list[CostCenter]:
-        with _AdminErrors(self):
+        with admin_errors(self):
             return self._cost_centers(self._dimensions())
 
     def list_dimensions(self) -> list[Dimension]:
-        with _AdminErrors(self):
+        with admin_errors(self):
             return self._dimensions()
 
     def list_journals(self) -> list[Journal]:
-        with _AdminErrors(self):
+        with admin_errors(self):
             return self._journals()
 
     def post(self, postings: list[Posting]) -> list[PostResult]:
@@ -384,7 +383,7 @@ class BusinessCentralConnector:
         if not wanted:
             return found
         per_batch = MAX_BATCH_OPERATIONS // 2  # two GETs per reference
-        with _AdminErrors(self):
+        with admin_errors(self):
             journal_id = self._journal()
             for start in range(0, len(wanted), per_batch):
                 chunk = wanted[start : start + per_batch]
@@ -804,28 +803,6 @@ class BusinessCentralConnector:
         if not any(j.code.upper() == self.config.journal_code.upper() for j in journals):
             detail += f"; journal {self.config.journal_code} was not found, choose another"
         return detail
-
-
-class _AdminErrors:
-    """Turns a CallFailed inside a non-posting call into a ConnectorError with plain words."""
-
-    def __init__(self, connector: BusinessCentralConnector) -> None:
-        self._connector = connector
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, error, traceback) -> bool:
-        if isinstance(error, CallFailed):
-            failure = error.failure
-            words = self._connector.admin_message(failure)
-            raise ConnectorError(
-                failure.outcome,
-                redact(words, self._connector.config.secrets()),
-                retry_after=failure.retry_after,
-                status=failure.status,
-            ) from None
-        return False
 
 
 # --- small helpers ----------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import enum
 import logging
 import ssl
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -35,7 +36,7 @@ from urllib3.exceptions import (
     SSLError as Urllib3SSLError,
 )
 
-from .base import Outcome, PostResult, truncate
+from .base import ConnectorError, Outcome, PostResult, truncate
 
 USER_AGENT = "voluntary-ledger/0.1 (accounting-sync)"
 
@@ -487,3 +488,20 @@ def failed_result(
         response_body=redact(failure.body, secrets),
         duration_ms=ms_since(started),
     )
+
+
+@contextmanager
+def admin_errors(connector: Any) -> Iterator[None]:
+    """Turns a CallFailed inside a non-posting call into a ConnectorError with plain words.
+
+    `connector` offers `admin_message(failure)` and `config.secrets()`; no secret it
+    holds may reach the message.
+    """
+    try:
+        yield
+    except CallFailed as error:
+        failure = error.failure
+        message = redact(connector.admin_message(failure), connector.config.secrets())
+        raise ConnectorError(
+            failure.outcome, message, retry_after=failure.retry_after, status=failure.status
+        ) from None

@@ -26,7 +26,6 @@ from requests_oauthlib import OAuth2Session
 from .base import (
     Account,
     ConnectionReport,
-    ConnectorError,
     CostCenter,
     Dimension,
     Outcome,
@@ -38,6 +37,7 @@ from .http import (
     CallFailed,
     Cause,
     Failure,
+    admin_errors,
     classify_failure,
     configure_session,
     describe_failure,
@@ -48,7 +48,6 @@ from .http import (
     log_call,
     make_session,
     ms_since,
-    redact,
 )
 
 logger = logging.getLogger(__name__)
@@ -385,7 +384,7 @@ class XledgerConnector:
     # --- the Connector protocol ---------------------------------------------------------
 
     def test_connection(self) -> ConnectionReport:
-        with self._admin_errors():
+        with admin_errors(self):
             accounts = self._accounts()
             kinds = self._object_kinds()
             cost_centers = self._cost_centers()
@@ -397,15 +396,15 @@ class XledgerConnector:
         )
 
     def list_accounts(self) -> list[Account]:
-        with self._admin_errors():
+        with admin_errors(self):
             return self._accounts()
 
     def list_cost_centers(self) -> list[CostCenter]:
-        with self._admin_errors():
+        with admin_errors(self):
             return self._cost_centers()
 
     def list_object_kinds(self) -> list[Dimension]:
-        with self._admin_errors():
+        with admin_errors(self):
             return self._object_kinds()
 
     def post(self, postings: list[Posting]) -> list[PostResult]:
@@ -431,7 +430,7 @@ class XledgerConnector:
         wanted = list(dict.fromkeys(references))
         wanted_set = set(wanted)
         found: dict[str, str] = {}
-        with self._admin_errors():
+        with admin_errors(self):
             for start in range(0, len(wanted), LOOKUP_CHUNK):
                 for node in self._import_items_by_reference(wanted[start : start + LOOKUP_CHUNK]):
                     reference = node.get("extIdentifier")
@@ -679,9 +678,6 @@ class XledgerConnector:
 
     # --- admin messages -----------------------------------------------------------------
 
-    def _admin_errors(self) -> _AdminErrors:
-        return _AdminErrors(self)
-
     def admin_message(self, failure: Failure) -> str:
         if failure.status == 403 or failure.admin:
             return describe_failure(
@@ -709,27 +705,6 @@ class XledgerConnector:
         if str(kind_id) not in names:
             return detail + f"; object kind {kind_id} was not found, choose another"
         return detail + f"; cost centers from object kind {kind_id} {names[str(kind_id)]}"
-
-
-class _AdminErrors:
-    """Turns a CallFailed inside a non-posting call into a ConnectorError with plain words."""
-
-    def __init__(self, connector: XledgerConnector) -> None:
-        self._connector = connector
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, error, traceback) -> bool:
-        if isinstance(error, CallFailed):
-            failure = error.failure
-            message = redact(
-                self._connector.admin_message(failure), self._connector.config.secrets()
-            )
-            raise ConnectorError(
-                failure.outcome, message, retry_after=failure.retry_after, status=failure.status
-            ) from None
-        return False
 
 
 # --- small helpers ----------------------------------------------------------------------------
