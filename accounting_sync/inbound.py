@@ -270,6 +270,8 @@ def _ingest_once(organization: Organization, records: list[ValidatedRecord]) -> 
             return result
         for created in FinancialRecord.objects.bulk_create(new):
             result.outcomes.append(Outcome(created.source_id, "created", created))
+        if new:
+            Organization.touch(organization.pk)
     order = {record.source_id: index for index, record in enumerate(records)}
     result.outcomes.sort(key=lambda outcome: order[outcome.source_id])
     return result

@@ -63,13 +63,15 @@ def start_run(
     integration = organization.integration
     try:
         with transaction.atomic():
-            return SyncRun.objects.create(
+            run = SyncRun.objects.create(
                 organization=organization,
                 connector=integration.connector,
                 trigger=trigger,
                 triggered_by=user if user is not None and user.is_authenticated else None,
                 record_ids=record_ids,
             )
+            Organization.touch(organization.pk)
+            return run
     except IntegrityError:
         running = SyncRun.objects.filter(
             organization=organization, status=SyncRun.Status.RUNNING
@@ -120,6 +122,7 @@ def recover_stale_runs(now=None) -> list[SyncRun]:
                 message=f"Sync {run.pk} stopped when its worker died; {count} records will be "
                 "looked up in the accounting system before they are sent again.",
             )
+            Organization.touch(run.organization_id)
         run.refresh_from_db()
         closed.append(run)
     return closed
@@ -203,6 +206,7 @@ class Orchestrator:
             FinancialRecord.objects.filter(claimed_by=self.run, state=State.SENDING).order_by("pk")
         )
         SyncRun.objects.filter(pk=self.run.pk).update(total=len(records))
+        Organization.touch(self.run.organization_id)
         return records
 
     def _skip_unmapped(self, records: list[FinancialRecord]) -> list[FinancialRecord]:
@@ -462,6 +466,7 @@ class Orchestrator:
             skipped=F("skipped") + skipped,
             heartbeat_at=timezone.now(),
         )
+        Organization.touch(self.run.organization_id)
 
     def _beat(self) -> None:
         SyncRun.objects.filter(pk=self.run.pk).update(heartbeat_at=timezone.now())
@@ -500,6 +505,7 @@ class Orchestrator:
             error_class=error_class,
             skip_reasons=dict(self.skip_reasons),
         )
+        Organization.touch(self.run.organization_id)
 
     def _summary(self, run: SyncRun) -> str:
         parts = [f"{run.sent} sent"]

@@ -7,17 +7,16 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from accounting_sync.models import FinancialRecord, SyncRun, WorkerHeartbeat
+from accounting_sync.models import FinancialRecord, SyncRun
 from accounting_sync.orchestrator import RunAlreadyGoing, start_run
 from accounting_sync.tasks import run_sync
 from audit.models import AdminAction
-from integrations.access import organization_for, organizations_for, require_global_admin
+from integrations.access import organization_for
 from integrations.models import Integration
 
 State = FinancialRecord.State
@@ -30,24 +29,6 @@ def _state_counts(path: str = "") -> dict[str, Count]:
     return {
         state: Count(f"{path}pk", filter=Q(**{f"{path}state": state})) for state in State.values
     }
-
-
-@login_required
-@require_GET
-def overview(request: HttpRequest) -> HttpResponse:
-    """Every organization on one page, for global admins. One query however many there are."""
-    require_global_admin(request.user)
-    organizations = organizations_for(request.user).annotate(
-        **_state_counts("records__"),
-        last_received=Max("records__received_at"),
-    )
-    heartbeat = WorkerHeartbeat.objects.first()
-    worker_silent = heartbeat is None or timezone.now() - heartbeat.seen_at > WORKER_SILENCE
-    return render(
-        request,
-        "accounting_sync/overview.html",
-        {"organizations": organizations, "heartbeat": heartbeat, "worker_silent": worker_silent},
-    )
 
 
 @login_required

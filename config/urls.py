@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from accounting_sync import api as sync_api
 from accounting_sync import history as sync_history
+from accounting_sync import overview as sync_overview
 from accounting_sync import views as sync_views
 from integrations import schedule_views
 from integrations import views as integration_views
@@ -17,7 +18,7 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("orgs/", sync_views.overview, name="overview"),
+    path("orgs/", sync_overview.overview, name="overview"),
     path("orgs/switch/", integration_views.switch_organization, name="switch_organization"),
     path("orgs/<slug:slug>/", sync_views.organization_home, name="organization_home"),
     path("orgs/<slug:slug>/api-keys/", integration_views.api_keys, name="api_keys"),
@@ -61,5 +62,6 @@ urlpatterns = [
     path("orgs/<slug:slug>/retry/", sync_views.retry_records, name="retry_records"),
     path("api/v1/records", sync_api.receive_records, name="api_records"),
     path("", include("audit.urls")),
+    path("", include("alerts.urls")),
     path("admin/", admin.site.urls),
 ]

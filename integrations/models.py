@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from integrations import crypto
@@ -31,12 +32,20 @@ class Organization(models.Model):
         max_length=64, default="Europe/Oslo", validators=[validate_time_zone]
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Goes up whenever something a live page shows changes (records arrive, a run starts,
+    # progresses or ends, the integration changes): a poll compares it and stops there.
+    live_version = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    @classmethod
+    def touch(cls, organization_id: int) -> None:
+        """Tell live pages that something they show has changed."""
+        cls.objects.filter(pk=organization_id).update(live_version=F("live_version") + 1)
 
     def active_api_key(self) -> ApiKey | None:
         return self.api_keys.filter(revoked_at__isnull=True).first()
@@ -279,6 +288,10 @@ class Integration(models.Model):
     def __str__(self) -> str:
         state = "enabled" if self.enabled else "disabled"
         return f"{self.organization} · {self.get_connector_display()} ({state})"
+
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        Organization.touch(self.organization_id)  # the dashboard shows state and schedule
 
     # --- credentials ---------------------------------------------------------------
 

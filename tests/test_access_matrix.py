@@ -1,48 +1,18 @@
 """Who may use which URL: every URL of the site, for each of the five roles.
 
-Add every new URL to MATRIX; test_every_url_is_in_the_matrix fails until you do.
+Add every new URL to MATRIX or to its area's tests/routes_*.py;
+test_every_url_is_in_the_matrix fails until you do.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from tests import routes_alerts, routes_audit_trail, routes_i18n, routes_overview, routes_pages
 from tests.conftest import PASSWORD
-
-ROLES = ("anonymous", "own_admin", "other_admin", "auditor", "global_admin")
-LOGIN = "login"  # expected: a redirect to the login page
-ATTEMPT = "<the organization's sync attempt>"  # filled in with a real sync_logs id
-
-
-@dataclass(frozen=True)
-class Route:
-    name: str
-    method: str
-    expect: dict[str, int | str]
-    org_scoped: bool = False
-    query: dict[str, str] = field(default_factory=dict)
-    note: str = ""
-    kwargs: dict[str, object] = field(default_factory=dict)  # more URL arguments
-
-    def url(self, slug: str, attempt_id: int) -> str:
-        kwargs = {"slug": slug} if self.org_scoped else {}
-        kwargs.update({k: attempt_id if v == ATTEMPT else v for k, v in self.kwargs.items()})
-        return reverse(self.name, kwargs=kwargs or None)
-
-
-def allowed_for(own_admin: int, auditor: int, global_admin: int, other_admin: int = 404):
-    return {
-        "anonymous": LOGIN,
-        "own_admin": own_admin,
-        "other_admin": other_admin,
-        "auditor": auditor,
-        "global_admin": global_admin,
-    }
-
+from tests.matrix import ATTEMPT, LOGIN, ROLES, Route, allowed_for
 
 MATRIX: list[Route] = [
     # Each person is sent where they work; the login page sends a logged-in person on.
@@ -114,6 +84,13 @@ MATRIX: list[Route] = [
     # The inbound API takes an API key only; a browser session is not enough.
     Route("api_records", "POST", {role: 401 for role in ROLES}),
 ]
+MATRIX += (
+    routes_alerts.ROUTES
+    + routes_audit_trail.ROUTES
+    + routes_i18n.ROUTES
+    + routes_overview.ROUTES
+    + routes_pages.ROUTES
+)
 
 
 @pytest.fixture

@@ -1,0 +1,7 @@
+"""Access matrix entries for the administrative trail (joined in tests/test_access_matrix.py)."""
+
+from __future__ import annotations
+
+from tests.matrix import Route, allowed_for  # noqa: F401
+
+ROUTES: list[Route] = []
