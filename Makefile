@@ -32,12 +32,19 @@ test: install
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# How fast a sync sends next to the ERP sandbox's raw capacity (needs PostgreSQL:
+# How fast a sync sends next to the ERP sandbox's raw capacity, how fast the pages answer
+# with 500 organizations and 1,000,000 sync_logs rows, and the audit log's pages and exports
+# (needs PostgreSQL:
 # DATABASE_URL, default postgres://postgres@127.0.0.1:5432/bench; uses a test database).
 bench: export DEBUG ?= true
 bench: export VAR_DIR ?= $(CURDIR)/var/bench
 bench: install
+	rm -rf $(VAR_DIR)/bench-results
 	$(BIN)/python bench/sync_bench.py $(BENCH_ARGS)
+	@for bench in pages audit; do \
+		test ! -f bench/$${bench}_bench.py || $(BIN)/python bench/$${bench}_bench.py || exit 1; \
+	done
+	$(BIN)/python bench/summary.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import json
 import os
 import pstats
 import sys
@@ -47,6 +46,7 @@ from django.conf import settings  # noqa: E402
 from django.db import connection, reset_queries  # noqa: E402
 from django.test.utils import setup_test_environment, teardown_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
+from report import emit  # noqa: E402
 
 from accounting_sync.gateway.base import Outcome, Posting  # noqa: E402
 from accounting_sync.models import FinancialRecord, SyncRun  # noqa: E402
@@ -204,19 +204,17 @@ def main() -> int:
     sync_rate = args.records / sync_s
     raw_rate = args.records / raw_s
     say(f"sync: {sync_rate:.0f} records/s; raw: {raw_rate:.0f} records/s")
-    print(
-        json.dumps(
-            {
-                "records": args.records,
-                "sync_seconds": round(sync_s, 3),
-                "raw_seconds": round(raw_s, 3),
-                "sync_records_per_s": round(sync_rate, 1),
-                "raw_records_per_s": round(raw_rate, 1),
-                "sync_vs_raw": round(sync_rate / raw_rate, 3),
-                "queries_per_batch": round(queries / batches, 1),
-            }
-        ),
-        flush=True,
+    emit(
+        "sync",
+        {
+            "records": args.records,
+            "sync_seconds": round(sync_s, 3),
+            "raw_seconds": round(raw_s, 3),
+            "sync_records_per_s": round(sync_rate, 1),
+            "raw_records_per_s": round(raw_rate, 1),
+            "sync_vs_raw": round(sync_rate / raw_rate, 3),
+            "queries_per_batch": round(queries / batches, 1),
+        },
     )
     return 0
 

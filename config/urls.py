@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from accounting_sync import api as sync_api
+from accounting_sync import failed as sync_failed
 from accounting_sync import history as sync_history
 from accounting_sync import overview as sync_overview
 from accounting_sync import views as sync_views
@@ -60,6 +61,7 @@ urlpatterns = [
     path("orgs/<slug:slug>/runs/", sync_history.sync_history, name="sync_history"),
     path("orgs/<slug:slug>/sync/", sync_views.trigger_sync, name="trigger_sync"),
     path("orgs/<slug:slug>/retry/", sync_views.retry_records, name="retry_records"),
+    path("orgs/<slug:slug>/failed/", sync_failed.failed_records, name="failed_records"),
     path("api/v1/records", sync_api.receive_records, name="api_records"),
     path("", include("audit.urls")),
     path("", include("alerts.urls")),

@@ -10,7 +10,14 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from tests import routes_alerts, routes_audit_trail, routes_i18n, routes_overview, routes_pages
+from tests import (
+    routes_alerts,
+    routes_audit_trail,
+    routes_failed,
+    routes_i18n,
+    routes_overview,
+    routes_pages,
+)
 from tests.conftest import PASSWORD
 from tests.matrix import ATTEMPT, LOGIN, ROLES, Route, allowed_for
 
@@ -87,6 +94,7 @@ MATRIX: list[Route] = [
 MATRIX += (
     routes_alerts.ROUTES
     + routes_audit_trail.ROUTES
+    + routes_failed.ROUTES
     + routes_i18n.ROUTES
     + routes_overview.ROUTES
     + routes_pages.ROUTES
