@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from celery import shared_task
 from celery.exceptions import MaxRetriesExceededError
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounting_sync.models import FinancialRecord, SyncEvent, SyncRun, WorkerHeartbeat
 from accounting_sync.orchestrator import (
@@ -135,3 +137,36 @@ def request_approval_sync(organization: Organization) -> None:
                 (organization.pk,), countdown=settings.SYNC_APPROVAL_DELAY_SECONDS
             )
         )
+
+
+class SyncRefused(Exception):
+    """Why a person's request to sync cannot start now, in words for the page."""
+
+
+def request_run(
+    organization: Organization, trigger: str, *, user, record_ids: list[int] | None = None
+) -> SyncRun:
+    """A person asks for a sync (Trigger Sync Now, Retry Selected / All): start it and queue it.
+
+    Refused, with the reason, when the connector is off or a sync is already running
+    (S3.4). The request is recorded in the administrative trail (S3.6).
+    """
+    from audit.models import AdminAction  # audit builds on the sync models
+
+    integration = Integration.objects.filter(organization=organization).first()
+    if integration is None or not integration.enabled:
+        raise SyncRefused(_("The connector is not enabled, so nothing can be sent."))
+    try:
+        run = start_run(organization, trigger, user=user, record_ids=record_ids)
+    except RunAlreadyGoing:
+        raise SyncRefused(_("A sync is already running for this organization.")) from None
+    transaction.on_commit(partial(run_sync.delay, run.pk))
+    AdminAction.record(
+        user,
+        organization,
+        AdminAction.Kind.SYNC_TRIGGERED,
+        run=run.pk,
+        trigger=trigger,
+        records=len(record_ids or []),
+    )
+    return run

@@ -1,60 +1,86 @@
-from __future__ import annotations
+"""The organization's status dashboard and Trigger Sync Now (S3, S4)."""
 
-from datetime import timedelta
-from functools import partial
+from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db import transaction
-from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
+from accounting_sync import live
+from accounting_sync.dashboard import Dashboard
 from accounting_sync.models import FinancialRecord, SyncRun
-from accounting_sync.orchestrator import RunAlreadyGoing, start_run
-from accounting_sync.tasks import run_sync
-from audit.models import AdminAction
+from accounting_sync.tasks import SyncRefused, request_run
 from integrations.access import organization_for
-from integrations.models import Integration
 
 State = FinancialRecord.State
-# Beat asks every worker to check in each minute; past this, say none is running.
-WORKER_SILENCE = timedelta(minutes=5)
-
-
-def _state_counts(path: str = "") -> dict[str, Count]:
-    """One Count per record state, for aggregate() on records or annotate() through `path`."""
-    return {
-        state: Count(f"{path}pk", filter=Q(**{f"{path}state": state})) for state in State.values
-    }
 
 
 @login_required
 @require_GET
 def organization_home(request: HttpRequest, slug: str) -> HttpResponse:
+    """The status dashboard (S4): health, counts, Trigger Sync Now, recent runs."""
     organization = organization_for(request.user, slug)
-    counts = organization.records.aggregate(**_state_counts())
     page = Paginator(organization.records.all(), 50).get_page(request.GET.get("page"))
     return render(
         request,
         "accounting_sync/organization_home.html",
-        {
-            "organization": organization,
-            "counts": [(State(state).label, counts[state]) for state in State.values],
-            "page": page,
-        },
+        _context(request, organization, Dashboard.build(organization), page=page),
     )
 
 
 @login_required
-@require_POST
+@require_GET
+def dashboard_live(request: HttpRequest, slug: str) -> HttpResponse:
+    """The dashboard's live part (S4.6): 204 at once while nothing has changed."""
+    organization = organization_for(request.user, slug)
+    if live.unchanged(request, organization.live_version):
+        return live.no_change()
+    dashboard = Dashboard.build(organization)
+    watched = dashboard.finished_since(request.GET.get("run"))
+    announce = dashboard.outcome(watched) if watched else ""
+    return _status(request, organization, dashboard, announce=announce)
+
+
+@login_required
 def trigger_sync(request: HttpRequest, slug: str) -> HttpResponse:
-    """Trigger Sync Now (S3): answers at once; a worker does the sending."""
+    """Trigger Sync Now (S3): GET asks to confirm (without JavaScript); POST starts the run.
+
+    It answers at once; a worker does the sending. From the dialog (htmx) the answer is
+    the live part, now showing the progress bar.
+    """
     organization = organization_for(request.user, slug, write=True)
-    _start(request, organization, SyncRun.Trigger.MANUAL)
-    return redirect("organization_home", slug=organization.slug)
+    if request.method == "GET":
+        return render(
+            request,
+            "accounting_sync/confirm_sync.html",
+            _context(request, organization, Dashboard.build(organization)),
+        )
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["GET", "POST"])
+    try:
+        request_run(organization, SyncRun.Trigger.MANUAL, user=request.user)
+        said, level = _("The sync has started."), messages.SUCCESS
+    except SyncRefused as refusal:
+        said, level = str(refusal), messages.WARNING
+    if not request.htmx:
+        messages.add_message(request, level, said)
+        return redirect("organization_home", slug=organization.slug)
+    organization.refresh_from_db(fields=["live_version"])
+    return _status(request, organization, Dashboard.build(organization), announce=said)
+
+
+def _context(request: HttpRequest, organization, dashboard: Dashboard, **more) -> dict:
+    can_write = organization.viewer_role != "auditor"
+    return {"organization": organization, "dashboard": dashboard, "can_write": can_write, **more}
+
+
+def _status(request: HttpRequest, organization, dashboard: Dashboard, announce: str = ""):
+    context = _context(request, organization, dashboard, announce=announce, fragment=True)
+    return render(request, "accounting_sync/organization_home.html#status", context)
 
 
 @login_required
@@ -76,22 +102,9 @@ def retry_records(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _start(request: HttpRequest, organization, trigger: str, record_ids=None) -> None:
-    integration = Integration.objects.filter(organization=organization).first()
-    if integration is None or not integration.enabled:
-        messages.error(request, "The connector is not enabled, so nothing can be sent.")
-        return
     try:
-        run = start_run(organization, trigger, user=request.user, record_ids=record_ids)
-    except RunAlreadyGoing:
-        messages.warning(request, "A sync is already running for this organization.")
+        request_run(organization, trigger, user=request.user, record_ids=record_ids)
+    except SyncRefused as refusal:
+        messages.warning(request, str(refusal))
         return
-    transaction.on_commit(partial(run_sync.delay, run.pk))
-    AdminAction.record(
-        request.user,
-        organization,
-        AdminAction.Kind.SYNC_TRIGGERED,
-        run=run.pk,
-        trigger=trigger,
-        records=len(record_ids or []),
-    )
-    messages.success(request, "The sync has started.")
+    messages.success(request, _("The sync has started."))

@@ -62,6 +62,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After sessions (it reads the chosen language), before CommonMiddleware (which
+    # may redirect, and should do so in the person's language).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -117,9 +120,14 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
-LANGUAGE_CODE = "en"
+LANGUAGE_CODE = "en"  # for a browser that asks for neither language
+# The person picks one in the header (a cookie); until then the browser's Accept-Language.
+LANGUAGES = [("en", "English"), ("nb", "Norsk bokmål")]
+# Committed compiled (.mo) as well as .po: `make run` needs no gettext tools.
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "Europe/Oslo"
 USE_I18N = True
+FORMAT_MODULE_PATH = ["config.formats"]  # English with a 24-hour clock, see there
 USE_TZ = True
 
 STATIC_URL = "static/"

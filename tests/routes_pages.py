@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
-from tests.matrix import Route, allowed_for  # noqa: F401
+from tests.matrix import Route, allowed_for
 
-ROUTES: list[Route] = []
+ROUTES: list[Route] = [
+    Route("dashboard_live", "GET", allowed_for(200, 200, 200), org_scoped=True),
+    # Trigger Sync Now without JavaScript: a confirmation page; auditors may not sync.
+    Route("trigger_sync", "GET", allowed_for(200, 403, 200), org_scoped=True),
+]
