@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from accounting_sync.gateway.base import Connector, ConnectorError, Outcome, Posting, PostResult
 from accounting_sync.models import FinancialRecord, SyncEvent, SyncLog, SyncRun
+from alerts import hooks as alert_hooks
 from integrations.models import Integration, Organization
 
 logger = logging.getLogger(__name__)
@@ -299,12 +300,13 @@ class Orchestrator:
                 self._release(State.PENDING)
                 message = next(r.message for r in results if r.outcome == Outcome.AUTHENTICATION)
                 self.stop_reason = f"The accounting system refused the credentials: {message}"
-                SyncEvent.objects.create(
+                event = SyncEvent.objects.create(
                     organization=self.organization,
                     run=self.run,
                     kind=SyncEvent.Kind.AUTHENTICATION_FAILED,
                     message=message,
                 )
+                alert_hooks.event_recorded(event)  # S7.6: at once, retrying cannot fix it
                 return
 
     def _send(self, connector: Connector, batch: list[FinancialRecord]) -> list[PostResult]:
@@ -403,6 +405,7 @@ class Orchestrator:
                     ],
                 )
             self._progress(**counts)
+        alert_hooks.attempts_recorded(self.organization.pk, logs)  # S7.1, S7.2; never raises
 
     def _log_row(self, record: FinancialRecord, result: PostResult, before: dict) -> SyncLog:
         status = {
@@ -506,6 +509,7 @@ class Orchestrator:
             skip_reasons=dict(self.skip_reasons),
         )
         Organization.touch(self.run.organization_id)
+        alert_hooks.run_ended(self.run.pk)  # open or resolve what the run changed (S7.4)
 
     def _summary(self, run: SyncRun) -> str:
         parts = [f"{run.sent} sent"]

@@ -21,6 +21,7 @@ from accounting_sync.orchestrator import (
     sendable,
     start_run,
 )
+from alerts import hooks as alert_hooks
 from integrations.models import Integration, Organization
 
 logger = logging.getLogger(__name__)
@@ -81,13 +82,14 @@ def scheduled_sync(self, organization_id: int) -> None:
         countdown = backoff_seconds(self.request.retries + 1, SCHEDULED_FIRST_RETRY_SECONDS)
         raise self.retry(countdown=countdown)
     except MaxRetriesExceededError:
-        SyncEvent.objects.create(
+        event = SyncEvent.objects.create(
             organization_id=organization_id,
             run=run,
             kind=SyncEvent.Kind.SCHEDULED_RUN_FAILED,
             message=f"The scheduled sync could not reach the accounting system, also after "
             f"{SCHEDULED_RETRIES} retries: {run.message}",
         )
+        alert_hooks.event_recorded(event)  # S9.4: the admins get an in-app alert
 
 
 @shared_task(ignore_result=True)

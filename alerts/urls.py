@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import path
 
-urlpatterns: list[URLPattern] = []
+from alerts import views
+
+urlpatterns = [
+    path("alerts/", views.alert_list, name="alert_list"),
+    path("alerts/badge/", views.alert_badge, name="alert_badge"),
+    path("alerts/<int:alert_id>/read/", views.mark_read, name="alert_mark_read"),
+    path("alerts/<int:alert_id>/dismiss/", views.dismiss, name="alert_dismiss"),
+]

@@ -87,6 +87,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "integrations.context_processors.navigation",
+                "alerts.context_processors.alerts",
             ],
         },
     },
@@ -218,6 +219,11 @@ CELERY_BEAT_SCHEDULE = {
     "sync-sweep": {
         "task": "accounting_sync.tasks.sweep",
         "schedule": float(SYNC_SWEEP_SECONDS),
+    },
+    # Alerts that time alone opens or closes: 48 hours pending, the 24-hour error window.
+    "alerts-check": {
+        "task": "alerts.tasks.check_alerts",
+        "schedule": 300.0,
     },
 }
 
