@@ -8,15 +8,13 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET
 
 from accounting_sync import live
 from accounting_sync.dashboard import Dashboard
-from accounting_sync.models import FinancialRecord, SyncRun
+from accounting_sync.models import SyncRun
 from accounting_sync.tasks import SyncRefused, request_run
 from integrations.access import organization_for
-
-State = FinancialRecord.State
 
 
 @login_required
@@ -81,30 +79,3 @@ def _context(request: HttpRequest, organization, dashboard: Dashboard, **more) -
 def _status(request: HttpRequest, organization, dashboard: Dashboard, announce: str = ""):
     context = _context(request, organization, dashboard, announce=announce, fragment=True)
     return render(request, "accounting_sync/organization_home.html#status", context)
-
-
-@login_required
-@require_POST
-def retry_records(request: HttpRequest, slug: str) -> HttpResponse:
-    """Retry Selected (S6.2) or Retry All Failed (S6.3); ahead of any backoff (S6.6)."""
-    organization = organization_for(request.user, slug, write=True)
-    failed = organization.records.filter(state=State.FAILED)
-    if request.POST.get("all"):
-        ids = list(failed.values_list("pk", flat=True))
-    else:
-        wanted = [int(pk) for pk in request.POST.getlist("record") if pk.isdigit()]
-        ids = list(failed.filter(pk__in=wanted).values_list("pk", flat=True))
-    if not ids:
-        messages.error(request, "Choose at least one failed record to retry.")
-    else:
-        _start(request, organization, SyncRun.Trigger.RETRY, record_ids=ids)
-    return redirect("organization_home", slug=organization.slug)
-
-
-def _start(request: HttpRequest, organization, trigger: str, record_ids=None) -> None:
-    try:
-        request_run(organization, trigger, user=request.user, record_ids=record_ids)
-    except SyncRefused as refusal:
-        messages.warning(request, str(refusal))
-        return
-    messages.success(request, _("The sync has started."))
