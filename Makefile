@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench install lint format lock clean
+.PHONY: run test bench install lint format lock clean messages
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,15 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Gather the translatable strings into the Norwegian catalog and compile it (needs GNU
+# gettext). Translate what is new or fuzzy in locale/nb/LC_MESSAGES/django.po, run this
+# again, and commit the .po and the .mo together: `make run` needs only Python.
+messages: export DEBUG ?= true
+messages: install
+	$(BIN)/python manage.py makemessages -l nb --no-obsolete --add-location=file \
+		--ignore=.venv --ignore=var --ignore=tests --ignore=bench --ignore=staticfiles
+	$(BIN)/python manage.py compilemessages --ignore=.venv
 
 # Re-pin every dependency after changing pyproject.toml.
 lock: install

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from accounting_sync.models import SyncRun
@@ -38,15 +39,15 @@ class Row:
 
 def duration_text(run: SyncRun) -> str:
     if run.finished_at is None:
-        return "still running" if run.is_running else ""
+        return _("still running") if run.is_running else ""
     seconds = max(0, round((run.finished_at - run.started_at) / timedelta(seconds=1)))
     if seconds < 60:
-        return f"{seconds} s"
+        return _("%(seconds)d s") % {"seconds": seconds}
     minutes, seconds = divmod(seconds, 60)
     if minutes < 60:
-        return f"{minutes} min {seconds} s"
+        return _("%(minutes)d min %(seconds)d s") % {"minutes": minutes, "seconds": seconds}
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+    return _("%(hours)d h %(minutes)d min") % {"hours": hours, "minutes": minutes}
 
 
 def row(run: SyncRun) -> Row:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from audit.chain import ChainedModel
 from integrations.models import Organization
@@ -16,15 +17,15 @@ class FinancialRecord(models.Model):
     """
 
     class Kind(models.TextChoices):
-        REIMBURSEMENT = "reimbursement", "Reimbursement"
-        HONORARIUM = "honorarium", "Honorarium"
+        REIMBURSEMENT = "reimbursement", _("Reimbursement")
+        HONORARIUM = "honorarium", _("Honorarium")
 
     class State(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SENDING = "sending", "Sending"
-        SYNCED = "synced", "Synced"
-        FAILED = "failed", "Failed"
-        SKIPPED = "skipped", "Skipped"
+        PENDING = "pending", _("Pending")
+        SENDING = "sending", _("Sending")
+        SYNCED = "synced", _("Synced")
+        FAILED = "failed", _("Failed")
+        SKIPPED = "skipped", _("Skipped")
 
     # The fields the volunteer app sends; `content()` compares on exactly these.
     CONTENT_FIELDS = (
@@ -127,16 +128,16 @@ class SyncRun(models.Model):
     """One sync of one organization's records to its ERP."""
 
     class Trigger(models.TextChoices):
-        APPROVAL = "approval", "After approval"
-        MANUAL = "manual", "Manual"
-        SCHEDULE = "schedule", "Schedule"
-        RETRY = "retry", "Retry"
+        APPROVAL = "approval", _("After approval")
+        MANUAL = "manual", _("Manual")
+        SCHEDULE = "schedule", _("Schedule")
+        RETRY = "retry", _("Retry")
 
     class Status(models.TextChoices):
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        PARTIAL = "partial", "Partly failed"
-        FAILED = "failed", "Failed"
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        PARTIAL = "partial", _("Partly failed")
+        FAILED = "failed", _("Failed")
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="runs")
     connector = models.CharField(max_length=20)
@@ -189,9 +190,9 @@ class SyncLog(ChainedModel):
     """
 
     class Status(models.TextChoices):
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        UNCERTAIN = "uncertain", "Uncertain"
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        UNCERTAIN = "uncertain", _("Uncertain")
 
     run = models.ForeignKey(SyncRun, on_delete=models.PROTECT, related_name="attempts")
     record = models.ForeignKey(FinancialRecord, on_delete=models.PROTECT, related_name="attempts")
@@ -247,9 +248,9 @@ class SyncEvent(models.Model):
     """Something an admin must hear about; the alerts turn these into in-app alerts."""
 
     class Kind(models.TextChoices):
-        SCHEDULED_RUN_FAILED = "scheduled_run_failed", "Scheduled sync failed after its retries"
-        AUTHENTICATION_FAILED = "authentication_failed", "The ERP refused the credentials"
-        RUN_ABANDONED = "run_abandoned", "A sync stopped because its worker died"
+        SCHEDULED_RUN_FAILED = "scheduled_run_failed", _("Scheduled sync failed after its retries")
+        AUTHENTICATION_FAILED = "authentication_failed", _("The ERP refused the credentials")
+        RUN_ABANDONED = "run_abandoned", _("A sync stopped because its worker died")
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
     run = models.ForeignKey(SyncRun, null=True, blank=True, on_delete=models.PROTECT)

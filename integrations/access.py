@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
+from django.utils.translation import gettext as _
 
 from integrations.models import Membership, Organization
 
@@ -21,7 +22,7 @@ def is_global_admin(user) -> bool:
 
 def require_global_admin(user) -> None:
     if not is_global_admin(user):
-        raise PermissionDenied("Only a global admin may do this.")
+        raise PermissionDenied(_("Only a global admin may do this."))
 
 
 def organizations_for(user) -> QuerySet[Organization]:
@@ -54,12 +55,12 @@ def organization_for(user, slug: str, *, write: bool = False) -> Organization:
     try:
         organization = Organization.objects.get(slug=slug)
     except Organization.DoesNotExist:
-        raise Http404("No such organization.") from None
+        raise Http404(_("No such organization.")) from None
     role = role_in(user, organization)
     if role is None:
-        raise Http404("No such organization.")
+        raise Http404(_("No such organization."))
     if write and role == Membership.Role.AUDITOR:
-        raise PermissionDenied("Auditors have read-only access.")
+        raise PermissionDenied(_("Auditors have read-only access."))
     organization.viewer_role = role
     return organization
 

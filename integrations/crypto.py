@@ -10,6 +10,7 @@ import json
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.utils.translation import gettext_noop
 
 
 class CredentialsUnreadable(Exception):
@@ -30,8 +31,9 @@ def decrypt(ciphertext: str) -> dict[str, str]:
     try:
         return json.loads(_fernet().decrypt(ciphertext.encode()))
     except InvalidToken:
+        # gettext_noop: stored in English by the worker, shown translated on the page.
         raise CredentialsUnreadable(
-            "The stored credentials cannot be decrypted with the configured keys."
+            gettext_noop("The stored credentials cannot be decrypted with the configured keys.")
         ) from None
 
 

@@ -4,6 +4,9 @@ from typing import ClassVar
 
 from django import forms
 from django.db import models, transaction
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from audit.models import AdminAction
 from integrations import schedule
@@ -51,14 +54,17 @@ REQUIRED_BY_CONNECTOR: dict[str, tuple[str, ...]] = {
 }
 REQUIRED_FOR_XLEDGER_OAUTH2 = ("token_url", "client_id")
 LABELS = {
-    "base_url": {Connector.XLEDGER: "GraphQL endpoint", Connector.BUSINESS_CENTRAL: "API host"},
+    "base_url": {
+        Connector.XLEDGER: gettext_lazy("GraphQL endpoint"),
+        Connector.BUSINESS_CENTRAL: gettext_lazy("API host"),
+    },
     "client_id": {
-        Connector.XLEDGER: "OAuth2 client ID",
-        Connector.BUSINESS_CENTRAL: "Application (client) ID",
+        Connector.XLEDGER: gettext_lazy("OAuth2 client ID"),
+        Connector.BUSINESS_CENTRAL: gettext_lazy("Application (client) ID"),
     },
     "client_secret": {
-        Connector.XLEDGER: "OAuth2 client secret",
-        Connector.BUSINESS_CENTRAL: "Client secret",
+        Connector.XLEDGER: gettext_lazy("OAuth2 client secret"),
+        Connector.BUSINESS_CENTRAL: gettext_lazy("Client secret"),
     },
 }
 DEFAULTS = {
@@ -89,7 +95,11 @@ class SecretInput(forms.PasswordInput):
 
 class IntegrationSettingsForm(forms.ModelForm):
     api_token = forms.CharField(
-        required=False, widget=SecretInput(), label="API token", max_length=2000, strip=True
+        required=False,
+        widget=SecretInput(),
+        label=gettext_lazy("API token"),
+        max_length=2000,
+        strip=True,
     )
     client_secret = forms.CharField(
         required=False, widget=SecretInput(), max_length=2000, strip=True
@@ -116,17 +126,18 @@ class IntegrationSettingsForm(forms.ModelForm):
         widgets = {"connector": forms.RadioSelect, "xledger_auth": forms.RadioSelect}
         formfield_callback = _https_by_default
         labels = {
-            "connector": "Accounting system",
-            "xledger_auth": "Authentication",
-            "authority_host": "Sign-in host (Entra ID)",
-            "token_url": "OAuth2 token URL",
-            "oauth_scope": "OAuth2 scope",
-            "tenant_id": "Tenant ID",
-            "company_id": "Company ID",
-            "cost_center_object": "Cost center dimension (glObject number)",
-            "cost_center_kind_db_id": "Cost center object kind (dbId)",
-            "cost_center_dimension": "Cost center dimension code",
-            "journal_code": "Journal code",
+            "connector": gettext_lazy("Accounting system"),
+            "xledger_auth": gettext_lazy("Authentication"),
+            "authority_host": gettext_lazy("Sign-in host (Entra ID)"),
+            "token_url": gettext_lazy("OAuth2 token URL"),
+            "oauth_scope": gettext_lazy("OAuth2 scope"),
+            "tenant_id": gettext_lazy("Tenant ID"),
+            "environment": gettext_lazy("Environment"),
+            "company_id": gettext_lazy("Company ID"),
+            "cost_center_object": gettext_lazy("Cost center dimension (glObject number)"),
+            "cost_center_kind_db_id": gettext_lazy("Cost center object kind (dbId)"),
+            "cost_center_dimension": gettext_lazy("Cost center dimension code"),
+            "journal_code": gettext_lazy("Journal code"),
         }
 
     def __init__(self, *args, connector: str, **kwargs) -> None:
@@ -150,7 +161,7 @@ class IntegrationSettingsForm(forms.ModelForm):
         same_system = self.instance.pk and self.instance.connector == connector
         saved = set(self.instance.credentials()) if same_system else set()
         for name in saved & set(self.fields):
-            self.fields[name].help_text = "Saved. Leave blank to keep it; type to replace it."
+            self.fields[name].help_text = _("Saved. Leave blank to keep it; type to replace it.")
 
     def visible_connection_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in FIELDS_BY_CONNECTOR[self.connector]]
@@ -163,12 +174,12 @@ class IntegrationSettingsForm(forms.ModelForm):
             required += REQUIRED_FOR_XLEDGER_OAUTH2
         for name in required:
             if not data.get(name) and name not in self.errors:
-                self.add_error(name, "This is needed to connect.")
+                self.add_error(name, _("This is needed to connect."))
         saved = self.instance.credentials() if self.instance.has_credentials else {}
         same_system = self.instance.pk and self.instance.connector == connector
         for name in self._secret_names(connector, data.get("xledger_auth")):
             if not data.get(name) and not (same_system and saved.get(name)):
-                self.add_error(name, "This is needed to connect.")
+                self.add_error(name, _("This is needed to connect."))
         return data
 
     @staticmethod
@@ -247,15 +258,27 @@ class MappingsForm(forms.Form):
         self.categories = categories
         erp = integration.get_connector_display()
         tested = integration.connection_verified_at
-        when = f" on {tested:%Y-%m-%d %H:%M}" if tested else ""
-        not_listed = (
-            f"%(value)s is not in what {erp} returned at the last connection test{when}. "
-            "If it was added since, run Test Connection again."
-        )
-        accounts = [("", "— not mapped —")] + [
+        # "%(value)s" stays for Django to fill with the refused choice.
+        said = {"erp": erp, "value": "%(value)s"}
+        if tested:
+            when = formats.date_format(timezone.localtime(tested), "SHORT_DATETIME_FORMAT")
+            not_listed = _(
+                "%(value)s is not in what %(erp)s returned at the last connection test on "
+                "%(when)s. If it was added since, run Test Connection again."
+            ) % {**said, "when": when}
+        else:
+            not_listed = (
+                _(
+                    "%(value)s is not in what %(erp)s returned at the last connection test. "
+                    "If it was added since, run Test Connection again."
+                )
+                % said
+            )
+        not_mapped = ("", _("— not mapped —"))
+        accounts = [not_mapped] + [
             (a["code"], f"{a['code']} {a['name']}") for a in integration.erp_accounts
         ]
-        centers = [("", "— not mapped —")] + [
+        centers = [not_mapped] + [
             (c["code"], f"{c['code']} {c['name']}") for c in integration.erp_cost_centers
         ]
         messages = {"invalid_choice": not_listed}
@@ -265,36 +288,36 @@ class MappingsForm(forms.Form):
             self.fields[f"account_{index}"] = forms.ChoiceField(
                 choices=accounts,
                 required=False,
-                label=f"Account for {category}",
+                label=_("Account for %(category)s") % {"category": category},
                 error_messages=messages,
                 initial=mapping.account_code if mapping else "",
             )
             self.fields[f"cost_center_{index}"] = forms.ChoiceField(
                 choices=centers,
                 required=False,
-                label=f"Cost center for {category}",
+                label=_("Cost center for %(category)s") % {"category": category},
                 error_messages=messages,
                 initial=mapping.cost_center_code if mapping else "",
             )
         self.fields["new_category"] = forms.SlugField(
             required=False,
             max_length=64,
-            label="New category",
-            help_text="A category the volunteer app will send that has no records yet.",
+            label=_("New category"),
+            help_text=_("A category the volunteer app will send that has no records yet."),
         )
         self.fields["new_account"] = forms.ChoiceField(
-            choices=accounts, required=False, label="Account", error_messages=messages
+            choices=accounts, required=False, label=_("Account"), error_messages=messages
         )
         self.fields["new_cost_center"] = forms.ChoiceField(
-            choices=centers, required=False, label="Cost center", error_messages=messages
+            choices=centers, required=False, label=_("Cost center"), error_messages=messages
         )
         self.fields["payable_account"] = forms.ChoiceField(
             choices=accounts,
             required=False,
             error_messages=messages,
-            label="Payable account (credited)",
+            label=_("Payable account (credited)"),
             initial=integration.payable_account,
-            help_text="What the organization owes the volunteer, e.g. 2910 Gjeld til ansatte.",
+            help_text=_("What the organization owes the volunteer, e.g. 2910 Gjeld til ansatte."),
         )
 
     def rows(self) -> list[tuple[str, forms.BoundField, forms.BoundField]]:
@@ -311,11 +334,13 @@ class MappingsForm(forms.Form):
             if bool(data.get(account)) != bool(data.get(center)):
                 missing = center if data.get(account) else account
                 if missing not in self.errors:
-                    self.add_error(missing, "Choose both an account and a cost center, or neither.")
+                    self.add_error(
+                        missing, _("Choose both an account and a cost center, or neither.")
+                    )
         if data.get("new_category") and not data.get("new_account"):
-            self.add_error("new_account", "Choose where the new category is posted.")
+            self.add_error("new_account", _("Choose where the new category is posted."))
         if data.get("new_category") in self.categories:
-            self.add_error("new_category", "This category is already in the list above.")
+            self.add_error("new_category", _("This category is already in the list above."))
         return data
 
     def save_for(self, actor) -> None:
@@ -386,7 +411,7 @@ class ScheduleForm(forms.ModelForm):
     )
 
     schedule_weekday = forms.TypedChoiceField(
-        label="Day of the week",
+        label=gettext_lazy("Day of the week"),
         choices=[("", "—"), *schedule.weekday_choices()],
         coerce=int,
         empty_value=None,
@@ -415,24 +440,33 @@ class ScheduleForm(forms.ModelForm):
             ),
         }
         labels = {
-            "schedule": "Sync schedule",
-            "schedule_time": "Time",
-            "schedule_day": "Day of the month",
-            "schedule_cron": "Cron expression",
-            "sync_after_approval": "Sync after each approval",
-            "include_reimbursements": "Reimbursements",
-            "include_honorariums": "Honorariums",
-            "automatic_retries": "Automatic retries of a failed record",
-            "first_retry_delay_seconds": "First retry after (seconds)",
+            "schedule": gettext_lazy("Sync schedule"),
+            "schedule_time": gettext_lazy("Time"),
+            "schedule_day": gettext_lazy("Day of the month"),
+            "schedule_cron": gettext_lazy("Cron expression"),
+            "sync_after_approval": gettext_lazy("Sync after each approval"),
+            "include_reimbursements": gettext_lazy("Reimbursements"),
+            "include_honorariums": gettext_lazy("Honorariums"),
+            "automatic_retries": gettext_lazy("Automatic retries of a failed record"),
+            "first_retry_delay_seconds": gettext_lazy("First retry after (seconds)"),
         }
         help_texts = {
-            "schedule_day": "29, 30 or 31: in shorter months the sync runs on the last day.",
-            "schedule_cron": "Five fields: minute, hour, day-of-month, month, day-of-week. "
-            "For example 0 2 * * 1-5 is 02:00 Monday to Friday.",
-            "sync_after_approval": "Send each approved record within seconds, besides the "
-            "schedule.",
-            "automatic_retries": "0 to 20. After these, a failed record waits for Retry.",
-            "first_retry_delay_seconds": "Each further retry waits about twice as long.",
+            "schedule_day": gettext_lazy(
+                "29, 30 or 31: in shorter months the sync runs on the last day."
+            ),
+            "schedule_cron": gettext_lazy(
+                "Five fields: minute, hour, day-of-month, month, day-of-week. "
+                "For example 0 2 * * 1-5 is 02:00 Monday to Friday."
+            ),
+            "sync_after_approval": gettext_lazy(
+                "Send each approved record within seconds, besides the schedule."
+            ),
+            "automatic_retries": gettext_lazy(
+                "0 to 20. After these, a failed record waits for Retry."
+            ),
+            "first_retry_delay_seconds": gettext_lazy(
+                "Each further retry waits about twice as long."
+            ),
         }
 
     def __init__(self, *args, preview_url: str = "", **kwargs) -> None:
@@ -440,7 +474,9 @@ class ScheduleForm(forms.ModelForm):
         # Validation writes the posted values into the instance: remember what was saved.
         self.saved = {name: getattr(self.instance, name) for name in self.Meta.fields}
         zone = self.instance.organization.time_zone
-        self.fields["schedule_time"].help_text = f"In the organization's time zone, {zone}."
+        self.fields["schedule_time"].help_text = _("In the organization's time zone, %(zone)s.") % {
+            "zone": zone
+        }
         self.fields["schedule_cron"].max_length = 100
         for name, field in self.fields.items():
             if field.help_text:  # read out with the input, not only seen below it
@@ -469,11 +505,15 @@ class ScheduleForm(forms.ModelForm):
         for name in self.SCHEDULE_FIELDS[1:]:
             if name in self.NEEDS[chosen]:
                 if data.get(name) in (None, "") and name not in self.errors:
-                    self.add_error(name, f"Choose the {self.fields[name].label.lower()}.")
+                    self.add_error(
+                        name,
+                        _("Choose the %(field)s.")
+                        % {"field": str(self.fields[name].label).lower()},
+                    )
             else:
                 data[name] = "" if name == "schedule_cron" else None
         if not (data.get("include_reimbursements") or data.get("include_honorariums")):
-            self.add_error(None, "Include at least one type of record, or nothing is synced.")
+            self.add_error(None, _("Include at least one type of record, or nothing is synced."))
         return data
 
     def schedule_errors(self) -> list[str]:

@@ -13,6 +13,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from integrations import crypto
 from integrations.validators import validate_erp_url
@@ -20,7 +22,7 @@ from integrations.validators import validate_erp_url
 
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
-        raise ValidationError(f"{value!r} is not a known time zone")
+        raise ValidationError(_("%(zone)r is not a known time zone") % {"zone": value})
 
 
 class Organization(models.Model):
@@ -55,8 +57,8 @@ class Membership(models.Model):
     """A user's role in one organization. Global admins need none: see access.py."""
 
     class Role(models.TextChoices):
-        ADMIN = "admin", "Admin"
-        AUDITOR = "auditor", "Auditor"
+        ADMIN = "admin", gettext_lazy("Admin")
+        AUDITOR = "auditor", gettext_lazy("Auditor")
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
@@ -178,8 +180,8 @@ class Integration(models.Model):
         BUSINESS_CENTRAL = "business_central", "Dynamics 365 Business Central"
 
     class XledgerAuth(models.TextChoices):
-        TOKEN = "token", "With an API token"
-        OAUTH2 = "oauth2", "With OAuth2 client credentials"
+        TOKEN = "token", gettext_lazy("With an API token")
+        OAUTH2 = "oauth2", gettext_lazy("With OAuth2 client credentials")
 
     # The secret fields each kind of connection needs, by name in the ciphertext.
     SECRET_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -213,12 +215,12 @@ class Integration(models.Model):
     base_url = models.URLField(
         blank=True,
         validators=[validate_erp_url],
-        help_text="Xledger: the GraphQL endpoint. Business Central: the API host.",
+        help_text=gettext_lazy("Xledger: the GraphQL endpoint. Business Central: the API host."),
     )
     authority_host = models.URLField(
         blank=True,
         validators=[validate_erp_url],
-        help_text="Business Central: the Entra ID (Azure AD) sign-in host.",
+        help_text=gettext_lazy("Business Central: the Entra ID (Azure AD) sign-in host."),
     )
     xledger_auth = models.CharField(
         max_length=10, choices=XledgerAuth.choices, default=XledgerAuth.TOKEN
@@ -234,24 +236,28 @@ class Integration(models.Model):
     cost_center_object = models.PositiveSmallIntegerField(
         default=1,
         validators=[MinValueValidator(1), MaxValueValidator(5)],
-        help_text="Xledger: which glObject (1 to 5) holds the cost center.",
+        help_text=gettext_lazy("Xledger: which glObject (1 to 5) holds the cost center."),
     )
     cost_center_kind_db_id = models.IntegerField(
-        null=True, blank=True, help_text="Xledger: the object kind whose values are cost centers."
+        null=True,
+        blank=True,
+        help_text=gettext_lazy("Xledger: the object kind whose values are cost centers."),
     )
     cost_center_dimension = models.CharField(
-        max_length=20, blank=True, help_text="Business Central: the cost-center dimension code."
+        max_length=20,
+        blank=True,
+        help_text=gettext_lazy("Business Central: the cost-center dimension code."),
     )
     journal_code = models.CharField(max_length=20, blank=True)
     payable_account = models.CharField(max_length=20, blank=True)
 
     # When to sync (S9): the schedule, "after each approval", what, and how to retry.
     class Schedule(models.TextChoices):
-        MANUAL = "manual", "Manual only"
-        DAILY = "daily", "Daily"
-        WEEKLY = "weekly", "Weekly"
-        MONTHLY = "monthly", "Monthly"
-        CUSTOM = "custom", "Custom (cron)"
+        MANUAL = "manual", gettext_lazy("Manual only")
+        DAILY = "daily", gettext_lazy("Daily")
+        WEEKLY = "weekly", gettext_lazy("Weekly")
+        MONTHLY = "monthly", gettext_lazy("Monthly")
+        CUSTOM = "custom", gettext_lazy("Custom (cron)")
 
     schedule = models.CharField(max_length=10, choices=Schedule.choices, default=Schedule.MANUAL)
     schedule_time = models.TimeField(null=True, blank=True)
@@ -346,9 +352,9 @@ class Integration(models.Model):
     def why_not_enable(self) -> str | None:
         """The reason the connector cannot be enabled now, in words; None if it can (S2.4)."""
         if self.missing_secrets():
-            return "Save the credentials first."
+            return _("Save the credentials first.")
         if self.connection_verified_at is None:
-            return "Run Test Connection and make it pass first."
+            return _("Run Test Connection and make it pass first.")
         return None
 
     def set_enabled(self, enabled: bool, actor) -> str | None:
@@ -422,10 +428,10 @@ class ConnectionTest(models.Model):
     """One press of Test Connection, run in the background by a worker (S1.2, S1.3, S1.6)."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Waiting for a worker"
-        RUNNING = "running", "Testing"
-        SUCCEEDED = "succeeded", "Connected"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", gettext_lazy("Waiting for a worker")
+        RUNNING = "running", gettext_lazy("Testing")
+        SUCCEEDED = "succeeded", gettext_lazy("Connected")
+        FAILED = "failed", gettext_lazy("Failed")
 
     integration = models.ForeignKey(
         Integration, on_delete=models.CASCADE, related_name="connection_tests"

@@ -5,7 +5,8 @@ inputs that choice needs; everything else is derived here, on demand:
 
 - `cron_for` turns it into the 5-field cron expression beat fires on;
 - `validate_cron` checks a custom expression and says plainly what is wrong;
-- `describe` says in English and Norwegian Bokmål when syncs happen;
+- `describe` says in English and Norwegian Bokmål when syncs happen (a page shows the
+  reader's language);
 - `next_runs` lists the next moments beat will actually fire, in the organization's zone;
 - `sync_periodic_task` keeps django-celery-beat's `PeriodicTask` in step with it.
 
@@ -32,7 +33,11 @@ from cron_descriptor import ExpressionDescriptor, Options
 from cronsim import CronSim, CronSimError
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.dateformat import format as format_date
+from django.utils.dates import WEEKDAYS
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from integrations.models import Integration
@@ -61,18 +66,18 @@ MONTHS_NB = (
 
 # The five fields, with what each accepts, for messages an admin can act on.
 FIELDS = (
-    ("minute", "0 to 59"),
-    ("hour", "0 to 23"),
-    ("day-of-month", "1 to 31"),
-    ("month", "1 to 12, or JAN to DEC"),
-    ("day-of-week", "0 to 6 (0 = Sunday), or SUN to SAT"),
+    (gettext_lazy("minute"), gettext_lazy("0 to 59")),
+    (gettext_lazy("hour"), gettext_lazy("0 to 23")),
+    (gettext_lazy("day-of-month"), gettext_lazy("1 to 31")),
+    (gettext_lazy("month"), gettext_lazy("1 to 12, or JAN to DEC")),
+    (gettext_lazy("day-of-week"), gettext_lazy("0 to 6 (0 = Sunday), or SUN to SAT")),
 )
 FIELD_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
 NAMES = {
     3: {"JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"},
     4: {"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"},
 }
-SYNTAX = "as single values, *, ranges (1-5), lists (1,15) or steps (*/15)"
+SYNTAX = gettext_lazy("as single values, *, ranges (1-5), lists (1,15) or steps (*/15)")
 EXAMPLE = "0 2 * * 1-5"
 
 
@@ -108,12 +113,17 @@ def validate_cron(expression: str) -> str:
     """
     parts = expression.split()
     if not parts:
-        raise ValidationError(f"Type a cron expression, for example {EXAMPLE}.")
+        raise ValidationError(
+            _("Type a cron expression, for example %(example)s.") % {"example": EXAMPLE}
+        )
     if len(parts) != 5:
         raise ValidationError(
-            "A cron expression has 5 fields separated by spaces: minute, hour, "
-            f"day-of-month, month and day-of-week (for example {EXAMPLE}). "
-            f"This one has {len(parts)}."
+            _(
+                "A cron expression has 5 fields separated by spaces: minute, hour, "
+                "day-of-month, month and day-of-week (for example %(example)s). "
+                "This one has %(count)d."
+            )
+            % {"example": EXAMPLE, "count": len(parts)}
         )
     for index, value in enumerate(parts):
         if problem := _field_problem(index, value):
@@ -121,8 +131,11 @@ def validate_cron(expression: str) -> str:
     # cronsim (like Debian cron) reads two restricted day fields as "either", Celery as "both".
     if not parts[2].startswith("*") and not parts[4].startswith("*"):
         raise ValidationError(
-            "Restrict either the day-of-month or the day-of-week, not both: cron would run "
-            "on either day, but the scheduler only when both match. Use * in one of them."
+            _(
+                "Restrict either the day-of-month or the day-of-week, not both: cron would "
+                "run on either day, but the scheduler only when both match. Use * in one of "
+                "them."
+            )
         )
     normalized = " ".join(parts)
     try:
@@ -130,7 +143,7 @@ def validate_cron(expression: str) -> str:
     except CronSimError:
         # Every field is fine alone, so the combination never happens (31 February).
         raise ValidationError(
-            "This expression never matches a real date (for example day 30 in February)."
+            _("This expression never matches a real date (for example day 30 in February).")
         ) from None
     return normalized
 
@@ -139,37 +152,48 @@ def _field_problem(index: int, value: str) -> str | None:
     name, accepted = FIELDS[index]
     low, high = FIELD_RANGES[index]
     upper = value.upper()
+    said = {"name": name, "value": value, "accepted": accepted, "syntax": SYNTAX}
     words = [w for w in re.findall(r"[A-Z]+", upper) if w not in NAMES.get(index, set())]
     if "#" in upper or "?" in upper or (words and set(words) <= {"L", "W", "LW"}):
         return (
-            f'The {name} field "{value}" uses L, W, # or ?, which the scheduler does not '
-            f"support. Allowed: {accepted}, {SYNTAX}."
+            _(
+                'The %(name)s field "%(value)s" uses L, W, # or ?, which the scheduler does not '
+                "support. Allowed: %(accepted)s, %(syntax)s."
+            )
+            % said
         )
     if words:
-        return (
-            f'The {name} field "{value}" has a word cron does not understand '
-            f'("{words[0].lower()}"). Allowed: {accepted}, {SYNTAX}.'
-        )
+        return _(
+            'The %(name)s field "%(value)s" has a word cron does not understand '
+            '("%(word)s"). Allowed: %(accepted)s, %(syntax)s.'
+        ) % {**said, "word": words[0].lower()}
     # Numbers outside the range (a step's size is not a value: */90 is allowed).
     numbers = [int(n) for n in re.findall(r"(?<![/\d])\d+", upper)]
     if index == 4 and 7 in numbers:
-        return f'The day-of-week field "{value}" has 7: write Sunday as 0 (or SUN).'
+        return _('The day-of-week field "%(value)s" has 7: write Sunday as 0 (or SUN).') % said
     if out := [n for n in numbers if not low <= n <= high]:
-        which = "is" if value == str(out[0]) else f"has {out[0]}, which is"
-        return f'The {name} field "{value}" {which} out of range: use {accepted}.'
+        if value == str(out[0]):
+            return _('The %(name)s field "%(value)s" is out of range: use %(accepted)s.') % said
+        return _(
+            'The %(name)s field "%(value)s" has %(number)d, which is out of range: '
+            "use %(accepted)s."
+        ) % {**said, "number": out[0]}
     for start, end in re.findall(r"(\d+)-(\d+)", upper):
         if int(start) > int(end):
-            return (
-                f'The {name} field "{value}" has the range {start}-{end}, which runs '
-                f"backwards: write the smaller number first ({end}-{start})."
-            )
+            return _(
+                'The %(name)s field "%(value)s" has the range %(start)s-%(end)s, which runs '
+                "backwards: write the smaller number first (%(end)s-%(start)s)."
+            ) % {**said, "start": start, "end": end}
     probe = ["*"] * 5
     probe[index] = upper
     try:
         CronSim(" ".join(probe), datetime(2000, 1, 1))
         _celery_crontab(" ".join(probe))
     except (CronSimError, ValueError):
-        return f'The {name} field "{value}" is not valid. Allowed: {accepted}, {SYNTAX}.'
+        return (
+            _('The %(name)s field "%(value)s" is not valid. Allowed: %(accepted)s, %(syntax)s.')
+            % said
+        )
     return None
 
 
@@ -185,8 +209,14 @@ def _celery_crontab(expression: str) -> crontab:
 
 @dataclass(frozen=True)
 class Description:
+    """Both wordings are made here (cron-descriptor words custom expressions in each);
+    a page shows the one in the reader's language."""
+
     en: str
     nb: str
+
+    def __str__(self) -> str:
+        return self.nb if translation.get_language() == "nb" else self.en
 
 
 def describe(integration: Integration) -> Description | None:
@@ -253,6 +283,23 @@ class NextRun:
     moment: datetime  # aware, in the organization's time zone
     note: str = ""  # why it is not at the scheduled wall-clock time, if it is not
 
+    # A run reads with its weekday and a 24-hour time in the organization's zone, which no
+    # named Django format combines; each language words it in its own date format.
+    @property
+    def when(self) -> str:
+        """In a list: "Thursday 5 June 2025, 02:00 CEST"."""
+        return format_date(
+            self.moment, pgettext("date format of a scheduled sync", r"l j F Y, H:i T")
+        )
+
+    @property
+    def when_in_sentence(self) -> str:
+        """In a sentence: "Thursday 5 June 2025 at 02:00 CEST"."""
+        return format_date(
+            self.moment,
+            pgettext("date format of a scheduled sync in a sentence", r"l j F Y \a\t H:i T"),
+        )
+
 
 def next_runs(
     integration: Integration, count: int = 5, now: datetime | None = None
@@ -294,12 +341,13 @@ def next_runs(
 
 def _dst_note(scheduled: datetime, moment: datetime, zone: zoneinfo.ZoneInfo) -> str:
     if moment.replace(tzinfo=None) != scheduled:
-        return (
-            f"{scheduled:%H:%M} does not exist that night (clocks go forward), "
-            f"so it runs at {moment:%H:%M}."
-        )
+        return _(
+            "%(scheduled)s does not exist that night (clocks go forward), so it runs at %(actual)s."
+        ) % {"scheduled": f"{scheduled:%H:%M}", "actual": f"{moment:%H:%M}"}
     if scheduled.replace(tzinfo=zone, fold=1).utcoffset() != moment.utcoffset():
-        return f"Clocks go back that night: it runs once, at the first {scheduled:%H:%M}."
+        return _("Clocks go back that night: it runs once, at the first %(scheduled)s.") % {
+            "scheduled": f"{scheduled:%H:%M}"
+        }
     return ""
 
 
@@ -351,4 +399,5 @@ def sync_periodic_task(integration: Integration) -> PeriodicTask | None:
 
 
 def weekday_choices() -> list[tuple[int, str]]:
-    return [(number, WEEKDAYS_EN[number - 1]) for number in range(1, 8)]
+    # Django's own day names (0 = Monday), translated lazily into the reader's language.
+    return [(number, WEEKDAYS[number - 1]) for number in range(1, 8)]

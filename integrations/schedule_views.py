@@ -7,7 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.dateformat import format as format_date
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from integrations import schedule
@@ -22,7 +22,7 @@ def _integration(organization) -> Integration:
     integration = Integration.objects.filter(organization=organization).first()
     if integration is None:
         # The schedule belongs to the connection; there is nothing to schedule yet.
-        raise Http404("Set up the accounting system first.")
+        raise Http404(_("Set up the accounting system first."))
     integration.organization = organization  # keep viewer_role; saves a query
     return integration
 
@@ -50,10 +50,13 @@ def integration_schedule(request: HttpRequest, slug: str) -> HttpResponse:
         saved = form.save_for(request.user)
         runs = schedule.next_runs(saved)
         if runs:
-            when = format_date(runs[0].moment, r"l j F Y \a\t H:i T")
-            messages.success(request, f"The schedule was saved. The next sync is {when}.")
+            messages.success(
+                request,
+                _("The schedule was saved. The next sync is %(when)s.")
+                % {"when": runs[0].when_in_sentence},
+            )
         else:
-            messages.success(request, "The schedule was saved. No automatic syncs are planned.")
+            messages.success(request, _("The schedule was saved. No automatic syncs are planned."))
         return redirect("integration_schedule", slug=organization.slug)
     # Shown is what is saved, not what a refused POST tried (the form shows that).
     saved = _integration(organization) if form.is_bound else integration

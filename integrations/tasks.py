@@ -5,6 +5,7 @@ import logging
 from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from accounting_sync.gateway.base import ConnectorError
 from integrations.crypto import CredentialsUnreadable
@@ -34,11 +35,14 @@ def run_connection_test(test_id: int) -> None:
         # Not a classified ERP failure: a bug. Say so without details that could
         # carry a secret; the traceback goes to the worker's log.
         logger.exception("connection test %s failed unexpectedly", test_id)
+        # Stored in English; the page shows it in the reader's language ({% translate %}).
         _finish(
             test,
             ConnectionTest.Status.FAILED,
-            "The test stopped on an unexpected error. The technical details are in the "
-            "worker's log.",
+            gettext_noop(
+                "The test stopped on an unexpected error. The technical details are in the "
+                "worker's log."
+            ),
         )
         return
     with transaction.atomic():
@@ -47,13 +51,9 @@ def run_connection_test(test_id: int) -> None:
         integration.save()
         test.account_count = len(report.accounts)
         test.cost_center_count = len(report.cost_centers)
-        _finish(test, ConnectionTest.Status.SUCCEEDED, _summary(integration, report))
-
-
-def _summary(integration: Integration, report) -> str:
-    found = f"{len(report.accounts)} ledger accounts and {len(report.cost_centers)} cost centers"
-    detail = f" ({report.detail})" if report.detail else ""
-    return f"Connected to {integration.get_connector_display()}{detail}: found {found}."
+        # The page words the outcome from the counts in the reader's language; the message
+        # keeps only what the connector found out about the ERP (company, object kind).
+        _finish(test, ConnectionTest.Status.SUCCEEDED, report.detail)
 
 
 def _finish(test: ConnectionTest, status: str, message: str) -> None:

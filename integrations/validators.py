@@ -4,6 +4,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 
 def validate_erp_url(value: str) -> None:
@@ -14,13 +15,23 @@ def validate_erp_url(value: str) -> None:
     """
     parts = urlsplit(value)
     if parts.scheme != "https":
-        raise ValidationError("The address must start with https://.")
+        raise ValidationError(_("The address must start with https://."))
     if parts.username or parts.password:
-        raise ValidationError("The address must not contain a user name or password.")
+        raise ValidationError(_("The address must not contain a user name or password."))
     host = (parts.hostname or "").lower()
     allowed = [name.lower() for name in settings.ERP_ALLOWED_HOSTS]
     if host not in allowed:
+        said = {"host": host, "allowed": ", ".join(allowed)}
         raise ValidationError(
-            f"{host or 'This address'} is not an accounting system host this service may "
-            f"contact. Allowed: {', '.join(allowed)}."
+            _(
+                "%(host)s is not an accounting system host this service may contact. "
+                "Allowed: %(allowed)s."
+            )
+            % said
+            if host
+            else _(
+                "This address is not an accounting system host this service may contact. "
+                "Allowed: %(allowed)s."
+            )
+            % said
         )

@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -58,7 +59,7 @@ def api_keys(request: HttpRequest, slug: str) -> HttpResponse:
         AdminAction.record(
             request.user, organization, AdminAction.Kind.API_KEY_ISSUED, prefix=key.prefix
         )
-        messages.success(request, "A new API key was issued; the previous key no longer works.")
+        messages.success(request, _("A new API key was issued; the previous key no longer works."))
     return render(
         request,
         "integrations/api_keys.html",
@@ -104,12 +105,14 @@ def integration_settings(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         was_enabled = bool(integration and integration.enabled)
         saved = form.save_for(request.user)
-        messages.success(request, "The connection settings were saved.")
+        messages.success(request, _("The connection settings were saved."))
         if was_enabled and not saved.enabled:
             messages.warning(
                 request,
-                "The connector was disabled because the connection "
-                "changed. Test the connection, then enable it again.",
+                _(
+                    "The connector was disabled because the connection "
+                    "changed. Test the connection, then enable it again."
+                ),
             )
         return redirect("integration_settings", slug=organization.slug)
     template = "integrations/settings.html"
@@ -143,7 +146,7 @@ def integration_test(request: HttpRequest, slug: str) -> HttpResponse:
     organization = organization_for(request.user, slug, write=True)
     integration = _integration_or_none(organization)
     if integration is None:
-        raise Http404("Save the connection settings first.")
+        raise Http404(_("Save the connection settings first."))
     running = integration.connection_tests.filter(
         status__in=[ConnectionTest.Status.QUEUED, ConnectionTest.Status.RUNNING]
     ).first()
@@ -171,15 +174,20 @@ def integration_toggle(request: HttpRequest, slug: str) -> HttpResponse:
     organization = organization_for(request.user, slug, write=True)
     integration = _integration_or_none(organization)
     if integration is None:
-        raise Http404("Save the connection settings first.")
+        raise Http404(_("Save the connection settings first."))
     enable = request.POST.get("enabled") == "true"
     refusal = integration.set_enabled(enable, request.user)
     if refusal:
-        messages.error(request, f"The connector was not enabled. {refusal}")
+        messages.error(
+            request, _("The connector was not enabled. %(reason)s") % {"reason": refusal}
+        )
     else:
-        state = "enabled" if integration.enabled else "disabled"
+        said = {"erp": integration.get_connector_display()}
         messages.success(
-            request, f"The {integration.get_connector_display()} connector is {state}."
+            request,
+            _("The %(erp)s connector is enabled.") % said
+            if integration.enabled
+            else _("The %(erp)s connector is disabled.") % said,
         )
     return redirect("integration_settings", slug=organization.slug)
 
@@ -202,7 +210,7 @@ def integration_mappings(request: HttpRequest, slug: str) -> HttpResponse:
     form = MappingsForm(request.POST or None, integration=integration, categories=categories)
     if request.method == "POST" and form.is_valid():
         form.save_for(request.user)
-        messages.success(request, "The mappings were saved.")
+        messages.success(request, _("The mappings were saved."))
         return redirect("integration_mappings", slug=organization.slug)
     return render(
         request,
