@@ -71,8 +71,14 @@ def scheduled_sync(self, organization_id: int) -> None:
     )
     if not integration.enabled or not integration.is_schedule_day(timezone.now()):
         return
+    # A retry takes what the failed attempt left, even where the records' own backoff
+    # has not run out yet: otherwise it could find nothing due, end "succeeded", and
+    # the failure would never be reported (S9.4).
+    record_ids = retry_candidates(integration) if self.request.retries else None
+    if record_ids == []:
+        return
     try:
-        run = start_run(integration.organization, SyncRun.Trigger.SCHEDULE)
+        run = start_run(integration.organization, SyncRun.Trigger.SCHEDULE, record_ids=record_ids)
     except RunAlreadyGoing:
         return  # the running one takes the records
     run = execute_run(run.pk, worker=self.request.hostname or "worker")
@@ -90,6 +96,20 @@ def scheduled_sync(self, organization_id: int) -> None:
             f"{SCHEDULED_RETRIES} retries: {run.message}",
         )
         alert_hooks.event_recorded(event)  # S9.4: the admins get an in-app alert
+
+
+def retry_candidates(integration: Integration) -> list[int]:
+    """Records a retried scheduled sync takes: waiting or failed, but not refused for good."""
+    State = FinancialRecord.State
+    return list(
+        FinancialRecord.objects.filter(
+            organization_id=integration.organization_id,
+            kind__in=integration.included_kinds(),
+            state__in=[State.PENDING, State.FAILED],
+        )
+        .exclude(state=State.FAILED, next_retry_at__isnull=True)
+        .values_list("pk", flat=True)
+    )
 
 
 @shared_task(ignore_result=True)

@@ -587,6 +587,22 @@ def test_scheduled_sync_on_a_network_error_retries_3_times_then_records_schedule
     assert ledger_counts(erp_sandbox) == {}
 
 
+def test_s9_4_a_scheduled_retry_takes_the_failed_records_before_their_own_backoff_ends(
+    org, erp_sandbox
+):
+    """The retry comes after 30-60 s, the records' own backoff after 30-60 s too: the retry
+    must not find "nothing due", end succeeded and leave the failure unreported."""
+    configure(org, erp_sandbox, first_retry_delay_seconds=3600)
+    make_records(org, 2)
+    erp_sandbox.set_faults(error_rate=1.0)
+
+    tasks.scheduled_sync.apply(args=(org.pk,))  # eager: the retries run at once
+
+    runs = list(SyncRun.objects.order_by("pk"))
+    assert [(r.total, r.error_class) for r in runs] == [(2, "network")] * 4
+    assert SyncEvent.objects.get().kind == SyncEvent.Kind.SCHEDULED_RUN_FAILED
+
+
 def test_scheduled_sync_that_succeeds_raises_no_event(org, erp_sandbox):
     configure(org, erp_sandbox)
     make_records(org, 2)
