@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
-from audit.chain import ChainedModel
+from audit.chain import GENESIS, Break, ChainedModel, Walk, digest, walk
 
 
 class AdminAction(ChainedModel):
@@ -15,16 +21,16 @@ class AdminAction(ChainedModel):
     """
 
     class Kind(models.TextChoices):
-        API_KEY_ISSUED = "api_key_issued", "API key issued"
-        INTEGRATION_CHANGED = "integration_changed", "Connection settings changed"
-        CREDENTIALS_CHANGED = "credentials_changed", "Credentials changed"
-        MAPPINGS_CHANGED = "mappings_changed", "Mappings changed"
-        CONNECTOR_ENABLED = "connector_enabled", "Connector enabled"
-        CONNECTOR_DISABLED = "connector_disabled", "Connector disabled"
-        CONNECTION_TESTED = "connection_tested", "Connection test started"
-        SYNC_TRIGGERED = "sync_triggered", "Sync triggered"
-        SCHEDULE_CHANGED = "schedule_changed", "Schedule changed"
-        AUDIT_EXPORTED = "audit_exported", "Audit log exported"
+        API_KEY_ISSUED = "api_key_issued", _("API key issued")
+        INTEGRATION_CHANGED = "integration_changed", _("Connection settings changed")
+        CREDENTIALS_CHANGED = "credentials_changed", _("Credentials changed")
+        MAPPINGS_CHANGED = "mappings_changed", _("Mappings changed")
+        CONNECTOR_ENABLED = "connector_enabled", _("Connector enabled")
+        CONNECTOR_DISABLED = "connector_disabled", _("Connector disabled")
+        CONNECTION_TESTED = "connection_tested", _("Connection test started")
+        SYNC_TRIGGERED = "sync_triggered", _("Sync triggered")
+        SCHEDULE_CHANGED = "schedule_changed", _("Schedule changed")
+        AUDIT_EXPORTED = "audit_exported", _("Audit log exported")
 
     organization = models.ForeignKey(
         "integrations.Organization",
@@ -56,11 +62,31 @@ class AdminAction(ChainedModel):
         "created_at",
     )
 
+    # A retry is a sync asked for by a person too (accounting_sync.tasks.request_run):
+    # the trail names it apart, and its filter can pick it out.
+    RETRY_REQUESTED = "retry_requested"
+
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["organization", "-id"], name="adminaction_org_newest")]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_username} {self.kind}"
+
+    @property
+    def is_retry(self) -> bool:
+        return self.kind == self.Kind.SYNC_TRIGGERED and self.detail.get("trigger") == "retry"
+
+    @property
+    def what(self) -> str:
+        """What happened, in words for the trail."""
+        if self.is_retry:
+            return str(_("Retry requested"))
+        return self.get_kind_display()
+
+    def detail_items(self) -> list[DetailItem]:
+        """The details as label and readable text; nested values as indented JSON."""
+        return [DetailItem.of(key, value) for key, value in sorted(self.detail.items())]
 
     @classmethod
     def record(cls, actor, organization, kind: str, **detail: Any) -> AdminAction:
@@ -71,3 +97,237 @@ class AdminAction(ChainedModel):
             kind=kind,
             detail=detail,
         )
+
+
+# The details' keys as the trail names them; an unknown key is shown as it is.
+DETAIL_LABELS = {
+    "changes": _("Changes"),
+    "connector": _("Accounting system"),
+    "created": _("First setup"),
+    "fields": _("Fields changed"),
+    "filter": _("Filter"),
+    "format": _("Format"),
+    "prefix": _("Key prefix"),
+    "records": _("Records chosen"),
+    "rows": _("Rows"),
+    "run": _("Sync number"),
+    "trigger": _("Trigger"),
+    "via": _("Done through"),
+}
+
+
+@dataclass(frozen=True)
+class DetailItem:
+    label: str
+    text: str
+    block: bool = False  # shown preformatted: a structure, not a phrase
+
+    @classmethod
+    def of(cls, key: str, value: Any) -> DetailItem:
+        label = str(DETAIL_LABELS.get(key, key.replace("_", " ")))
+        if value is None or value in ("", [], {}):
+            return cls(label, "—")
+        if isinstance(value, bool):
+            return cls(label, str(_("yes") if value else _("no")))
+        if isinstance(value, list) and all(_scalar(item) for item in value):
+            return cls(label, ", ".join(str(item) for item in value))
+        if isinstance(value, dict) and all(_scalar(item) for item in value.values()):
+            return cls(label, "; ".join(f"{k}: {v}" for k, v in value.items()))
+        if isinstance(value, dict) and all(_is_change(item) for item in value.values()):
+            lines = [f"{k}: {_pair(v['from'])} → {_pair(v['to'])}" for k, v in value.items()]
+            return cls(label, "\n".join(lines), block=True)
+        if isinstance(value, list | dict):
+            return cls(label, json.dumps(value, indent=2, ensure_ascii=False), block=True)
+        return cls(label, str(value))
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _is_change(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"from", "to"}
+
+
+def _pair(value: Any) -> str:
+    if not value:
+        return "—"
+    return " / ".join(str(item) for item in value) if isinstance(value, list) else str(value)
+
+
+class ChainCheckpoint(models.Model):
+    """The last verification of one organization's hash chain (S8.6).
+
+    Walking a million rows on every page load would be too slow, so a worker walks
+    the chain (the beat task, the verify command, or Verify now) and keeps here how
+    far it got, when, and the first broken row. The next run goes on from the last
+    verified row; a whole walk from the first row runs nightly and on request, because
+    only a whole walk finds a row changed before the last checkpoint.
+    """
+
+    class Chain(models.TextChoices):
+        SYNC_LOG = "sync_log", _("Sync audit log")
+        ADMIN_TRAIL = "admin_trail", _("Administrative trail")
+
+    # A requested verification that never finished (its worker died) may be asked again.
+    REQUEST_EXPIRES = timedelta(hours=1)
+
+    organization = models.ForeignKey(
+        "integrations.Organization",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    chain = models.CharField(max_length=20, choices=Chain.choices)
+    # Every row from the first up to this one was found intact.
+    last_row_id = models.PositiveBigIntegerField(default=0)
+    last_row_hash = models.CharField(max_length=64, default=GENESIS)
+    rows_verified = models.PositiveBigIntegerField(default=0)
+    broken_row_id = models.PositiveBigIntegerField(null=True, blank=True)
+    broken_kind = models.CharField(max_length=10, blank=True)  # see chain.Break
+    verified_at = models.DateTimeField(null=True, blank=True)  # the last verification's end
+    walked_at = models.DateTimeField(null=True, blank=True)  # the last whole walk's end
+    # Verify now: when it was asked for, and how far it has got while it runs.
+    requested_at = models.DateTimeField(null=True, blank=True)
+    progress = models.PositiveBigIntegerField(default=0)
+    progress_total = models.PositiveBigIntegerField(default=0)
+    # Goes up with every change: the badge's live part compares it and stops there.
+    version = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "chain"], name="one_checkpoint"),
+            models.UniqueConstraint(
+                fields=["chain"],
+                condition=models.Q(organization__isnull=True),
+                name="one_platform_checkpoint",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id or 'platform'} {self.chain} up to {self.last_row_id}"
+
+    @classmethod
+    def for_chain(cls, organization_id: int | None, chain: str) -> ChainCheckpoint:
+        try:
+            with transaction.atomic():
+                checkpoint, _created = cls.objects.get_or_create(
+                    organization_id=organization_id, chain=chain
+                )
+        except IntegrityError:  # made at the same moment by another worker
+            checkpoint = cls.objects.get(organization_id=organization_id, chain=chain)
+        return checkpoint
+
+    @classmethod
+    def shown(cls, organization_id: int, chain: str) -> ChainCheckpoint:
+        """For a page: the stored checkpoint, or an unsaved blank one (never verified)."""
+        found = cls.objects.filter(organization_id=organization_id, chain=chain).first()
+        return found or cls(organization_id=organization_id, chain=chain)
+
+    @property
+    def model(self) -> type[ChainedModel]:
+        from accounting_sync.models import SyncLog
+
+        return SyncLog if self.chain == self.Chain.SYNC_LOG else AdminAction
+
+    @property
+    def is_broken(self) -> bool:
+        return self.broken_row_id is not None
+
+    @property
+    def is_requested(self) -> bool:
+        return (
+            self.requested_at is not None
+            and timezone.now() - self.requested_at < self.REQUEST_EXPIRES
+        )
+
+    @property
+    def found_break(self) -> Break | None:
+        return Break(self.broken_row_id, self.broken_kind) if self.is_broken else None
+
+    @property
+    def broken_reason(self) -> str:
+        if self.broken_kind == "removed":
+            return str(_("a row before it was removed or changed"))
+        return str(_("its content was changed after it was written"))
+
+    # --- verifying ------------------------------------------------------------------
+
+    def request(self) -> bool:
+        """Verify now was pressed: mark it asked for; False if it already is."""
+        if self.is_requested:
+            return False
+        type(self).objects.filter(pk=self.pk).update(
+            requested_at=timezone.now(), progress=0, progress_total=0, version=F("version") + 1
+        )
+        self.refresh_from_db()
+        return True
+
+    def verify(self, *, whole: bool = False, requested: bool = False) -> Walk:
+        """Walk the chain from the last verified row (or from its first row) and keep
+        the result. A broken chain stays broken until a whole walk finds it intact."""
+        if not whole and self.is_broken:
+            return Walk(0, self.last_row_id, self.last_row_hash, self.found_break)
+        resume = not whole and self.last_row_id > 0 and self._checkpoint_row_intact()
+        after_id, expected = (self.last_row_id, self.last_row_hash) if resume else (0, GENESIS)
+        progress = None
+        if requested:
+            total = self.model.objects.filter(
+                organization_id=self.organization_id, id__gt=after_id
+            ).count()
+            self._set_progress(0, total)
+            progress = self._set_progress
+        result = walk(
+            self.model,
+            self.organization_id,
+            after_id=after_id,
+            expected_prev=expected,
+            progress=progress,
+        )
+        self._keep(result, base=self.rows_verified if resume else 0, whole=not resume)
+        if requested:
+            type(self).objects.filter(pk=self.pk).update(
+                requested_at=None, progress=0, progress_total=0, version=F("version") + 1
+            )
+            self.refresh_from_db()
+        return result
+
+    def _checkpoint_row_intact(self) -> bool:
+        """The last verified row still carries the hash it had: otherwise the chain was
+        rewritten from some earlier row on, and only a whole walk finds where."""
+        fields = self.model.CHAIN_FIELDS
+        row = (
+            self.model.objects.filter(pk=self.last_row_id, organization_id=self.organization_id)
+            .values_list("prev_hash", "row_hash", *fields)
+            .first()
+        )
+        if row is None:
+            return False
+        prev_hash, row_hash, *values = row
+        return row_hash == self.last_row_hash and row_hash == digest(
+            prev_hash, dict(zip(fields, values, strict=True))
+        )
+
+    def _set_progress(self, checked: int, total: int | None = None) -> None:
+        changes: dict[str, Any] = {"progress": checked, "version": F("version") + 1}
+        if total is not None:
+            changes["progress_total"] = total
+        type(self).objects.filter(pk=self.pk).update(**changes)
+
+    def _keep(self, result: Walk, *, base: int, whole: bool) -> None:
+        now = timezone.now()
+        changes: dict[str, Any] = {
+            "last_row_id": result.last_id,
+            "last_row_hash": result.last_hash,
+            "rows_verified": base + result.checked,
+            "broken_row_id": result.broken.row_id if result.broken else None,
+            "broken_kind": result.broken.kind if result.broken else "",
+            "verified_at": now,
+            "version": F("version") + 1,
+        }
+        if whole:
+            changes["walked_at"] = now
+        # Only these fields: a Verify now running at the same time keeps its progress.
+        type(self).objects.filter(pk=self.pk).update(**changes)
+        self.refresh_from_db()

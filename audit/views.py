@@ -1,31 +1,41 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import QuerySet
+from django.db import transaction
+from django.db.models import Count, Min, Model, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
 
+from accounting_sync import live
 from accounting_sync.models import SyncLog
 from audit.chain import head
 from audit.exports import csv_lines, export_rows, json_chunks
-from audit.filters import AuditLogFilter
-from audit.models import AdminAction
+from audit.filters import AdminTrailFilter, AuditLogFilter
+from audit.models import AdminAction, ChainCheckpoint
+from audit.tasks import verify_organization
 from integrations.access import organization_for, require_global_admin
+from integrations.models import Organization
 
 PAGE_SIZE = 50
+Chain = ChainCheckpoint.Chain
 
 
-def _scope(request: HttpRequest, slug: str | None) -> tuple[object | None, QuerySet[SyncLog]]:
-    """The organization (None: all, for global admins) and the attempts the user may see."""
+def _scope(
+    request: HttpRequest, slug: str | None, model: type[Model] = SyncLog
+) -> tuple[Organization | None, QuerySet]:
+    """The organization (None: all, for global admins) and the rows the user may see."""
     if slug is None:
         require_global_admin(request.user)
-        return None, SyncLog.objects.all()
+        return None, model.objects.all()
     organization = organization_for(request.user, slug)
-    return organization, SyncLog.objects.filter(organization=organization)
+    return organization, model.objects.filter(organization=organization)
 
 
 def _filtered(request: HttpRequest, organization, queryset) -> AuditLogFilter:
@@ -34,7 +44,7 @@ def _filtered(request: HttpRequest, organization, queryset) -> AuditLogFilter:
     )
 
 
-def keyset_page(queryset: QuerySet[SyncLog], before: str | None, after: str | None):
+def keyset_page(queryset: QuerySet, before: str | None, after: str | None):
     """Newest first, PAGE_SIZE at a time, by id: page 1,000 costs what page 1 does."""
     if after and after.isdigit():
         rows = list(queryset.filter(id__gt=int(after)).order_by("id")[: PAGE_SIZE + 1])
@@ -47,31 +57,146 @@ def keyset_page(queryset: QuerySet[SyncLog], before: str | None, after: str | No
     return rows[:PAGE_SIZE], bool(before), len(rows) > PAGE_SIZE
 
 
+def _page_context(request: HttpRequest, filterset, rows, has_newer, has_older) -> dict:
+    query = request.GET.copy()
+    for key in ("before", "after"):
+        query.pop(key, None)
+    return {
+        "filter": filterset,
+        "rows": rows,
+        "newer": rows[0].pk if has_newer and rows else None,
+        "older": rows[-1].pk if has_older and rows else None,
+        "query": query.urlencode(),
+    }
+
+
+def _chain_context(organization: Organization | None, chain: str) -> dict:
+    """The chain badge (S8.6): the stored verification, never a walk on page load."""
+    if organization is not None:
+        return {"chain": chain, "checkpoint": ChainCheckpoint.shown(organization.pk, chain)}
+    checkpoints = ChainCheckpoint.objects.filter(chain=chain, organization__isnull=False)
+    summary = checkpoints.aggregate(
+        verified=Count("pk", filter=Q(verified_at__isnull=False)),
+        oldest=Min("verified_at"),
+    )
+    summary["organizations"] = Organization.objects.count()
+    summary["broken"] = list(
+        checkpoints.filter(broken_row_id__isnull=False)
+        .select_related("organization")
+        .order_by("organization__name")
+    )
+    return {"chain": chain, "chains": summary}
+
+
 @login_required
 @require_GET
 def audit_log(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     organization, queryset = _scope(request, slug)
     filterset = _filtered(request, organization, queryset)
-    rows, has_newer, has_older = keyset_page(
+    page = keyset_page(
         filterset.qs.select_related("record", "organization"),
         request.GET.get("before"),
         request.GET.get("after"),
     )
-    query = request.GET.copy()
-    for key in ("before", "after"):
-        query.pop(key, None)
     return render(
         request,
         "audit/log.html",
         {
             "organization": organization,
-            "filter": filterset,
-            "rows": rows,
-            "newer": rows[0].pk if has_newer and rows else None,
-            "older": rows[-1].pk if has_older and rows else None,
-            "query": query.urlencode(),
+            **_page_context(request, filterset, *page),
+            **_chain_context(organization, Chain.SYNC_LOG),
         },
     )
+
+
+@login_required
+@require_GET
+def admin_trail(request: HttpRequest, slug: str | None = None) -> HttpResponse:
+    """Who changed what and when: settings, credentials (never their values), mappings,
+    schedule, toggles, syncs and retries asked for, exports, API keys, connection tests."""
+    organization, queryset = _scope(request, slug, AdminAction)
+    filterset = AdminTrailFilter(
+        request.GET or None, queryset=queryset, show_organization=organization is None
+    )
+    page = keyset_page(
+        filterset.qs.select_related("organization"),
+        request.GET.get("before"),
+        request.GET.get("after"),
+    )
+    return render(
+        request,
+        "audit/trail.html",
+        {
+            "organization": organization,
+            **_page_context(request, filterset, *page),
+            **_chain_context(organization, Chain.ADMIN_TRAIL),
+        },
+    )
+
+
+def _chain_of(request: HttpRequest) -> str:
+    chain = request.POST.get("chain") or request.GET.get("chain") or Chain.SYNC_LOG
+    if chain not in Chain.values:
+        raise Http404("No such chain.")
+    return chain
+
+
+def _badge(request: HttpRequest, organization, chain: str, announce: str = "") -> HttpResponse:
+    context = {
+        "organization": organization,
+        **_chain_context(organization, chain),
+        "fragment": True,
+        "announce": announce,
+    }
+    return render(request, "audit/_chain_badge.html", context)
+
+
+@login_required
+@require_POST
+def verify_now(request: HttpRequest, slug: str) -> HttpResponse:
+    """Verify now: a worker walks the organization's chains and the badge shows its progress.
+
+    Auditors may ask too: verifying reads the chain and changes nothing that is audited.
+    """
+    organization = organization_for(request.user, slug)
+    chain = _chain_of(request)
+    asked = [ChainCheckpoint.for_chain(organization.pk, c).request() for c in Chain.values]
+    if any(asked):
+        transaction.on_commit(partial(verify_organization.delay, organization.pk))
+        said = _("Verification started: a worker is checking every row of the chain.")
+    else:
+        said = _("A verification is already under way.")
+    if request.htmx:
+        return _badge(request, organization, chain, announce=said)
+    messages.info(request, said)
+    page = "audit_log" if chain == Chain.SYNC_LOG else "admin_trail"
+    return redirect(page, slug=organization.slug)
+
+
+@login_required
+@require_GET
+def chain_badge(request: HttpRequest, slug: str) -> HttpResponse:
+    """The badge's live part while a verification runs: 204 while nothing changed, the
+    final state with 286 (stop polling) once it is done."""
+    organization = organization_for(request.user, slug)
+    chain = _chain_of(request)
+    checkpoint = ChainCheckpoint.shown(organization.pk, chain)
+    if live.unchanged(request, checkpoint.version):
+        return live.no_change()
+    announce = ""
+    if not checkpoint.is_requested:
+        if checkpoint.is_broken:
+            announce = _("Verification finished: the chain is broken at row %(row)s.") % {
+                "row": checkpoint.broken_row_id
+            }
+        else:
+            announce = _("Verification finished: the chain is intact up to row %(row)s.") % {
+                "row": checkpoint.last_row_id
+            }
+    response = _badge(request, organization, chain, announce=announce)
+    if not checkpoint.is_requested:
+        response.status_code = live.STOP_POLLING
+    return response
 
 
 @login_required
@@ -103,7 +228,11 @@ def audit_export(request: HttpRequest, fmt: str, slug: str | None = None) -> Htt
     organization, queryset = _scope(request, slug)
     filterset = _filtered(request, organization, queryset)
     if filterset.form.is_bound and not filterset.is_valid():
-        return HttpResponse("The filter is not valid; fix it on the audit log page.", status=400)
+        return HttpResponse(
+            _("The filter is not valid; fix it on the audit log page."),
+            status=400,
+            content_type="text/plain; charset=utf-8",
+        )
     matched = filterset.qs
     count = matched.count()
     chains = _chain_heads(organization, matched)
@@ -139,6 +268,4 @@ def _chain_heads(organization, matched: QuerySet[SyncLog]) -> dict[str, str]:
     if organization is not None:
         return {organization.slug: head(SyncLog, organization.pk)}
     ids = matched.order_by().values_list("organization_id", flat=True).distinct()
-    from integrations.models import Organization
-
     return {org.slug: head(SyncLog, org.pk) for org in Organization.objects.filter(pk__in=ids)}

@@ -225,6 +225,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "alerts.tasks.check_alerts",
         "schedule": 300.0,
     },
+    # The audit chains (S8.6): new rows every 5 minutes, every row once a day.
+    "audit-chains": {
+        "task": "audit.tasks.verify_chains",
+        "schedule": 300.0,
+    },
+    "audit-chains-whole": {
+        "task": "audit.tasks.verify_chains",
+        "schedule": 86_400.0,
+        "kwargs": {"whole": True},
+    },
 }
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.db.utils import DatabaseError
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
 from audit.chain import GENESIS, digest, head, verify_chain
-from audit.models import AdminAction
+from audit.models import AdminAction, ChainCheckpoint
+from audit.tasks import verify_chains
 
 
 def record(org, n: int) -> FinancialRecord:
@@ -30,17 +36,18 @@ def attempts(org, count: int) -> list[SyncLog]:
     run = SyncRun.objects.create(
         organization=org, connector="xledger", trigger="manual", status="succeeded"
     )
+    first = FinancialRecord.objects.filter(organization=org).count()
     rows = [
         SyncLog(
             run=run,
-            record=record(org, n),
+            record=record(org, first + n),
             organization=org,
             connector="xledger",
             attempt_number=1,
             trigger="manual",
             status="succeeded",
             payload={"inputs": [{"amount": "100.00"}]},
-            reference=f"VH-{org.pk}-{n}",
+            reference=f"VH-{org.pk}-{first + n}",
         )
         for n in range(count)
     ]
@@ -150,3 +157,150 @@ def test_deleting_a_user_keeps_their_actions_in_the_trail(org, org_admin) -> Non
     action = AdminAction.objects.get()
     assert action.actor_username == "own-admin"
     assert verify_chain(AdminAction, org.pk) == (1, None)
+
+
+# --- the badge on the audit pages: the stored verification, named rows (S8.6) ---------------
+
+
+def audit_page(user, org) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.get(reverse("audit_log", args=[org.slug])).content.decode()
+
+
+def test_s8_6_the_badge_names_a_row_edited_behind_the_applications_back(org, auditor) -> None:
+    rows = attempts(org, 5)
+    verify_chains()  # the beat task, from the checkpoint (here: the first run)
+    assert f"Chain verified up to row {rows[-1].pk} at" in audit_page(auditor, org)
+
+    behind_the_applications_back(
+        "UPDATE sync_logs SET error_message = %s WHERE id = %s", ["nothing", rows[2].pk]
+    )
+    verify_chains(whole=True)  # the nightly walk from the first row
+
+    page = audit_page(auditor, org)
+    assert f"Chain broken at row {rows[2].pk}" in page
+    assert "its content was changed after it was written" in page
+    assert reverse("audit_entry", args=[org.slug, rows[2].pk]) in page
+    assert "Chain verified" not in page
+
+
+def test_s8_6_the_command_keeps_its_result_for_the_badge(org, auditor) -> None:
+    rows = attempts(org, 3)
+    behind_the_applications_back(
+        "UPDATE sync_logs SET status = 'failed' WHERE id = %s", [rows[0].pk]
+    )
+
+    with pytest.raises(CommandError, match=f"row {rows[0].pk}: its content was changed"):
+        call_command("verify_audit_chain", organization=org.slug)
+
+    assert f"Chain broken at row {rows[0].pk}" in audit_page(auditor, org)
+
+
+def test_s8_6_new_rows_are_verified_from_the_last_verified_row(org) -> None:
+    attempts(org, 3)
+    verify_chains()
+    newer = attempts(org, 2)  # three older, two new
+
+    checkpoint = ChainCheckpoint.for_chain(org.pk, ChainCheckpoint.Chain.SYNC_LOG)
+    result = checkpoint.verify()
+
+    assert result.checked == 2 and result.broken is None
+    assert checkpoint.last_row_id == newer[-1].pk and checkpoint.rows_verified == 5
+
+
+def test_s8_6_a_rewritten_chain_before_the_checkpoint_is_walked_whole(org) -> None:
+    """Someone recomputes the hashes after their edit: the stored hash of the last
+    verified row no longer matches, so even the five-minute run walks from the first row."""
+    rows = attempts(org, 4)
+    verify_chains()
+    behind_the_applications_back(
+        "UPDATE sync_logs SET row_hash = %s WHERE id = %s", ["f" * 64, rows[-1].pk]
+    )
+
+    verify_chains()
+
+    checkpoint = ChainCheckpoint.for_chain(org.pk, ChainCheckpoint.Chain.SYNC_LOG)
+    assert checkpoint.broken_row_id == rows[-1].pk
+
+
+def test_s8_6_the_page_shows_the_stored_result_and_never_walks_the_chain(org, auditor) -> None:
+    attempts(org, 3)
+    page = audit_page(auditor, org)
+    assert "Chain not verified yet." in page
+
+    client = Client()
+    client.force_login(auditor)
+    with CaptureQueriesContext(connection) as captured:
+        client.get(reverse("audit_log", args=[org.slug]))
+    # Only the page's 51 rows are read: no query runs over the whole chain.
+    reads = [q["sql"] for q in captured if 'FROM "sync_logs"' in q["sql"]]
+    assert reads and all("LIMIT 51" in sql for sql in reads)
+
+
+def test_s8_6_the_trail_badge_names_an_edited_action_and_links_to_it(org, org_admin) -> None:
+    made = [
+        AdminAction.record(org_admin, org, AdminAction.Kind.API_KEY_ISSUED, prefix=p) for p in "abc"
+    ]
+    behind_the_applications_back(
+        "UPDATE audit_adminaction SET detail = %s WHERE id = %s", ['{"prefix": "z"}', made[1].pk]
+    )
+    verify_chains(whole=True)
+
+    client = Client()
+    client.force_login(org_admin)
+    page = client.get(reverse("admin_trail", args=[org.slug])).content.decode()
+    assert f"Chain broken at row {made[1].pk}" in page
+    assert f"?before={made[1].pk + 1}#action-{made[1].pk}" in page
+    assert f'id="action-{made[1].pk}"' in page
+
+
+def test_s8_6_global_admins_see_which_organizations_chains_are_broken(
+    org, other_org, global_admin
+) -> None:
+    rows = attempts(org, 2)
+    attempts(other_org, 2)
+    behind_the_applications_back("DELETE FROM sync_logs WHERE id = %s", [rows[0].pk])
+    verify_chains(whole=True)
+
+    client = Client()
+    client.force_login(global_admin)
+    page = client.get(reverse("global_audit_log")).content.decode()
+    assert "The chain of 1 organization is broken" in page
+    assert "Blindeforbundet:" in page and f"Chain broken at row {rows[1].pk}" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_s8_6_verify_now_runs_on_a_worker_and_the_badge_follows_it(
+    org, auditor, celery_worker
+) -> None:
+    rows = attempts(org, 30)
+    behind_the_applications_back(
+        "UPDATE sync_logs SET duration_ms = 1 WHERE id = %s", [rows[20].pk]
+    )
+    client = Client()
+    client.force_login(auditor)
+
+    asked = client.post(
+        reverse("audit_verify", args=[org.slug]), {"chain": "sync_log"}, HTTP_HX_REQUEST="true"
+    )
+    text = asked.content.decode()
+    assert "Verification started" in text and "data-live" in text
+
+    deadline = time.monotonic() + 60
+    badge = reverse("audit_chain_badge", args=[org.slug])
+    while (answer := client.get(badge, {"chain": "sync_log"})).status_code != 286:
+        assert time.monotonic() < deadline, celery_worker.log_path.read_text()
+        time.sleep(0.3)
+    final = answer.content.decode()
+    assert f"Chain broken at row {rows[20].pk}" in final
+    assert "data-live" not in final  # nothing left to watch
+    assert f"Verification finished: the chain is broken at row {rows[20].pk}." in final
+
+    version = ChainCheckpoint.shown(org.pk, "sync_log").version
+    assert client.get(badge, {"chain": "sync_log", "v": version}).status_code == 204
+
+
+def test_s8_6_the_chains_are_verified_by_beat(settings) -> None:
+    tasks = {entry["task"]: entry for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert "audit.tasks.verify_chains" in tasks
