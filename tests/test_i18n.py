@@ -3,6 +3,7 @@ language is the default; dates and amounts in the reader's locale."""
 
 from __future__ import annotations
 
+import json
 import zoneinfo
 from datetime import datetime, time
 from decimal import Decimal
@@ -187,3 +188,24 @@ def test_amounts_read_as_each_locale_writes_them(org, org_admin) -> None:
 def test_the_money_filter_groups_and_marks_decimals_per_locale(language, expected) -> None:
     with translation.override(language):
         assert money(Decimal("1234567.8"), "NOK") == expected
+
+
+# --- what stays English ---------------------------------------------------------------------------
+
+
+def test_the_apis_machine_readable_errors_stay_english_whatever_the_client_asks(api_key) -> None:
+    # The volunteer app reads these; a program should not see them change with its locale.
+    body = json.dumps({"source_id": "claim-1", "amount": "abc"})
+    answers = [
+        Client().post(
+            reverse("api_records"),
+            data=body,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {api_key}",
+            HTTP_ACCEPT_LANGUAGE=language,
+        )
+        for language in ("en", "nb")
+    ]
+    assert [answer.status_code for answer in answers] == [400, 400]
+    assert answers[0].json() == answers[1].json()
+    assert answers[1].json()["errors"]["kind"] == ["is required"]
