@@ -111,7 +111,7 @@ def test_messages_labels_and_choices_are_translated(org, org_admin) -> None:
         {"schedule": "daily", "automatic_retries": 5, "first_retry_delay_seconds": 60},
     )
     page = response.content.decode()
-    assert "Velg klokkeslett." in page  # a form error
+    assert "Velg tidspunkt." in page  # a form error
     assert "> Bare manuelt</label>" in page and "> Egendefinert (cron)</label>" in page
     assert "Ta med minst én type bilag, ellers blir ingenting synkronisert." in page
 
