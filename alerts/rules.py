@@ -92,7 +92,7 @@ def open_alert(
                 opened_at=now or timezone.now(),
             )
             AlertRecipient.objects.bulk_create(
-                AlertRecipient(alert=alert, user_id=user_id)
+                AlertRecipient(alert=alert, user_id=user_id, organization_id=organization_id)
                 for user_id in recipients_for(organization_id, global_admins=global_admins)
             )
     except IntegrityError:
@@ -118,7 +118,7 @@ def resolve(
         alerts = alerts.filter(key__in=list(keys))
     if opened_before is not None:
         alerts = alerts.filter(opened_at__lt=opened_before)
-    return alerts.update(resolved_at=now or timezone.now())
+    return Alert.resolve(alerts, now or timezone.now())
 
 
 # --- S7.1: a record fails three attempts in a row ------------------------------------------------
