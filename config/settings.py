@@ -126,6 +126,10 @@ LANGUAGE_CODE = "en"  # for a browser that asks for neither language
 LANGUAGES = [("en", "English"), ("nb", "Norsk bokmål")]
 # Committed compiled (.mo) as well as .po: `make run` needs no gettext tools.
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# The picker's choice: sent over https only in production, never read by scripts.
+LANGUAGE_COOKIE_SECURE = not DEBUG
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 TIME_ZONE = "Europe/Oslo"
 USE_I18N = True
 FORMAT_MODULE_PATH = ["config.formats"]  # English with a 24-hour clock, see there

@@ -68,7 +68,9 @@ def test_the_picker_switches_language_and_the_choice_sticks(org, org_admin) -> N
     here = reverse("sync_history", args=[org.slug])
     response = client.post(reverse("set_language"), {"language": "nb", "next": here})
     assert response.status_code == 302 and response["Location"] == here
-    assert client.cookies[settings.LANGUAGE_COOKIE_NAME].value == "nb"
+    cookie = client.cookies[settings.LANGUAGE_COOKIE_NAME]
+    assert cookie.value == "nb"
+    assert cookie["httponly"] and cookie["samesite"] == "Lax"  # no script reads or sends it
     # The cookie outranks the browser, which still asks for English, page after page.
     for _ in range(2):
         page = history_page(client, org)
