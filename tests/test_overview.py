@@ -195,7 +195,7 @@ def test_s5_1_a_row_shows_connector_enabled_state_last_sync_pending_and_errors(c
 
 
 @pytest.mark.django_db
-def test_s5_1_dates_follow_the_readers_language(client) -> None:
+def test_s5_1_dates_and_words_follow_the_readers_language(client) -> None:
     healthy("Blindeforbundet")
     last_sync = timezone.localtime(SyncRun.objects.get().finished_at)
 
@@ -204,6 +204,22 @@ def test_s5_1_dates_follow_the_readers_language(client) -> None:
     norwegian = rows(client.get(reverse("overview"), HTTP_ACCEPT_LANGUAGE="nb").content.decode())
     assert last_sync.strftime("%Y-%m-%d %H:%M") in row
     assert last_sync.strftime("%d.%m.%Y %H:%M") in norwegian["blindeforbundet"]
+    # The row's words too, though it is made in Python (RowMarkup).
+    assert "I orden" in norwegian["blindeforbundet"]
+    assert "Feilede bilag" in norwegian["blindeforbundet"]
+    assert "Slått på" in norwegian["blindeforbundet"]
+
+
+@pytest.mark.django_db
+def test_s5_1_an_organizations_name_is_escaped_everywhere_in_its_row(client) -> None:
+    organization = make_org("Ås & Æra <b>", failed=1)
+    Organization.objects.filter(pk=organization.pk).update(name='Ås & Æra <b class="x">')
+
+    row = rows(overview_page(client))[organization.slug]
+    assert "<b" not in row
+    assert "Ås &amp; Æra &lt;b class=&quot;x&quot;&gt;</a></th>" in row
+    assert "failed record of Ås &amp; Æra &lt;b class=&quot;x&quot;&gt;: see the errors" in row
+    assert 'Audit log<span class="visually-hidden"> of Ås &amp; Æra &lt;b' in row
 
 
 # --- S5.2: failed rows highlighted ------------------------------------------------------------
