@@ -85,6 +85,8 @@ class Alert(models.Model):
         """Close these alerts, and take them out of their recipients' unread counts."""
         with transaction.atomic():
             ids = list(alerts.filter(resolved_at__isnull=True).values_list("pk", flat=True))
+            if not ids:
+                return 0
             cls.objects.filter(pk__in=ids, resolved_at__isnull=True).update(resolved_at=when)
             AlertRecipient.objects.filter(alert_id__in=ids).update(alert_open=False)
         return len(ids)

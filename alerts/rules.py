@@ -19,13 +19,13 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Window
+from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from accounting_sync.models import FinancialRecord, SyncEvent, SyncLog, SyncRun
 from alerts.models import Alert, AlertRecipient
-from integrations.models import Membership
+from integrations.models import Membership, Organization
 
 logger = logging.getLogger(__name__)
 
@@ -184,16 +184,13 @@ def _keeps_failing(latest_first: list[dict]) -> bool:
     )
 
 
-def recheck_failing_records(organization_id: int | None = None, now=None) -> None:
+def recheck_failing_records(organization_id: int, now=None) -> None:
     """Look again at every record with an open S7.1 alert (after a run, periodically)."""
-    alerts = Alert.objects.filter(kind=Kind.RECORD_FAILING, resolved_at__isnull=True)
-    if organization_id is not None:
-        alerts = alerts.filter(organization_id=organization_id)
-    by_organization: dict[int, set[int]] = defaultdict(set)
-    for org_id, key in alerts.values_list("organization_id", "key"):
-        by_organization[org_id].add(int(key.removeprefix("record:")))
-    for org_id, record_ids in by_organization.items():
-        check_failing_records(org_id, record_ids, now=now)
+    keys = Alert.objects.filter(
+        organization_id=organization_id, kind=Kind.RECORD_FAILING, resolved_at__isnull=True
+    ).values_list("key", flat=True)
+    record_ids = {int(key.removeprefix("record:")) for key in keys}
+    check_failing_records(organization_id, record_ids, now=now)
 
 
 # --- S7.2: more than 10 failed attempts in 24 hours ----------------------------------------------
@@ -213,27 +210,6 @@ def check_many_errors(organization_id: int, now=None) -> None:
         _open_many_errors(organization_id, failures, now)
     else:
         resolve([organization_id], Kind.MANY_ERRORS, now=now)
-
-
-def check_many_errors_everywhere(now=None) -> None:
-    now = now or timezone.now()
-    over = set(
-        _failures_in_window(now)
-        .order_by()
-        .values("organization_id")
-        .annotate(n=Count("pk"))
-        .filter(n__gt=MANY_ERRORS_LIMIT)
-        .values_list("organization_id", flat=True)
-    )
-    for organization_id in over:
-        failures = _failures_in_window(now).filter(organization_id=organization_id).order_by()
-        _open_many_errors(organization_id, failures, now)
-    cleared = (
-        Alert.objects.filter(kind=Kind.MANY_ERRORS, resolved_at__isnull=True)
-        .exclude(organization_id__in=over)
-        .values_list("organization_id", flat=True)
-    )
-    resolve(set(cleared), Kind.MANY_ERRORS, now=now)
 
 
 def _open_many_errors(organization_id: int, failures, now: datetime) -> None:
@@ -258,36 +234,23 @@ def _open_many_errors(organization_id: int, failures, now: datetime) -> None:
 # --- S7.3: records pending more than 48 hours with the connector enabled ----------------------
 
 
-def check_waiting_records(organization_id: int | None = None, now=None) -> None:
-    """Open the S7.3 alert where records have waited too long; close it where none has
-    any more (sent, or the connector turned off)."""
+def check_waiting_records(organization_id: int, now=None) -> None:
+    """Open the S7.3 alert if records have waited too long; close it once none has any
+    more (sent, or the connector turned off)."""
     now = now or timezone.now()
     waiting = FinancialRecord.objects.filter(
+        organization_id=organization_id,
         state__in=WAITING,
         received_at__lt=now - PENDING_LIMIT,
         organization__integration__enabled=True,
-    )
-    if organization_id is not None:
-        waiting = waiting.filter(organization_id=organization_id)
-    counts = dict(
-        waiting.order_by()
-        .values("organization_id")
-        .annotate(n=Count("pk"))
-        .values_list("organization_id", "n")
-    )
-    for org_id, count in counts.items():
+    ).count()
+    if waiting:
+        hours = int(PENDING_LIMIT.total_seconds() // 3600)
         open_alert(
-            org_id,
-            Kind.PENDING_TOO_LONG,
-            {"count": count, "hours": int(PENDING_LIMIT.total_seconds() // 3600)},
-            now=now,
+            organization_id, Kind.PENDING_TOO_LONG, {"count": waiting, "hours": hours}, now=now
         )
-    still_open = Alert.objects.filter(kind=Kind.PENDING_TOO_LONG, resolved_at__isnull=True)
-    if organization_id is not None:
-        still_open = still_open.filter(organization_id=organization_id)
-    cleared = set(still_open.values_list("organization_id", flat=True)) - set(counts)
-    if cleared:
-        resolve(cleared, Kind.PENDING_TOO_LONG, now=now)
+    else:
+        resolve([organization_id], Kind.PENDING_TOO_LONG, now=now)
 
 
 # --- S7.6 and S9.4: events the engine records ----------------------------------------------------
@@ -338,19 +301,25 @@ def resolve_by_run(run: SyncRun, now=None) -> None:
 # --- the entry points ---------------------------------------------------------------------------
 
 
-def after_run(run: SyncRun, now=None) -> None:
-    """Everything a finished run may have changed for its organization."""
+def check_organization(organization_id: int, now=None) -> None:
+    """Every rule that a check can decide, for one organization."""
     now = now or timezone.now()
-    organization_id = run.organization_id
-    resolve_by_run(run, now)
     recheck_failing_records(organization_id, now)
     check_many_errors(organization_id, now)
     check_waiting_records(organization_id, now)
 
 
-def periodic_check(now=None) -> None:
-    """What time alone changes, for every organization (the beat task)."""
+def after_run(run: SyncRun, now=None) -> None:
+    """Everything a finished run may have changed for its organization."""
     now = now or timezone.now()
-    check_waiting_records(now=now)
-    check_many_errors_everywhere(now)
-    recheck_failing_records(now=now)
+    resolve_by_run(run, now)
+    check_organization(run.organization_id, now)
+
+
+def periodic_check(now=None) -> None:
+    """What time alone changes (the beat task). One organization at a time: each query
+    then stays on that organization's index entries (the last 24 hours of its attempts,
+    its pending records) however long sync_logs grows."""
+    now = now or timezone.now()
+    for organization_id in Organization.objects.order_by("pk").values_list("pk", flat=True):
+        check_organization(organization_id, now)
