@@ -319,6 +319,28 @@ def headers(filters: OverviewFilters) -> dict[str, Header]:
     return result
 
 
+# Django date format characters that mean the same as a strftime directive (numbers only,
+# so the result does not depend on the locale's month names).
+STRFTIME = {"Y": "%Y", "y": "%y", "m": "%m", "d": "%d", "H": "%H", "i": "%M", "s": "%S"}
+
+
+def strftime_for(django_format: str) -> str | None:
+    """The strftime equivalent of a numeric Django date format, or None if it has more.
+
+    Why: Django's `date` formatting costs about 20 µs a date, a fifth of the overview's
+    rows; strftime does the same for the short formats ("Y-m-d H:i", "d.m.Y H:i") in 2.
+    """
+    parts = []
+    for char in django_format:
+        if char in STRFTIME:
+            parts.append(STRFTIME[char])
+        elif char in " .-/:,":
+            parts.append(char)
+        else:
+            return None
+    return "".join(parts)
+
+
 class RowMarkup:
     """The table's rows as HTML, made here rather than in the template.
 
@@ -364,7 +386,8 @@ class RowMarkup:
             f"{escape(gettext('Stale: no sync for more than 24 hours'))}</strong>"
         )
         self.levels = {
-            key: {"icon": escape(level.icon), "word": escape(level.word)}
+            # str(): the lazy word is translated once here, not in every row.
+            key: {"icon": escape(level.icon), "word": escape(str(level.word))}
             for key, level in health.LEVELS.items()
         }
         self.connectors = {key: escape(label) for key, label in Integration.Connector.choices}
@@ -373,6 +396,7 @@ class RowMarkup:
             for name in ("organization_home", "failed_records", "audit_log", "api_keys")
         }
         self.date_format = get_format("SHORT_DATETIME_FORMAT")
+        self.strftime = strftime_for(self.date_format)
         # Each link names its organization for a screen reader's list of links (S5.4).
         self.of_org = f'<span class="visually-hidden"> {escape(gettext("of %(name)s"))}</span>'
 
@@ -417,7 +441,10 @@ class RowMarkup:
         if moment is None:
             return self.words["never"]
         local = timezone.localtime(moment)
-        shown = escape(dateformat.format(local, self.date_format))
+        if self.strftime:
+            shown = escape(local.strftime(self.strftime))
+        else:
+            shown = escape(dateformat.format(local, self.date_format))
         return f'<time datetime="{local.isoformat()}">{shown}</time>'
 
     def _errors(self, slug: str, name: str, url: str, failed: int) -> str | int:

@@ -522,3 +522,20 @@ def test_the_live_fragment_costs_the_same_queries_for_5_or_50_organizations(clie
     few = queries()
     _busy_organizations(5, 50)
     assert queries() == few
+
+
+@pytest.mark.parametrize("language", ["en", "nb"])
+def test_the_rows_fast_dates_read_as_djangos_date_filter_would(language) -> None:
+    from django.utils import dateformat, translation
+    from django.utils.formats import get_format
+
+    from accounting_sync.overview import strftime_for
+
+    moment = timezone.localtime(timezone.now().replace(month=3, day=5, hour=7, minute=4))
+    with translation.override(language):
+        short = get_format("SHORT_DATETIME_FORMAT")
+        assert strftime_for(short) is not None
+        assert moment.strftime(strftime_for(short)) == dateformat.format(moment, short)
+    # Anything beyond plain numbers is left to Django.
+    assert strftime_for("j. F Y H:i") is None
+    assert strftime_for("P") is None
