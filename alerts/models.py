@@ -29,6 +29,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from accounting_sync.models import FinancialRecord
 from integrations.models import Membership, Organization
 
 
@@ -109,7 +110,7 @@ class Alert(models.Model):
                 "%(record_type)s %(reference)s failed %(attempts)s attempts in a row. "
                 "Last error: %(error)s"
             ) % {
-                "record_type": d.get("record_type", ""),
+                "record_type": FinancialRecord.Kind(d["record_kind"]).label,
                 "reference": d.get("reference", ""),
                 "attempts": d.get("attempts", 3),
                 "error": d.get("error", ""),

@@ -164,7 +164,7 @@ def check_failing_records(organization_id: int, record_ids: Iterable[int], now=N
             {
                 "record_id": record_id,
                 "reference": last["reference"],
-                "record_type": str(FinancialRecord.Kind(last["record__kind"]).label),
+                "record_kind": last["record__kind"],  # its word is chosen when shown
                 "attempts": FAILED_IN_A_ROW,
                 "error": last["error_message"],
             },

@@ -43,7 +43,7 @@ def a_failing_record_alert(org, n: int = 1) -> Alert:
     return rules.open_alert(
         org.pk,
         Kind.RECORD_FAILING,
-        {"reference": f"VH-{org.pk}-{n}", "record_type": "Reimbursement", "error": "Nope"},
+        {"reference": f"VH-{org.pk}-{n}", "record_kind": "reimbursement", "error": "Nope"},
         key=rules.record_key(n),
     )
 

@@ -34,7 +34,7 @@ def failing_record(org, n: int = 1, error: str = "Period is closed for 2026-03-0
         Kind.RECORD_FAILING,
         {
             "reference": f"VH-{org.pk}-{n}",
-            "record_type": "Honorarium",
+            "record_kind": "honorarium",
             "attempts": 3,
             "error": error,
         },
