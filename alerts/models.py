@@ -26,7 +26,7 @@ from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from accounting_sync.models import FinancialRecord
@@ -110,7 +110,7 @@ class Alert(models.Model):
                 "%(record_type)s %(reference)s failed %(attempts)s attempts in a row. "
                 "Last error: %(error)s"
             ) % {
-                "record_type": FinancialRecord.Kind(d["record_kind"]).label,
+                "record_type": self._record_type(d.get("record_kind")),
                 "reference": d.get("reference", ""),
                 "attempts": d.get("attempts", 3),
                 "error": d.get("error", ""),
@@ -121,10 +121,14 @@ class Alert(models.Model):
                 "Last error: %(error)s"
             ) % {"count": d.get("count"), "limit": d.get("limit"), "error": d.get("error", "")}
         if self.kind == self.Kind.PENDING_TOO_LONG:
-            return gettext(
+            count = d.get("count", 0)
+            return ngettext(
+                "%(count)s approved record has waited more than %(hours)s hours to be sent, "
+                "although the connector is enabled.",
                 "%(count)s approved records have waited more than %(hours)s hours to be sent, "
-                "although the connector is enabled."
-            ) % {"count": d.get("count"), "hours": d.get("hours")}
+                "although the connector is enabled.",
+                count,
+            ) % {"count": count, "hours": d.get("hours")}
         if self.kind == self.Kind.SCHEDULED_SYNC_FAILED:
             return gettext(
                 "The scheduled sync could not reach the accounting system, also after "
@@ -134,6 +138,12 @@ class Alert(models.Model):
             "The accounting system refused the credentials; nothing is sent until they are "
             "fixed: %(error)s"
         ) % {"error": d.get("error", "")}
+
+    @staticmethod
+    def _record_type(kind: str | None) -> str:
+        if kind in FinancialRecord.Kind.values:
+            return str(FinancialRecord.Kind(kind).label)
+        return gettext("Record")
 
 
 class AlertRecipientQuerySet(models.QuerySet):
