@@ -219,3 +219,14 @@ def test_other_organizations_alerts_never_show(org, other_org, org_admin, other_
 
     assert "HLF's secret trouble" not in html and "HLF" not in html
     assert 'aria-label="Alerts: 0 unread"' in html
+
+
+def test_s7_5_a_norwegian_reader_gets_the_badge_and_the_alert_in_norwegian(org, org_admin):
+    auth_failed(org)
+
+    html = client_for(org_admin).get(PAGE, headers={"Accept-Language": "nb"}).content.decode()
+
+    assert 'aria-label="Varsler: 1 uleste"' in html
+    assert "Påloggingsopplysninger avvist" in html
+    assert "Åpne tilkoblingsinnstillingene" in html and "Merk som lest" in html
+    assert "Token expired" in html  # the accounting system's own words stay as it said them
