@@ -22,6 +22,14 @@ from integrations.templatetags.formatting import money
 OSLO = zoneinfo.ZoneInfo("Europe/Oslo")
 
 
+@pytest.fixture(autouse=True)
+def _english_afterwards():
+    """A request in Norwegian leaves Norwegian active in the test's thread (LocaleMiddleware
+    activates, nothing deactivates); later tests that call gettext directly expect English."""
+    with translation.override(settings.LANGUAGE_CODE):
+        yield
+
+
 def client_for(user=None, **headers) -> Client:
     client = Client(**headers)
     if user is not None:

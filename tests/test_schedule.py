@@ -16,6 +16,7 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
 from django_celery_beat.models import PeriodicTask
 from django_celery_beat.tzcrontab import TzAwareCrontab
 
@@ -28,6 +29,14 @@ OSLO = zoneinfo.ZoneInfo("Europe/Oslo")
 
 def oslo(*args: int) -> datetime:
     return datetime(*args, tzinfo=OSLO)
+
+
+@pytest.fixture(autouse=True)
+def _in_english():
+    """These tests read English words from functions called directly; a request in Norwegian
+    by an earlier test leaves Norwegian active in this thread (nothing deactivates it)."""
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture

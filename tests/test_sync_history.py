@@ -9,11 +9,20 @@ from datetime import datetime, timedelta
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
 
 from accounting_sync.history import PAGE_SIZE, duration_text
 from accounting_sync.models import SyncRun
 
 OSLO = zoneinfo.ZoneInfo("Europe/Oslo")
+
+
+@pytest.fixture(autouse=True)
+def _in_english():
+    """These tests read English words from functions called directly; a request in Norwegian
+    by an earlier test leaves Norwegian active in this thread (nothing deactivates it)."""
+    with translation.override("en"):
+        yield
 
 
 def add_run(organization, started: datetime, **fields) -> SyncRun:
