@@ -1,14 +1,19 @@
 """Streamed exports of the audit log for external auditors (S8.5).
 
-Rows are read with a server-side iterator and written as they come, so memory
-stays flat however many rows the filter matches.
+Rows are read with a server-side cursor and written as they come, a few hundred at a
+time, so memory stays flat however many rows the filter matches. Only the exported
+columns are read (as tuples, not model instances): the payload and response bodies
+stay in the database, and a million rows export in seconds, not minutes.
+
+The column names are stable English on purpose: they are read by programs.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from django.db.models import QuerySet
@@ -16,81 +21,76 @@ from django.utils import timezone
 
 from accounting_sync.models import SyncLog
 
-COLUMNS = (
-    "id",
-    "time",
-    "organization",
-    "reference",
-    "record_type",
-    "category",
-    "amount",
-    "currency",
-    "claimant",
-    "attempt",
-    "trigger",
-    "status",
-    "error_class",
-    "error_message",
-    "response_status",
-    "duration_ms",
-    "erp_id",
-    "retries_attempt",
-    "prev_hash",
-    "row_hash",
+# Export column → what it is read from.
+FIELDS = (
+    ("id", "id"),
+    ("time", "created_at"),
+    ("organization", "organization__name"),
+    ("reference", "reference"),
+    ("record_type", "record__kind"),
+    ("category", "record__category"),
+    ("amount", "record__amount"),
+    ("currency", "record__currency"),
+    ("claimant", "record__claimant_name"),
+    ("attempt", "attempt_number"),
+    ("trigger", "trigger"),
+    ("status", "status"),
+    ("error_class", "error_class"),
+    ("error_message", "error_message"),
+    ("response_status", "response_status"),
+    ("duration_ms", "duration_ms"),
+    ("erp_id", "erp_id"),
+    ("retries_attempt", "retry_of_id"),
+    ("prev_hash", "prev_hash"),
+    ("row_hash", "row_hash"),
 )
-CHUNK = 2000
+COLUMNS = tuple(column for column, _source in FIELDS)
+TIME, AMOUNT = COLUMNS.index("time"), COLUMNS.index("amount")
+CHUNK = 5000  # rows fetched from the database at a time
+LINES_PER_WRITE = 500  # rows handed to the response at a time
 
 
-def export_rows(queryset: QuerySet[SyncLog]) -> Iterator[dict[str, Any]]:
-    rows = queryset.select_related("record", "organization").order_by("-id")
-    for log in rows.iterator(chunk_size=CHUNK):
-        record = log.record
-        yield {
-            "id": log.pk,
-            "time": timezone.localtime(log.created_at).isoformat(),
-            "organization": log.organization.name,
-            "reference": log.reference,
-            "record_type": record.kind,
-            "category": record.category,
-            "amount": record.amount,
-            "currency": record.currency,
-            "claimant": record.claimant_name,
-            "attempt": log.attempt_number,
-            "trigger": log.trigger,
-            "status": log.status,
-            "error_class": log.error_class,
-            "error_message": log.error_message,
-            "response_status": log.response_status,
-            "duration_ms": log.duration_ms,
-            "erp_id": log.erp_id,
-            "retries_attempt": log.retry_of_id,
-            "prev_hash": log.prev_hash,
-            "row_hash": log.row_hash,
-        }
+def export_values(queryset: QuerySet[SyncLog]) -> Iterator[tuple]:
+    """The exported columns of every row the filter matches, newest first, as tuples."""
+    rows = queryset.order_by("-id").values_list(*(source for _column, source in FIELDS))
+    return rows.iterator(chunk_size=CHUNK)
 
 
-class _Line:
-    """csv.writer writes into this and we hand each line on: no buffer grows."""
+def _local(rows: Iterator[tuple]) -> Iterator[list[Any]]:
+    """Times in the reader's time zone, as ISO 8601 with the offset."""
+    zone = timezone.get_current_timezone()
+    for row in rows:
+        row = list(row)
+        row[TIME] = row[TIME].astimezone(zone).isoformat()
+        yield row
 
-    def write(self, text: str) -> str:
-        return text
 
-
-def csv_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+def csv_lines(rows: Iterator[tuple]) -> Iterator[str]:
     """Excel-friendly for Norwegian users: a BOM so it reads UTF-8 (æøå), semicolons
     as separators and a decimal comma in amounts, as Norwegian Excel expects."""
-    writer = csv.writer(_Line(), delimiter=";")
-    yield "\ufeff" + writer.writerow(COLUMNS)
-    for row in rows:
-        row = {**row, "amount": str(row["amount"]).replace(".", ",")}
-        yield writer.writerow([row[column] for column in COLUMNS])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=";")
+    buffer.write("\ufeff")
+    writer.writerow(COLUMNS)
+    for count, row in enumerate(_local(rows), start=1):
+        row[AMOUNT] = str(row[AMOUNT]).replace(".", ",")
+        writer.writerow(row)
+        if count % LINES_PER_WRITE == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
 
 
-def json_chunks(rows: Iterable[dict[str, Any]], meta: dict[str, Any]) -> Iterator[str]:
+def json_chunks(rows: Iterator[tuple], meta: dict[str, Any]) -> Iterator[str]:
     """One JSON document, written piece by piece: {"meta": ..., "rows": [...]}."""
     yield '{"meta": ' + json.dumps(meta, ensure_ascii=False) + ', "rows": ['
-    first = True
-    for row in rows:
-        yield ("" if first else ",\n") + json.dumps(row, ensure_ascii=False, default=str)
-        first = False
-    yield "]}\n"
+    parts: list[str] = []
+    for count, row in enumerate(_local(rows)):
+        row[AMOUNT] = str(row[AMOUNT])
+        text = json.dumps(dict(zip(COLUMNS, row, strict=True)), ensure_ascii=False)
+        parts.append(text if count == 0 else ",\n" + text)
+        if len(parts) == LINES_PER_WRITE:
+            yield "".join(parts)
+            parts.clear()
+    yield "".join(parts) + "]}\n"

@@ -328,6 +328,9 @@ class _Builder:
             status = "succeeded" if not bad else ("failed" if not ok else "partial")
             runs.append((run_id, self.orgs[org_index].pk, trigger, first, last, status, ok, bad))
 
+        error_bodies = {
+            message: json.dumps({"error": message}, ensure_ascii=False) for _, message, _ in ERRORS
+        }
         columns = [
             "id",
             "run_id",
@@ -378,7 +381,7 @@ class _Builder:
                     current[5] += 1
                     error_class, message, http = "", "", 200
                     erp_id = f"ERP-{rid}"
-                    body = json.dumps({"dbId": rid, "status": "created"})
+                    body = f'{{"dbId": {rid}, "status": "created"}}'
                 elif status == "uncertain":
                     current[6] += 1
                     error_class, message, http = "uncertain", "No answer within 30 s.", None
@@ -387,7 +390,7 @@ class _Builder:
                     current[6] += 1
                     error_class, message, http = ERRORS[rid % len(ERRORS)]
                     erp_id = ""
-                    body = json.dumps({"error": message}, ensure_ascii=False)
+                    body = error_bodies[message]
                 log_id = index + 1
                 first_seen.setdefault(rid, created)
                 last_seen[rid] = (created, status, message, erp_id)
