@@ -280,3 +280,27 @@ def test_s8_5_an_export_streams_in_pieces_with_every_row_once(org, auditor, monk
 
     _response, document = export(client_for(auditor), org, "json", {})
     assert [row["id"] for row in json.loads(document)["rows"]] == [r.pk for r in rows]
+
+
+def test_s8_5_csv_lines_are_quoted_exactly_as_the_csv_module_quotes() -> None:
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from audit.exports import COLUMNS, csv_line
+
+    when = datetime(2026, 3, 2, 9, 30, 5, 120000, tzinfo=OSLO)
+    tricky = (
+        42, when, 'Ås; "Æra" IL', "VH-1-42", "reimbursement", "reise\nfly", Decimal("1234.50"),
+        "NOK", "Øystein «Ø» Ødegård", 2, "retry", "failed", "permanent",
+        'Konto "7130" finnes ikke;\r\nsjekk kontoplanen', None, 17, "", None, "a" * 64, "b" * 64,
+    )  # fmt: skip
+    assert len(tricky) == len(COLUMNS)
+    expected = io.StringIO()
+    csv.writer(expected, delimiter=";").writerow(
+        [when.isoformat() if v is when else v for v in tricky[:6]] + ["1234,50"] + list(tricky[7:])
+    )
+
+    assert csv_line(tricky, timezone.get_current_timezone()) == expected.getvalue()
+    parsed = next(csv.reader(io.StringIO(expected.getvalue()), delimiter=";"))
+    assert parsed[13] == 'Konto "7130" finnes ikke;\r\nsjekk kontoplanen'
