@@ -200,7 +200,7 @@ def measure(ids: dict, reps: int) -> dict[str, object]:
     )
     peak_mb = max(traced["heap_peak_mb"], export["rss_growth_mb"], traced["rss_growth_mb"])
     figures = {
-        "sync_logs": ids["counts"]["sync_logs"],
+        "audit_sync_logs": ids["counts"]["sync_logs"],
         "audit_first_page_median_ms": round(first["median"], 2),
         "audit_first_page_p95_ms": round(first["p95"], 2),
         "audit_deep_page_median_ms": round(deep["median"], 2),
