@@ -153,7 +153,7 @@ def admin_trail(request: HttpRequest, slug: str | None = None) -> HttpResponse:
 def _chain_of(request: HttpRequest) -> str:
     chain = request.POST.get("chain") or request.GET.get("chain") or Chain.SYNC_LOG
     if chain not in Chain.values:
-        raise Http404("No such chain.")
+        raise Http404(_("No such chain."))
     return chain
 
 
@@ -222,7 +222,7 @@ def audit_entry(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     try:
         entry = queryset.select_related("record", "run__triggered_by").get(pk=pk)
     except SyncLog.DoesNotExist:
-        raise Http404("No such attempt.") from None
+        raise Http404(_("No such attempt.")) from None
     chain = SyncLog.objects.filter(record=entry.record).order_by("attempt_number", "id")
     return render(
         request,
@@ -240,7 +240,7 @@ def audit_entry(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 @require_GET
 def audit_export(request: HttpRequest, fmt: str, slug: str | None = None) -> HttpResponse:
     if fmt not in ("csv", "json"):
-        raise Http404("Exports are CSV or JSON.")
+        raise Http404(_("Exports are CSV or JSON."))
     organization, queryset = _scope(request, slug)
     filterset = _filtered(request, organization, queryset)
     if filterset.form.is_bound and not filterset.is_valid():
