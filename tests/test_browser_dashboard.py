@@ -4,6 +4,7 @@ sandbox, changes made elsewhere appearing without a reload, and the whole flow b
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -188,4 +189,39 @@ def test_s4_dashboard_has_no_accessibility_violations_for_an_auditor(
     page = open_dashboard(dashboard, live_server, org, auditor.username)
     expect(page.locator("#health")).to_be_visible()
     expect(page.get_by_role("button", name="Trigger Sync Now")).to_have_count(0)
+    assert accessibility_violations(page) == []
+
+
+def test_s4_1_s4_3_s4_5_the_dashboard_says_health_in_words_and_warns_when_overdue(
+    dashboard: Page, live_server, org, org_admin
+) -> None:
+    records = make_records(org, 4)
+    SyncRun.objects.create(
+        organization=org,
+        connector="xledger",
+        trigger="schedule",
+        status="succeeded",
+        sent=2,
+        finished_at=timezone.now() - timedelta(minutes=10),
+    )
+    FinancialRecord.objects.filter(pk__in=[r.pk for r in records[:2]]).update(state="synced")
+    page = open_dashboard(dashboard, live_server, org, org_admin.username)
+    # S4.1: connector, last successful sync, pending and errors of this organization.
+    expect(page.locator("#dashboard-status")).to_contain_text("Xledger")
+    expect(pending_count(page)).to_have_text("2")
+    expect(page.locator("#error-count")).to_have_text("0")
+    expect(page.locator("#last-sync")).to_contain_text(timezone.localtime().strftime("%Y-%m-%d"))
+    # S4.3: green, said as a word.
+    expect(page.locator("#health")).to_contain_text("Healthy")
+
+    # S4.5: a day later the waiting records were never sent: red, with a warning.
+    FinancialRecord.objects.filter(state="pending").update(
+        received_at=timezone.now() - timedelta(hours=30)
+    )
+    SyncRun.objects.update(finished_at=timezone.now() - timedelta(hours=26))
+    Organization.touch(org.pk)
+    expect(page.locator("#health")).to_contain_text("Overdue", timeout=LIVE_TIMEOUT)
+    expect(page.locator("#overdue-warning")).to_contain_text(
+        "No sync has happened in the last 24 hours although one was expected."
+    )
     assert accessibility_violations(page) == []
