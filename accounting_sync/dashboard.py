@@ -75,6 +75,12 @@ class Dashboard:
 
     def outcome(self, run: SyncRun) -> str:
         """A finished run's outcome in one sentence, for the page and for screen readers."""
+        if run.status == SyncRun.Status.SUCCEEDED and run.skipped:
+            return ngettext(
+                "Sync finished: %(sent)d sent, %(skipped)d skipped (see the sync history).",
+                "Sync finished: %(sent)d sent, %(skipped)d skipped (see the sync history).",
+                run.skipped,
+            ) % {"sent": run.sent, "skipped": run.skipped}
         if run.status == SyncRun.Status.SUCCEEDED:
             return ngettext(
                 "Sync finished: %(sent)d record sent.",

@@ -327,3 +327,11 @@ def test_s3_the_button_is_disabled_while_the_connector_is_off(org, org_admin, en
     html = page_for(org_admin, org)
     assert re.search(r'id="trigger-sync"[^>]*disabled', html)
     assert "The connector is not enabled, so nothing can be sent." in html
+
+
+def test_s3_3_an_outcome_with_skipped_records_says_so(org, org_admin, enabled) -> None:
+    finished_run(org, sent=0, skipped=20)
+    html = page_for(org_admin, org)
+    assert "Sync finished: 0 sent, 20 skipped (see the sync history)." in text_of(
+        html, "last-outcome"
+    )
