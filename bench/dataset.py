@@ -301,6 +301,7 @@ class _Builder:
         }
 
     def logs_and_runs(self, cursor) -> None:
+        from accounting_sync.models import SyncLog
         from audit.chain import GENESIS, digest
 
         rng = self.rng
@@ -331,28 +332,8 @@ class _Builder:
         error_bodies = {
             message: json.dumps({"error": message}, ensure_ascii=False) for _, message, _ in ERRORS
         }
-        columns = [
-            "id",
-            "run_id",
-            "record_id",
-            "organization_id",
-            "connector",
-            "attempt_number",
-            "trigger",
-            "status",
-            "error_class",
-            "error_message",
-            "payload",
-            "response_status",
-            "response_body",
-            "duration_ms",
-            "reference",
-            "erp_id",
-            "retry_of_id",
-            "created_at",
-            "prev_hash",
-            "row_hash",
-        ]
+        # The columns the chain hashes, in the model's own order, around the id and hashes.
+        columns = ["id", *SyncLog.CHAIN_FIELDS, "prev_hash", "row_hash"]
 
         def rows() -> Iterator[tuple]:
             for index, org_index in enumerate(self.order):
@@ -417,25 +398,10 @@ class _Builder:
                 row_hash = digest(prev, content)
                 heads[org.pk] = row_hash
                 last_attempt[rid] = log_id
+                stored = {**content, "payload": json.dumps(payload, ensure_ascii=False)}
                 yield (
                     log_id,
-                    content["run_id"],
-                    rid,
-                    org.pk,
-                    connector,
-                    number,
-                    content["trigger"],
-                    status,
-                    error_class,
-                    message,
-                    json.dumps(payload, ensure_ascii=False),
-                    http,
-                    body,
-                    content["duration_ms"],
-                    reference,
-                    erp_id,
-                    content["retry_of_id"],
-                    created,
+                    *(stored[name] for name in SyncLog.CHAIN_FIELDS),
                     prev,
                     row_hash,
                 )
