@@ -31,6 +31,7 @@ def build_connector(integration) -> Connector:
                 scope=integration.oauth_scope,
                 cost_center_object=integration.cost_center_object,
                 cost_center_kind_db_id=integration.cost_center_kind_db_id,
+                claimant_subledger=integration.xledger_claimant_subledger,
                 ca_bundle=ca_bundle(),
             )
         )

@@ -250,6 +250,16 @@ class Integration(models.Model):
     )
     journal_code = models.CharField(max_length=20, blank=True)
     payable_account = models.CharField(max_length=20, blank=True)
+    # Xledger refuses an import whose subledger code names no employee or supplier, so
+    # the claimant goes on the credit line only where the organization says claimants
+    # exist in Xledger under their volunteer-app reference.
+    xledger_claimant_subledger = models.BooleanField(
+        default=False,
+        help_text=gettext_lazy(
+            "Xledger: claimants exist as employees or suppliers under their reference, "
+            "so each claimant is sent as the subledger of the payable line."
+        ),
+    )
 
     # When to sync (S9): the schedule, "after each approval", what, and how to retry.
     class Schedule(models.TextChoices):

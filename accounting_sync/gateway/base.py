@@ -107,6 +107,40 @@ class Posting:
     claimant_reference: str
     claimant_name: str
     description: str
+    # The record's number: deterministic, for an ERP that wants a numeric voucher
+    # number (Xledger's trRegNumber), so a resend carries the same one.
+    number: int = 0
+    # The ERP already holds part of this posting under this id (lookup found it
+    # incomplete, e.g. a Business Central line without its dimension): complete it,
+    # never create it again.
+    existing_id: str = ""
+
+
+@dataclass(frozen=True)
+class Found:
+    """What the ERP holds under one reference (the answer of `lookup`)."""
+
+    erp_id: str
+    # False when only part of the posting is there (a Business Central journal line
+    # without its cost-center dimension, one line of an Xledger voucher): it is not
+    # synced, and it is completed (Posting.existing_id) rather than sent again.
+    complete: bool = True
+
+
+class Settlement(enum.StrEnum):
+    POSTED = "posted"  # the ERP has taken it for good
+    REJECTED = "rejected"  # the ERP refused it after accepting the write (a late rejection)
+    WAITING = "waiting"  # not decided yet: ask again later
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What became of a posting the ERP accepted but may still reject (`settle`)."""
+
+    state: Settlement
+    message: str = ""  # the ERP's own words for a rejection
+    erp_id: str = ""
+    response_body: str = ""  # truncated to MAX_BODY_CHARS
 
 
 @dataclass(frozen=True)
@@ -122,6 +156,10 @@ class PostResult:
     response_status: int | None = None
     response_body: str = ""  # truncated to MAX_BODY_CHARS
     duration_ms: int = 0
+    # The ERP holds part of this posting although the outcome is not SUCCEEDED (a
+    # Business Central line whose dimension could not be added): the record must be
+    # looked up before it is sent again, whatever the outcome says.
+    partial: bool = False
 
 
 class Connector(Protocol):
@@ -129,6 +167,10 @@ class Connector(Protocol):
 
     #: How many postings one `post` call may take (the ERP's batch limit).
     batch_size: int
+
+    #: True when a SUCCEEDED posting may still be refused later (Xledger's import job):
+    #: the record waits as "sent, awaiting import" until `settle` says what became of it.
+    settles_later: bool
 
     def test_connection(self) -> ConnectionReport:
         """Authenticate and read master data; raise ConnectorError saying what failed."""
@@ -146,11 +188,19 @@ class Connector(Protocol):
         """
         ...
 
-    def lookup(self, references: list[str]) -> dict[str, str]:
-        """Which of these references the ERP already holds: reference → ERP id.
+    def lookup(self, references: list[str]) -> dict[str, Found]:
+        """Which of these references the ERP already holds, whole or in part.
 
-        Used before resending an UNCERTAIN posting. Raises ConnectorError when the
-        ERP cannot answer (then nothing may be resent yet).
+        Used before resending an UNCERTAIN or partial posting. Read-only. Raises
+        ConnectorError when the ERP cannot answer (then nothing may be resent yet).
+        """
+        ...
+
+    def settle(self, held: dict[str, str]) -> dict[str, Settled]:
+        """For postings accepted earlier (reference → ERP id): posted, rejected or waiting.
+
+        Only called when `settles_later`; a connector that never settles later
+        answers every reference POSTED. Raises ConnectorError when the ERP cannot answer.
         """
         ...
 

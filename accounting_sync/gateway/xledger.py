@@ -86,6 +86,7 @@ class XledgerConfig:
     cost_center_object: int = 1  # which glObjectN holds the cost center
     cost_center_kind_db_id: int | None = None  # the objectKind whose values are cost centers
     transaction_source: str = "GL"
+    claimant_subledger: bool = False  # send the claimant as the payable line's subledger
     ca_bundle: str | bool = True
     connect_timeout: float = 5
     read_timeout: float = 60

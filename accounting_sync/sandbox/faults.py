@@ -17,6 +17,16 @@ from typing import Any
 ERPS = ("xledger", "business_central")
 
 
+# Behaviours of the real services that no public source settles (README, "Assumptions").
+# Each maps to the values it may take; the FIRST is what the sandbox does by default.
+# A test flips one through POST /_sandbox/faults {"assumptions": {name: value}} and shows
+# the connectors stay safe either way: never a duplicate, never a false "synced".
+ASSUMPTIONS: dict[str, tuple[Any, ...]] = {
+    # --- Xledger -------------------------------------------------------------------------
+    # --- Business Central ----------------------------------------------------------------
+}
+
+
 class FaultSettingsError(ValueError):
     """A POST to /_sandbox/faults that cannot be applied; nothing changes."""
 
@@ -34,6 +44,7 @@ class Faults:
     expired_credentials: bool = False
     unknown_accounts: list[str] = field(default_factory=list)
     burst_limit: dict[str, int] | None = None
+    assumptions: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Any) -> Faults:
@@ -51,6 +62,10 @@ class Faults:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def assumption(self, name: str) -> Any:
+        """The value in force for an unconfirmed behaviour: as set, else its default."""
+        return self.assumptions.get(name, ASSUMPTIONS[name][0])
 
 
 def _is_int(value: Any) -> bool:
@@ -94,7 +109,23 @@ def _validate(name: str, value: Any) -> Any:
                 'burst_limit must be null or {"requests": <int > 0>, "per_seconds": <int > 0>}'
             )
         return dict(value)
+    if name == "assumptions":
+        return _validate_assumptions(value)
     raise FaultSettingsError(f"unknown fault setting {name}")  # pragma: no cover
+
+
+def _validate_assumptions(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise FaultSettingsError("assumptions must be an object of name: value")
+    for name, chosen in value.items():
+        if name not in ASSUMPTIONS:
+            raise FaultSettingsError(f"unknown assumption {name}")
+        if chosen not in ASSUMPTIONS[name] or isinstance(chosen, bool) != isinstance(
+            ASSUMPTIONS[name][0], bool
+        ):
+            allowed = ", ".join(repr(v) for v in ASSUMPTIONS[name])
+            raise FaultSettingsError(f"assumption {name} must be one of {allowed}")
+    return dict(value)
 
 
 class FaultInjector:
