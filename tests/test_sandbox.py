@@ -1201,6 +1201,7 @@ def test_posting_faults_replaces_them_all_and_omitted_keys_take_defaults(erp_san
         "expired_credentials": False,
         "unknown_accounts": [],
         "burst_limit": None,
+        "assumptions": {},
     }
 
 
