@@ -32,6 +32,7 @@ class Dashboard:
     running: SyncRun | None
     next_run: NextRun | None
     to_send: int  # what Trigger Sync Now would send: the number in its dialog (S3.1)
+    awaiting: int = 0  # sent, but the ERP's import may still refuse them (Xledger)
 
     @classmethod
     def build(cls, organization: Organization, now: datetime | None = None) -> Dashboard:
@@ -49,6 +50,11 @@ class Dashboard:
         if known.enabled:
             to_send = FinancialRecord.objects.filter(sendable(annotated, integration, now)).count()
         upcoming = next_runs(integration, 1, now=now) if known.enabled else []
+        awaiting = 0
+        if integration is not None and integration.connector == Integration.Connector.XLEDGER:
+            awaiting = FinancialRecord.objects.filter(
+                organization=organization, state=FinancialRecord.State.AWAITING
+            ).count()
         return cls(
             organization=annotated,
             integration=integration,
@@ -58,6 +64,7 @@ class Dashboard:
             running=running,
             next_run=upcoming[0] if upcoming else None,
             to_send=to_send,
+            awaiting=awaiting,
         )
 
     @property

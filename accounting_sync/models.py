@@ -23,6 +23,9 @@ class FinancialRecord(models.Model):
     class State(models.TextChoices):
         PENDING = "pending", _("Pending")
         SENDING = "sending", _("Sending")
+        # The ERP took the write but may still refuse it (Xledger's import job): not
+        # reported synced until `settle` says it was posted (DESIGN.md, "Sending exactly once").
+        AWAITING = "awaiting", _("Sent, awaiting import")
         SYNCED = "synced", _("Synced")
         FAILED = "failed", _("Failed")
         SKIPPED = "skipped", _("Skipped")
@@ -55,6 +58,7 @@ class FinancialRecord(models.Model):
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
     retry_count = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    # failed: when the next automatic retry is due; awaiting: when to ask the ERP again.
     next_retry_at = models.DateTimeField(null=True, blank=True)
     skip_reason = models.CharField(max_length=300, blank=True)
     erp_document_id = models.CharField(max_length=100, blank=True)
@@ -91,6 +95,11 @@ class FinancialRecord(models.Model):
                 fields=["organization", "next_retry_at"],
                 condition=models.Q(state="failed"),
                 name="record_failed_due",
+            ),
+            models.Index(
+                fields=["organization", "next_retry_at"],
+                condition=models.Q(state="awaiting"),
+                name="record_awaiting_due",
             ),
         ]
 
@@ -139,6 +148,8 @@ class SyncRun(models.Model):
         MANUAL = "manual", _("Manual")
         SCHEDULE = "schedule", _("Schedule")
         RETRY = "retry", _("Retry")
+        # Only asks the ERP what became of records awaiting its import; sends nothing new.
+        CHECK = "check", _("Import check")
 
     class Status(models.TextChoices):
         RUNNING = "running", _("Running")

@@ -23,7 +23,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from accounting_sync.gateway.base import Connector, ConnectorError, Outcome, Posting, PostResult
+from accounting_sync.gateway.base import (
+    Connector,
+    ConnectorError,
+    Found,
+    Outcome,
+    Posting,
+    PostResult,
+    Settled,
+    Settlement,
+)
 from accounting_sync.models import FinancialRecord, SyncEvent, SyncLog, SyncRun
 from alerts import hooks as alert_hooks
 from integrations.models import Integration, Organization
@@ -156,6 +165,10 @@ class Orchestrator:
         self.skip_reasons: Counter[str] = Counter()
         self.stop_reason = ""
         self.error_classes: Counter[str] = Counter()
+        # Records the ERP holds only part of (lookup found them incomplete): record id →
+        # the ERP's id of that part, which `post` completes instead of creating anew.
+        self.existing: dict[int, str] = {}
+        self.settles_later = False
 
     # --- the run ----------------------------------------------------------------------
 
@@ -168,11 +181,15 @@ class Orchestrator:
                 )
                 return
             records = self._claim()
-            if not records:
+            awaiting = self._awaiting_due()
+            if not records and not awaiting:
                 self._finish("There was nothing to send.")
                 return
             connector = self.integration.build_connector()
+            self.settles_later = connector.settles_later
             try:
+                if awaiting:
+                    self._settle(connector, awaiting)
                 records = self._skip_unmapped(records)
                 records = self._resolve_uncertain(connector, records)
                 self._send_all(connector, records)
@@ -250,10 +267,22 @@ class Orchestrator:
                 [(record, self._lookup_failed(record, error)) for record in uncertain]
             )
             return [record for record in records if record.pk not in held]
-        confirmed = [record for record in uncertain if record.reference in found]
+        whole: dict[str, Found] = {}
+        for record in uncertain:
+            hit = found.get(record.reference)
+            if hit is not None and hit.complete:
+                whole[record.reference] = hit
+            elif hit is not None:
+                # Part of it is there (a line without its dimension): complete that part,
+                # never send the whole again.
+                self.existing[record.pk] = hit.erp_id
+        confirmed = [record for record in uncertain if record.reference in whole]
         if confirmed:
             self._write_results(
-                [(record, self._found(record, found[record.reference])) for record in confirmed]
+                [
+                    (record, self._found(record, whole[record.reference].erp_id))
+                    for record in confirmed
+                ]
             )
         done = {record.pk for record in confirmed}
         return [record for record in records if record.pk not in done]
@@ -266,6 +295,59 @@ class Orchestrator:
             erp_id=erp_id,
             message="Found in the accounting system by its reference; not sent again.",
             payload={"lookup": record.reference},
+        )
+
+    # --- records the ERP may still refuse (Xledger's import job) ------------------------
+
+    def _awaiting_due(self) -> list[FinancialRecord]:
+        return list(
+            FinancialRecord.objects.filter(
+                organization=self.organization,
+                state=State.AWAITING,
+                next_retry_at__lte=timezone.now(),
+            ).order_by("pk")
+        )
+
+    def _settle(self, connector: Connector, awaiting: list[FinancialRecord]) -> None:
+        """Ask the ERP what became of records it accepted: posted, rejected, or not yet."""
+        try:
+            answers = connector.settle({r.reference: r.erp_document_id for r in awaiting})
+        except ConnectorError as error:
+            logger.warning("run %s: could not ask about awaiting records: %s", self.run.pk, error)
+            answers = {}
+        waiting = Settled(Settlement.WAITING)
+        decided = [
+            (record, self._settled(record, answers[record.reference]))
+            for record in awaiting
+            if answers.get(record.reference, waiting).state != Settlement.WAITING
+        ]
+        later = self._next_check(timezone.now())
+        undecided = {record.pk for record in awaiting} - {record.pk for record, _ in decided}
+        FinancialRecord.objects.filter(pk__in=undecided, state=State.AWAITING).update(
+            next_retry_at=later
+        )
+        if decided:
+            SyncRun.objects.filter(pk=self.run.pk).update(total=F("total") + len(decided))
+            self._write_results(decided, final=True)
+
+    @staticmethod
+    def _settled(record: FinancialRecord, settled: Settled) -> PostResult:
+        if settled.state == Settlement.POSTED:
+            return PostResult(
+                reference=record.reference,
+                outcome=Outcome.SUCCEEDED,
+                erp_id=settled.erp_id or record.erp_document_id,
+                message="The accounting system's import posted it.",
+                payload={"settle": record.reference},
+                response_body=settled.response_body,
+            )
+        return PostResult(
+            reference=record.reference,
+            outcome=Outcome.PERMANENT,
+            erp_id=record.erp_document_id,
+            message=settled.message,
+            payload={"settle": record.reference},
+            response_body=settled.response_body,
         )
 
     def _lookup_failed(self, record: FinancialRecord, error: ConnectorError) -> PostResult:
@@ -346,13 +428,22 @@ class Orchestrator:
             claimant_reference=record.claimant_reference,
             claimant_name=record.claimant_name,
             description=record.description or f"{record.get_kind_display()} {record.category}",
+            number=record.pk,
+            existing_id=self.existing.get(record.pk, ""),
         )
 
     # --- writing what happened ------------------------------------------------------------
 
-    def _write_results(self, pairs: list[tuple[FinancialRecord, PostResult]]) -> None:
-        """One sync_logs row per record, and the records' new state, in bulk."""
+    def _write_results(
+        self, pairs: list[tuple[FinancialRecord, PostResult]], final: bool = False
+    ) -> None:
+        """One sync_logs row per record, and the records' new state, in bulk.
+
+        A SUCCEEDED write to an ERP that settles later leaves the record awaiting its
+        import; `final` is for the answer of `settle`, which is the ERP's last word.
+        """
         now = timezone.now()
+        awaiting = self.settles_later and not final
         previous = {
             row["record"]: row
             for row in SyncLog.objects.filter(record__in=[r for r, _ in pairs])
@@ -363,7 +454,9 @@ class Orchestrator:
         for record, result in pairs:
             before = previous.get(record.pk, {})
             logs.append(self._log_row(record, result, before))
-            counts[self._apply(record, result, now)] += 1
+            counter = self._apply(record, result, now, awaiting)
+            if not (final and counter == "sent"):  # counted as sent when it was sent
+                counts[counter] += 1
             if result.outcome != Outcome.SUCCEEDED:
                 self.error_classes[result.outcome] += 1
         # Succeeded records all take the same values but their ERP id: one plain UPDATE
@@ -380,10 +473,10 @@ class Orchestrator:
                 return
             if synced:
                 FinancialRecord.objects.filter(pk__in=[record.pk for record in synced]).update(
-                    state=State.SYNCED,
-                    synced_at=now,
+                    state=State.AWAITING if awaiting else State.SYNCED,
+                    synced_at=None if awaiting else now,
                     last_error="",
-                    next_retry_at=None,
+                    next_retry_at=self._next_check(now) if awaiting else None,
                     needs_lookup=False,
                     claimed_by=None,
                     updated_at=now,
@@ -431,14 +524,22 @@ class Orchestrator:
             erp_id=result.erp_id,
         )
 
-    def _apply(self, record: FinancialRecord, result: PostResult, now) -> str:
+    @staticmethod
+    def _next_check(now):
+        return now + timedelta(seconds=settings.SYNC_IMPORT_CHECK_SECONDS)
+
+    def _apply(self, record: FinancialRecord, result: PostResult, now, awaiting: bool) -> str:
         """Move the record on by what happened to it; say which counter it adds to."""
         record.claimed_by = None
         record.updated_at = now
         if result.outcome == Outcome.SUCCEEDED:
-            record.state, record.synced_at = State.SYNCED, now
             record.erp_document_id = result.erp_id
-            record.last_error, record.next_retry_at, record.needs_lookup = "", None, False
+            record.last_error, record.needs_lookup = "", False
+            if awaiting:
+                record.state, record.synced_at = State.AWAITING, None
+                record.next_retry_at = self._next_check(now)
+            else:
+                record.state, record.synced_at, record.next_retry_at = State.SYNCED, now, None
             return "sent"
         if result.outcome == Outcome.AUTHENTICATION:
             # Retrying cannot fix credentials: no retry is burned, the record waits.
@@ -446,8 +547,12 @@ class Orchestrator:
             return "failed"
         record.state, record.last_error = State.FAILED, result.message
         record.retry_count += 1
-        record.needs_lookup = result.outcome == Outcome.UNCERTAIN or (
-            record.needs_lookup and result.payload.get("lookup") is not None
+        # Whatever the ERP may hold (an uncertain write, part of a posting, a lookup that
+        # could not answer) is looked up before anything is sent again.
+        record.needs_lookup = (
+            result.outcome == Outcome.UNCERTAIN
+            or result.partial
+            or (record.needs_lookup and result.payload.get("lookup") is not None)
         )
         if result.outcome == Outcome.PERMANENT:
             record.next_retry_at = None  # the ERP refused the content: a person must act

@@ -114,24 +114,31 @@ def retry_candidates(integration: Integration) -> list[int]:
 
 @shared_task(ignore_result=True)
 def sweep() -> None:
-    """Close runs whose worker died, then start runs for failed records that are due."""
+    """Close runs whose worker died, then start runs for failed records that are due,
+    and import checks for records sent but awaiting the ERP's import."""
     recover_stale_runs()
-    now = timezone.now()
-    due = (
+    retries = _organizations_due(FinancialRecord.State.FAILED)
+    checks = _organizations_due(FinancialRecord.State.AWAITING) - retries
+    for trigger, due in ((SyncRun.Trigger.RETRY, retries), (SyncRun.Trigger.CHECK, checks)):
+        for organization in Organization.objects.filter(pk__in=due):
+            try:
+                run = start_run(organization, trigger)
+            except RunAlreadyGoing:
+                continue
+            run_sync.delay(run.pk)
+
+
+def _organizations_due(state: str) -> set[int]:
+    """Organizations with an enabled connector and a record in `state` whose time has come."""
+    return set(
         FinancialRecord.objects.filter(
-            state=FinancialRecord.State.FAILED,
-            next_retry_at__lte=now,
+            state=state,
+            next_retry_at__lte=timezone.now(),
             organization__integration__enabled=True,
         )
         .values_list("organization_id", flat=True)
         .distinct()
     )
-    for organization in Organization.objects.filter(pk__in=list(due)):
-        try:
-            run = start_run(organization, SyncRun.Trigger.RETRY)
-        except RunAlreadyGoing:
-            continue
-        run_sync.delay(run.pk)
 
 
 def follow_up(run: SyncRun) -> None:

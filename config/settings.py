@@ -213,6 +213,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 SYNC_STALE_AFTER_SECONDS = get_int("SYNC_STALE_AFTER_SECONDS", 300, minimum=5)
 SYNC_APPROVAL_DELAY_SECONDS = get_int("SYNC_APPROVAL_DELAY_SECONDS", 5)
 SYNC_SWEEP_SECONDS = get_int("SYNC_SWEEP_SECONDS", 30, minimum=1)
+# How long a record sent to Xledger waits before its import is asked about again.
+SYNC_IMPORT_CHECK_SECONDS = get_int("SYNC_IMPORT_CHECK_SECONDS", 120, minimum=1)
 
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {

@@ -26,6 +26,7 @@ FIELDS_BY_CONNECTOR: dict[str, tuple[str, ...]] = {
         "client_secret",
         "cost_center_object",
         "cost_center_kind_db_id",
+        "xledger_claimant_subledger",
     ),
     Connector.BUSINESS_CENTRAL: (
         "base_url",
@@ -122,6 +123,7 @@ class IntegrationSettingsForm(forms.ModelForm):
             "cost_center_kind_db_id",
             "cost_center_dimension",
             "journal_code",
+            "xledger_claimant_subledger",
         )
         widgets = {"connector": forms.RadioSelect, "xledger_auth": forms.RadioSelect}
         formfield_callback = _https_by_default
@@ -138,6 +140,7 @@ class IntegrationSettingsForm(forms.ModelForm):
             "cost_center_kind_db_id": gettext_lazy("Cost center object kind (dbId)"),
             "cost_center_dimension": gettext_lazy("Cost center dimension code"),
             "journal_code": gettext_lazy("Journal code"),
+            "xledger_claimant_subledger": gettext_lazy("Send claimants as subledger"),
         }
 
     def __init__(self, *args, connector: str, **kwargs) -> None:
@@ -162,6 +165,11 @@ class IntegrationSettingsForm(forms.ModelForm):
         saved = set(self.instance.credentials()) if same_system else set()
         for name in saved & set(self.fields):
             self.fields[name].help_text = _("Saved. Leave blank to keep it; type to replace it.")
+
+    @property
+    def connector_choice(self) -> str:
+        """The system whose fields are shown (its setup needs are shown with them)."""
+        return self.connector
 
     def visible_connection_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in FIELDS_BY_CONNECTOR[self.connector]]
@@ -341,7 +349,25 @@ class MappingsForm(forms.Form):
             self.add_error("new_account", _("Choose where the new category is posted."))
         if data.get("new_category") in self.categories:
             self.add_error("new_category", _("This category is already in the list above."))
+        self._refuse_payable_as_expense(data, [account for account, _center in pairs])
         return data
+
+    def _refuse_payable_as_expense(self, data: dict, account_fields: list[str]) -> None:
+        """An entry that debits and credits one account moves nothing: the ERP would
+        take it, and the claim would vanish from the books without a trace."""
+        payable = data.get("payable_account")
+        if not payable:
+            return
+        for name in account_fields:
+            if data.get(name) == payable and name not in self.errors:
+                self.add_error(
+                    name,
+                    _(
+                        "%(account)s is the payable account. An expense account must be "
+                        "another account, or the entry would debit and credit the same one."
+                    )
+                    % {"account": payable},
+                )
 
     def save_for(self, actor) -> None:
         integration = self.integration
