@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import ssl
 import threading
 import time
@@ -588,6 +589,7 @@ def test_accounts_follow_next_links_through_the_whole_chart(bc):
         "number",
         "displayName",
         "category",
+        "accountType",
         "blocked",
         "directPosting",
     }
@@ -686,9 +688,14 @@ def test_a_journal_line_post_answers_201_with_the_line(bc):
     [
         (
             {"accountNumber": "9999"},
-            "Internal_RecordNotFound",
-            "The G/L Account does not exist. Identification fields and values: No.='9999'"
-            "  CorrelationId: ",
+            "Application_DialogException",
+            'The "accountNumber" does not match to an Account.  CorrelationId: ',
+        ),
+        (
+            {"accountNumber": "3999"},
+            "Application_DialogException",
+            "Account Type must be equal to 'Posting'  in G/L Account: No.=3999. "
+            "Current value is 'Total'.  CorrelationId: ",
         ),
         (
             {"accountNumber": "7160"},
@@ -827,18 +834,17 @@ def line_request(bc: BC, request_id: str, reference: str, **overrides: Any) -> d
     }
 
 
-def dimension_request(request_id: str, depends_on: str, value: str = "0300") -> dict[str, Any]:
+def dimension_request(request_id: str, line_id: str, value: str = "0300") -> dict[str, Any]:
     return {
         "id": request_id,
         "method": "POST",
-        "url": f"${depends_on}/dimensionSetLines",
+        "url": f"companies({COMPANY})/journalLines({line_id})/dimensionSetLines",
         "headers": {"Content-Type": "application/json"},
         "body": {"code": "AVDELING", "valueCode": value},
-        "dependsOn": [depends_on],
     }
 
 
-def test_a_batch_without_isolation_commits_each_request_on_its_own(bc):
+def test_a_batch_without_isolation_commits_each_request_and_stops_at_the_first_failure(bc):
     response = bc.batch(
         [
             line_request(bc, "1", "VH-B1"),
@@ -848,96 +854,231 @@ def test_a_batch_without_isolation_commits_each_request_on_its_own(bc):
     )
     assert response.status_code == 200
     answers = response.json()["responses"]
-    assert [(a["id"], a["status"]) for a in answers] == [("1", 201), ("2", 400), ("3", 201)]
+    assert [(a["id"], a["status"]) for a in answers] == [("1", 201), ("2", 400)]
     assert answers[0]["body"]["externalDocumentNumber"] == "VH-B1"
-    assert answers[1]["body"]["error"]["code"] == "Internal_RecordNotFound"
+    assert answers[1]["body"]["error"]["message"].startswith(
+        'The "accountNumber" does not match to an Account.'
+    )
+    assert [line["externalDocumentNumber"] for line in bc.ledger()["journalLines"]] == ["VH-B1"]
+
+
+def test_issue10_item2_continue_on_error_runs_every_operation_on_its_own(bc):
+    response = bc.batch(
+        [
+            line_request(bc, "1", "VH-B1"),
+            line_request(bc, "2", "VH-B2", accountNumber="9999"),
+            line_request(bc, "3", "VH-B3"),
+        ],
+        Prefer="odata.continue-on-error",
+    )
+    answers = response.json()["responses"]
+    assert [(a["id"], a["status"]) for a in answers] == [("1", 201), ("2", 400), ("3", 201)]
     assert [line["externalDocumentNumber"] for line in bc.ledger()["journalLines"]] == [
         "VH-B1",
         "VH-B3",
     ]
 
 
-def test_a_snapshot_batch_rolls_everything_back_when_one_request_fails(bc):
+def test_issue10_item2_a_failed_snapshot_batch_keeps_earlier_2xx_and_leaves_later_ones_out(bc):
+    line = bc.post_line("VH-S0").json()
     response = bc.batch(
         [
             line_request(bc, "1", "VH-S1"),
-            dimension_request("2", "1"),
+            dimension_request("2", line["id"]),
             line_request(bc, "3", "VH-S3", accountNumber="9999"),
             line_request(bc, "4", "VH-S4"),
         ],
         Isolation="snapshot",
     )
     answers = response.json()["responses"]
-    assert [a["status"] for a in answers] == [424, 424, 400, 424]
-    assert answers[0]["body"]["error"] == {
-        "code": "BadRequest",
-        "message": "The operation was rolled back because request 3 failed.",
-    }
-    assert (
-        answers[1]["body"]["error"]["message"]
-        == "The operation was rolled back because request 3 failed."
-    )
-    assert answers[2]["body"]["error"]["code"] == "Internal_RecordNotFound"
-    assert answers[3]["body"]["error"] == {
-        "code": "BadRequest",
-        "message": "The operation was not executed because request 3 failed.",
-    }
+    # Rolled back, yet answered as they ran; the failing one with its error; 4 never ran.
+    assert [(a["id"], a["status"]) for a in answers] == [("1", 201), ("2", 201), ("3", 400)]
+    assert answers[0]["body"]["externalDocumentNumber"] == "VH-S1"
+    assert answers[2]["body"]["error"]["code"] == "Application_DialogException"
+    assert answers[2]["body"]["error"]["message"].endswith(".")
+    assert "CorrelationId: " in answers[2]["body"]["error"]["message"]
     ledger = bc.ledger()
-    assert ledger["journalLines"] == []
+    assert [entry["externalDocumentNumber"] for entry in ledger["journalLines"]] == ["VH-S0"]
     assert ledger["dimensionSetLines"] == {}
+    assert bc.get(f"journalLines({line['id']})/dimensionSetLines").json()["value"] == []
 
 
 def test_a_snapshot_batch_that_succeeds_commits_every_request(bc):
+    line = bc.post_line("VH-OK0").json()
     response = bc.batch(
         [
             line_request(bc, "1", "VH-OK1"),
-            dimension_request("2", "1"),
+            dimension_request("2", line["id"]),
             line_request(bc, "3", "VH-OK2"),
         ],
         Isolation="snapshot",
     )
     assert [a["status"] for a in response.json()["responses"]] == [201, 201, 201]
-    assert len(bc.ledger()["journalLines"]) == 2
+    assert len(bc.ledger()["journalLines"]) == 3
+    assert len(bc.ledger()["dimensionSetLines"][line["id"]]) == 1
 
 
-def test_a_dollar_reference_reaches_the_line_created_earlier_in_the_batch(bc):
-    response = bc.batch([line_request(bc, "1", "VH-REF"), dimension_request("2", "1", "0500")])
-    first, second = response.json()["responses"]
-    assert second["status"] == 201
-    assert second["body"]["parentId"] == first["body"]["id"]
-    assert second["body"]["valueCode"] == "0500"
-
-
-def test_a_dollar_reference_not_listed_in_depends_on_is_refused(bc):
-    unlisted = dimension_request("2", "1")
-    del unlisted["dependsOn"]
-    response = bc.batch([line_request(bc, "1", "VH-REF"), unlisted])
-    assert [a["status"] for a in response.json()["responses"]] == [201, 400]
-
-
-def test_a_request_depending_on_a_failed_one_is_not_executed(bc):
-    response = bc.batch(
-        [line_request(bc, "1", "VH-X", accountNumber="9999"), dimension_request("2", "1")]
-    )
+def test_issue10_item1_dollar_references_in_batch_urls_are_an_invalid_uri(bc):
+    referring = {
+        "id": "2",
+        "method": "POST",
+        "url": "$1/dimensionSetLines",
+        "headers": {"Content-Type": "application/json"},
+        "body": {"code": "AVDELING", "valueCode": "0300"},
+        "dependsOn": ["1"],
+    }
+    response = bc.batch([line_request(bc, "1", "VH-REF"), referring], Isolation="snapshot")
     answers = response.json()["responses"]
-    assert [a["status"] for a in answers] == [400, 424]
-    assert (
-        answers[1]["body"]["error"]["message"]
-        == "The operation was not executed because request 1 failed."
+    assert [(a["id"], a["status"]) for a in answers] == [("1", 201), ("2", 400)]
+    error = answers[1]["body"]["error"]
+    assert error["code"] == "BadRequest"
+    assert error["message"].startswith(
+        "The request URI is not valid. Since the segment '$1' refers to a collection"
     )
+    assert re.search(r"  CorrelationId: [0-9a-f-]{36}\.$", error["message"])
+    assert bc.ledger()["journalLines"] == []  # the snapshot rolled the line back
 
 
-def test_a_batch_of_more_than_100_operations_is_refused(bc):
+def test_issue10_item2_no_answer_is_ever_424(bc):
+    bodies = [
+        [line_request(bc, "1", "VH-X", accountNumber="9999"), line_request(bc, "2", "VH-Y")],
+        [line_request(bc, "1", "VH-X"), line_request(bc, "2", "VH-Y", accountNumber="9999")],
+    ]
+    for requests_ in bodies:
+        for headers in ({}, {"Isolation": "snapshot"}, {"Prefer": "odata.continue-on-error"}):
+            answers = bc.batch(requests_, **headers).json()["responses"]
+            assert 424 not in {a["status"] for a in answers}
+
+
+def test_issue10_item2_more_than_100_operations_are_too_many_parts(bc):
     too_many = [line_request(bc, str(n), f"VH-{n}") for n in range(101)]
     response = bc.batch(too_many)
     assert response.status_code == 400
-    assert response.json()["error"]["code"] == "BadRequest"
+    assert response.json()["error"]["code"] == "Unknown"
     assert response.json()["error"]["message"].startswith(
-        "The batch request contains more than 100 operations."
+        "The current batch message contains too many parts. A maximum number of '100' query "
+        "operations and change sets are allowed in a batch message."
     )
     assert bc.ledger()["journalLines"] == []
     assert bc.batch(too_many[:100]).status_code == 200
     assert len(bc.ledger()["journalLines"]) == 100
+
+
+# --- Business Central: what the public sources show (issue 10) ------------------------------------
+
+
+def test_issue10_item3_code_fields_are_stored_upper_cased(bc):
+    line = bc.post_line("vh-hlf-7", documentNumber="vh-hlf-7").json()
+    assert (line["documentNumber"], line["externalDocumentNumber"]) == ("VH-HLF-7", "VH-HLF-7")
+    created = bc.post(
+        f"journalLines({line['id']})/dimensionSetLines", {"code": "avdeling", "valueCode": "0300"}
+    ).json()
+    assert (created["code"], created["valueCode"]) == ("AVDELING", "0300")
+    [stored] = bc.ledger()["journalLines"]
+    assert stored["externalDocumentNumber"] == "VH-HLF-7"
+
+
+@pytest.mark.parametrize(
+    ("case", "lower_matches"), [("exact", False), ("insensitive", True), (None, False)]
+)
+def test_issue10_item3_filter_case_is_an_assumption_with_exact_by_default(bc, case, lower_matches):
+    if case is not None:
+        bc.sandbox.set_faults(assumptions={"bc_filter_case": case})
+    bc.post_line("VH-hlf-8")
+    journal_lines = f"journals({bc.journal()})/journalLines?$filter=externalDocumentNumber eq "
+    upper = bc.get(journal_lines + "'VH-HLF-8'").json()["value"]
+    lower = bc.get(journal_lines + "'VH-hlf-8'").json()["value"]
+    assert len(upper) == 1
+    assert len(lower) == (1 if lower_matches else 0)
+
+
+def test_issue10_item3_accounts_carry_their_type_and_only_posting_accounts_take_lines(bc):
+    page = bc.get("accounts").json()
+    accounts = page["value"]
+    while "@odata.nextLink" in page:
+        page = bc.get(page["@odata.nextLink"]).json()
+        accounts += page["value"]
+    types = {a["number"]: a["accountType"] for a in accounts}
+    assert set(types.values()) == {"Posting", "Heading", "Total", "Begin-Total", "End-Total"}
+    assert types["7130"] == "Posting"
+    for number in ("1000", "3999", "4999", "7999"):
+        assert types[number] != "Posting"
+        response = bc.post_line("VH-HEAD", accountNumber=number)
+        assert response.status_code == 400
+        assert response.json()["error"]["message"].startswith(
+            f"Account Type must be equal to 'Posting'  in G/L Account: No.={number}."
+        )
+    assert bc.post_line("VH-HEAD", balancingAccountNumber="7999").status_code == 400
+    assert bc.ledger()["journalLines"] == []
+
+
+def test_issue10_item4_journals_list_only_the_default_templates_batches(bc):
+    journals = bc.get("journals").json()["value"]
+    assert {(j["code"], j["templateDisplayName"]) for j in journals} == {
+        ("UTLEGG", "GENERELT"),
+        ("GENERELT", "GENERELT"),
+    }
+    hidden = bc.journal("UTBETALING")  # a payment journal batch: in the seed, not in the API
+    assert bc.get(f"journals({hidden})").status_code == 404
+    assert bc.post(f"journals({hidden})/journalLines", bc.line("VH-PAY")).status_code == 404
+    assert bc.get("journals?$filter=code eq 'UTBETALING'").json()["value"] == []
+
+
+def test_issue10_item1_deleting_a_journal_line_removes_its_dimension_set_lines(bc):
+    line = bc.post_line("VH-DEL").json()
+    keep = bc.post_line("VH-KEEP").json()
+    bc.post(
+        f"journalLines({line['id']})/dimensionSetLines", {"code": "AVDELING", "valueCode": "0300"}
+    )
+    url = f"journals({bc.journal()})/journalLines({line['id']})"
+    response = bc.web.delete(bc._url(url), headers=bc.headers, timeout=30)
+    assert response.status_code == 204
+    ledger = bc.ledger()
+    assert [entry["id"] for entry in ledger["journalLines"]] == [keep["id"]]
+    assert line["id"] not in ledger["dimensionSetLines"]
+    assert bc.web.delete(bc._url(url), headers=bc.headers, timeout=30).status_code == 404
+
+
+def test_issue10_item1_a_delete_in_a_failed_snapshot_batch_is_rolled_back(bc):
+    line = bc.post_line("VH-DEL").json()
+    delete = {
+        "id": "1",
+        "method": "DELETE",
+        "url": f"companies({COMPANY})/journals({bc.journal()})/journalLines({line['id']})",
+    }
+    answers = bc.batch(
+        [delete, line_request(bc, "2", "VH-BAD", accountNumber="9999")], Isolation="snapshot"
+    ).json()["responses"]
+    assert [a["status"] for a in answers] == [204, 400]
+    assert [entry["id"] for entry in bc.ledger()["journalLines"]] == [line["id"]]
+
+
+def test_issue10_item1_dimension_error_rate_fails_dimension_posts_with_503(bc):
+    line = bc.post_line("VH-DIM503").json()
+    bc.sandbox.set_faults(dimension_error_rate=1.0, retry_after_s=2)
+    response = bc.post(
+        f"journalLines({line['id']})/dimensionSetLines", {"code": "AVDELING", "valueCode": "0300"}
+    )
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "2"
+    assert response.json()["error"]["code"] == "Internal_ServiceUnavailable"
+    assert bc.post_line("VH-LINE-OK").status_code == 201  # lines are not affected
+    answers = bc.batch([dimension_request("1", line["id"])]).json()["responses"]
+    assert answers[0]["status"] == 503
+    assert bc.ledger()["dimensionSetLines"] == {}
+
+
+def test_issue10_item4_an_unregistered_app_gets_tokens_but_every_call_is_401(web, erp_sandbox):
+    erp_sandbox.set_faults(assumptions={"bc_app_registered": False})
+    token = fetch_bc_token(web, erp_sandbox)
+    assert token.status_code == 200
+    response = web.get(
+        f"{erp_sandbox.url}/v2.0/{TENANT}/production/api/v2.0/companies",
+        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        timeout=30,
+    )
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "Authentication_InvalidCredentials"
 
 
 # --- faults ---------------------------------------------------------------------------------------
@@ -1025,11 +1166,14 @@ def test_drop_after_commit_on_a_batch_commits_yet_the_client_sees_a_connection_e
     bc.sandbox.set_faults(drop_after_commit_rate=1.0)
     with pytest.raises(requests.exceptions.ConnectionError):
         bc.batch(
-            [line_request(bc, "1", "VH-DROP"), dimension_request("2", "1")], Isolation="snapshot"
+            [line_request(bc, "1", "VH-DROP"), line_request(bc, "2", "VH-DROP2")],
+            Isolation="snapshot",
         )
     ledger = bc.ledger()
-    assert [line["externalDocumentNumber"] for line in ledger["journalLines"]] == ["VH-DROP"]
-    assert len(ledger["dimensionSetLines"]) == 1
+    assert [line["externalDocumentNumber"] for line in ledger["journalLines"]] == [
+        "VH-DROP",
+        "VH-DROP2",
+    ]
 
 
 def test_permanent_error_rate_refuses_the_same_references_every_time(web, erp_sandbox):
@@ -1120,7 +1264,9 @@ def test_unknown_accounts_are_absent_from_lists_and_refused_on_posting(web, erp_
     assert bc.get("accounts?$filter=number eq '7130'").json()["value"] == []
     response = bc.post_line("VH-U")
     assert response.status_code == 400
-    assert response.json()["error"]["code"] == "Internal_RecordNotFound"
+    assert response.json()["error"]["message"].startswith(
+        'The "accountNumber" does not match to an Account.'
+    )
 
 
 def test_burst_limit_refuses_requests_beyond_the_window(web, erp_sandbox, bc):
@@ -1198,6 +1344,7 @@ def test_posting_faults_replaces_them_all_and_omitted_keys_take_defaults(erp_san
         "retry_after_s": 1,
         "drop_after_commit_rate": 0.0,
         "permanent_error_rate": 0.0,
+        "dimension_error_rate": 0.0,
         "expired_credentials": False,
         "unknown_accounts": [],
         "burst_limit": None,

@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode
 
-from .state import BcCompany, BcTenant, SandboxState
+from .state import DEFAULT_JOURNAL_TEMPLATE, BcCompany, BcTenant, SandboxState
 from .web import Request, Response, dumps, json_response
 
 ERP = "business_central"
@@ -69,10 +69,18 @@ JOURNAL_LINE_FIELDS = (
 JOURNAL_LINE_READ_ONLY = {"id", "journalId", "journalDisplayName", "lastModifiedDateTime"}
 FIELDS = {
     "companies": ("id", "name", "displayName"),
-    "accounts": ("id", "number", "displayName", "category", "blocked", "directPosting"),
+    "accounts": (
+        "id",
+        "number",
+        "displayName",
+        "category",
+        "accountType",
+        "blocked",
+        "directPosting",
+    ),
     "dimensions": ("id", "code", "displayName"),
     "dimensionValues": ("id", "code", "dimensionId", "displayName"),
-    "journals": ("id", "code", "displayName"),
+    "journals": ("id", "code", "displayName", "templateDisplayName"),
     "journalLines": JOURNAL_LINE_FIELDS,
     "dimensionSetLines": (
         "id",
@@ -99,6 +107,21 @@ FIELDS = {
         "lastModifiedDateTime",
     ),
 }
+# Fields of AL type Code: Business Central stores them upper-cased. Whether a `$filter`
+# literal in lower case still matches is the assumption `bc_filter_case`.
+CODE_FIELDS = frozenset(
+    {
+        "number",
+        "code",
+        "valueCode",
+        "documentNumber",
+        "externalDocumentNumber",
+        "accountNumber",
+        "balancingAccountNumber",
+    }
+)
+POSTING = "Posting"
+CONTINUE_ON_ERROR = re.compile(r"odata\.continue-on-error(?!\s*=\s*false)", re.IGNORECASE)
 SEGMENT = re.compile(r"^(?P<name>[A-Za-z$][\w.]*)(?:\((?P<key>[^()]*)\))?$")
 GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -120,8 +143,6 @@ class Result:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
-    # The created entity's path relative to the API root, for `$<id>` in a batch.
-    created_path: str | None = None
     # A journal-line POST: eligible for drop_after_commit_rate.
     write: bool = False
 
@@ -334,24 +355,18 @@ def api(
         owner = state.token_owner(state.bc_tokens, token.strip())
         expired = state.injector.credentials_expired(ERP)
         tenant = state.bc_tenants.get(tenant_id.lower())
-    if scheme.lower() != "bearer" or expired or tenant is None or owner != tenant_id.lower():
-        return _answer(
-            Result(
-                401,
-                error_body(
-                    "Authentication_InvalidCredentials",
-                    "The server has rejected the client credentials.",
-                ),
-                {
-                    "WWW-Authenticate": (
-                        f'Bearer authorization_uri="{request.base_url}/{tenant_id}'
-                        '/oauth2/authorize", '
-                        'resource_id="https://api.businesscentral.dynamics.com"'
-                    )
-                },
-            ),
-            "error",
-        )
+        # A token Entra issued is still refused when the application is not added and
+        # enabled in Business Central's "Microsoft Entra Applications" page (README,
+        # Assumptions: 401 here; public reports show 403 when permission sets are missing).
+        registered = state.injector.faults.assumption("bc_app_registered")
+    if (
+        scheme.lower() != "bearer"
+        or expired
+        or not registered
+        or tenant is None
+        or owner != tenant_id.lower()
+    ):
+        return _answer(_invalid_credentials(request, tenant_id), "error")
     companies = tenant.environments.get(environment)
     if companies is None:
         return _answer(
@@ -395,6 +410,23 @@ def api(
 
 
 _INVALID_JSON = object()
+
+
+def _invalid_credentials(request: Request, tenant_id: str) -> Result:
+    return Result(
+        401,
+        error_body(
+            "Authentication_InvalidCredentials",
+            "The server has rejected the client credentials.",
+        ),
+        {
+            "WWW-Authenticate": (
+                f'Bearer authorization_uri="{request.base_url}/{tenant_id}'
+                '/oauth2/authorize", '
+                'resource_id="https://api.businesscentral.dynamics.com"'
+            )
+        },
+    )
 
 
 def _method_not_allowed_error(method: str) -> BcError:
@@ -516,8 +548,10 @@ def _route(
 
     if head.name == "journals":
         if head.key is None:
-            return listing("journals", company.journals, 2)
+            return listing("journals", _api_journals(company), 2)
         journal = company.journals_by_id.get(head.key.lower())
+        if journal is not None and journal not in _api_journals(company):
+            journal = None
         if not rest or journal is None:
             return entity(journal, "journal", head.key, f"{c}/journals/$entity")
         if rest[0].name == "Microsoft.NAV.post" and len(rest) == 1:
@@ -528,7 +562,9 @@ def _route(
             lines = [line for line in company.journal_lines if line["journalId"] == journal["id"]]
             if rest[0].key is not None:
                 j = f"{c}/journals({journal['id']})"
-                return _line_resource(ctx, company, lines, rest, method, body, query, headers, j)
+                return _line_resource(
+                    ctx, company, lines, rest, method, body, query, headers, j, deletable=True
+                )
             if method == "POST" and len(rest) == 1:
                 try:
                     return _create_line(ctx, company, journal, body)
@@ -563,6 +599,11 @@ def _route(
     raise invalid
 
 
+def _api_journals(company: BcCompany) -> list[dict[str, Any]]:
+    """The batches page 30016 shows: those of the default general journal template."""
+    return [j for j in company.journals if j["templateDisplayName"] == DEFAULT_JOURNAL_TEMPLATE]
+
+
 def _line_resource(
     ctx: Context,
     company: BcCompany,
@@ -573,19 +614,28 @@ def _line_resource(
     query: dict[str, str],
     headers: dict[str, str],
     parent_path: str,
+    *,
+    deletable: bool = False,
 ) -> Result:
-    """`journalLines({id})` and its `dimensionSetLines`, under a company or a journal."""
+    """`journalLines({id})` and its `dimensionSetLines`, under a company or a journal.
+
+    DELETE is documented only under a journal (`dynamics_journalline_delete.md`).
+    """
     key = segs[0].key or ""
     line = next((item for item in lines if item["id"].lower() == key.lower()), None)
     if line is None:
         raise _not_found(f"The journal line with id '{key}' does not exist.")
     line_path = f"{parent_path}/journalLines({line['id']})"
     if len(segs) == 1:
+        if method == "DELETE" and deletable:
+            return _delete_line(ctx, company, line)
         if method != "GET":
             return _method_not_allowed(method)
         return _entity(ctx, line, f"{parent_path}/journalLines/$entity")
     if len(segs) == 2 and segs[1].name == "dimensionSetLines" and segs[1].key is None:
         if method == "POST":
+            if ctx.state.injector.dimension_error(ERP):
+                return _service_unavailable(ctx)
             return _create_dimension_set_line(ctx, company, line, body)
         if method != "GET":
             return _method_not_allowed(method)
@@ -598,6 +648,32 @@ def _line_resource(
             headers,
         )
     raise _not_found("The request URI is not valid.")
+
+
+def _service_unavailable(ctx: Context) -> Result:
+    return Result(
+        503,
+        error_body(
+            "Internal_ServiceUnavailable",
+            "The service is temporarily unavailable. Please try again later.",
+        ),
+        {"Retry-After": ctx.state.injector.retry_after()},
+    )
+
+
+def _delete_line(ctx: Context, company: BcCompany, line: dict[str, Any]) -> Result:
+    """Remove a journal line and the dimension set lines that belong to it."""
+    position = company.journal_lines.index(line)
+    dimensions = company.dimension_set_lines.pop(line["id"], None)
+    company.journal_lines.remove(line)
+
+    def undo() -> None:
+        company.journal_lines.insert(position, line)
+        if dimensions is not None:
+            company.dimension_set_lines[line["id"]] = dimensions
+
+    ctx.state.record_undo(undo)
+    return Result(204)
 
 
 def _hidden(ctx: Context, number: str | None) -> bool:
@@ -639,7 +715,10 @@ def _collection(
         ):
             raise _bad_request(f"The query option '{option}' is not supported by the sandbox.")
     fields_ = FIELDS[kind]
-    rows = _apply_filter(items, query.get("$filter"), fields_, kind)
+    insensitive = ctx.state.injector.faults.assumption("bc_filter_case") == "insensitive"
+    rows = _apply_filter(
+        items, query.get("$filter"), fields_, kind, CODE_FIELDS if insensitive else frozenset()
+    )
     skip = _non_negative(query, "$skip")
     top = _non_negative(query, "$top")
     if skip:
@@ -736,7 +815,11 @@ def _literal(text: str) -> tuple[str, Any]:
 
 
 def _apply_filter(
-    items: list[dict[str, Any]], text: str | None, fields_: tuple[str, ...], kind: str
+    items: list[dict[str, Any]],
+    text: str | None,
+    fields_: tuple[str, ...],
+    kind: str,
+    case_insensitive: frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
     if not text:
         return list(items)
@@ -762,7 +845,10 @@ def _apply_filter(
             elif literal_kind == "string":
                 if actual is not None and not isinstance(actual, str):
                     raise _type_mismatch(name, "Edm.String")
-                ok = actual == value
+                if name in case_insensitive and actual is not None:
+                    ok = actual.upper() == value.upper()
+                else:
+                    ok = actual == value
             elif literal_kind == "boolean":
                 if not isinstance(actual, bool):
                     raise _type_mismatch(name, "Edm.Boolean")
@@ -802,6 +888,14 @@ def _account_for(ctx: Context, company: BcCompany, number: str) -> dict[str, Any
             "Internal_RecordNotFound",
             f"The G/L Account does not exist. Identification fields and values: No.='{number}'",
         )
+    if account["accountType"] != POSTING:
+        # Only Posting accounts take journal lines (api-reference dynamics_account.md).
+        raise BcError(
+            400,
+            "Application_DialogException",
+            f"Account Type must be equal to 'Posting'  in G/L Account: No.={number}. "
+            f"Current value is '{account['accountType']}'.",
+        )
     if account["blocked"]:
         raise BcError(
             400,
@@ -809,6 +903,13 @@ def _account_for(ctx: Context, company: BcCompany, number: str) -> dict[str, Any
             f"Blocked must be equal to 'No'  in G/L Account: No.={number}. Current value is 'Yes'.",
         )
     return account
+
+
+def _no_such_account(field_name: str) -> BcError:
+    # Page 30049 "APIV2 - JournalLines" raises this for an account it cannot resolve.
+    return BcError(
+        400, "Application_DialogException", f'The "{field_name}" does not match to an Account.'
+    )
 
 
 def _account_type(body: dict[str, Any], name: str) -> str:
@@ -873,14 +974,11 @@ def _create_line(ctx: Context, company: BcCompany, journal: dict[str, Any], body
     if not account_number and account_id and account_id != "00000000-0000-0000-0000-000000000000":
         found = company.accounts_by_id.get(str(account_id).lower())
         if found is None or _hidden(ctx, found["number"]):
-            raise BcError(
-                400,
-                "Internal_RecordNotFound",
-                "The G/L Account does not exist. Identification fields and values: "
-                f"Id='{account_id}'",
-            )
+            raise _no_such_account("accountId")
         account_number = found["number"]
     if account_number:
+        if account_number not in company.accounts_by_number or _hidden(ctx, account_number):
+            raise _no_such_account("accountNumber")
         account = _account_for(ctx, company, account_number)
     balancing_number = given.get("balancingAccountNumber") or ""
     if balancing_number:
@@ -913,8 +1011,8 @@ def _create_line(ctx: Context, company: BcCompany, journal: dict[str, Any], body
         "accountId": account["id"] if account else "00000000-0000-0000-0000-000000000000",
         "accountNumber": account_number,
         "postingDate": posting_date,
-        "documentNumber": given.get("documentNumber") or "",
-        "externalDocumentNumber": reference,
+        "documentNumber": (given.get("documentNumber") or "").upper(),
+        "externalDocumentNumber": reference.upper(),
         "amount": amount,
         "description": given.get("description") or (account["displayName"] if account else ""),
         "comment": given.get("comment") or "",
@@ -935,7 +1033,6 @@ def _create_line(ctx: Context, company: BcCompany, journal: dict[str, Any], body
             **_annotated(line),
         },
         {"Location": f"{ctx.base}/{path}"},
-        created_path=path,
         write=True,
     )
 
@@ -1029,7 +1126,6 @@ def _create_dimension_set_line(
             **_annotated(entry),
         },
         {"Location": f"{ctx.base}/{path}"},
-        created_path=path,
     )
 
 
@@ -1122,15 +1218,33 @@ def _batch(ctx: Context, request: Request) -> Result:
     if not isinstance(requests, list) or not all(isinstance(r, dict) for r in requests):
         return _bad_request('The batch body must be {"requests": [...]}.').result
     if len(requests) > MAX_BATCH:
-        return _bad_request(f"The batch request contains more than {MAX_BATCH} operations.").result
+        return BcError(
+            400,
+            "Unknown",
+            "The current batch message contains too many parts. A maximum number of "
+            f"'{MAX_BATCH}' query operations and change sets are allowed in a batch message.",
+        ).result
     ids = [str(r.get("id", "")) for r in requests]
     if any(not i for i in ids) or len(set(ids)) != len(ids):
         return _bad_request("Every request in a batch needs an id, unique within the batch.").result
     for r in requests:
         if not isinstance(r.get("method"), str) or not isinstance(r.get("url"), str):
             return _bad_request(f"Request {r['id']} needs a method and a url.").result
-
     snapshot = request.header("Isolation").strip().lower() == "snapshot"
+    keep_going = bool(CONTINUE_ON_ERROR.search(request.header("Prefer")))
+    return Result(200, {"responses": _run_batch(ctx, requests, snapshot, keep_going)}, write=True)
+
+
+def _run_batch(
+    ctx: Context, requests: list[dict[str, Any]], snapshot: bool, keep_going: bool
+) -> list[dict[str, Any]]:
+    """Run the operations in order, as Business Central does (README, `$batch`).
+
+    Processing stops at the first failed operation, and later operations are left out
+    of the answer, unless `Prefer: odata.continue-on-error` was sent. With `Isolation:
+    snapshot` a failure rolls back everything the batch wrote, yet the operations that
+    ran before it keep their 2xx answers.
+    """
     state = ctx.state
     answers: list[dict[str, Any]] = []
     # The whole batch runs under the lock: a snapshot batch is one transaction, and its
@@ -1139,50 +1253,20 @@ def _batch(ctx: Context, request: Request) -> Result:
         if snapshot:
             state.undo_log = []
         try:
-            statuses: dict[str, int] = {}
-            created: dict[str, str] = {}
-            failed: str | None = None
+            failed = False
             for r in requests:
-                rid = str(r["id"])
-                depends = [str(d) for d in (r.get("dependsOn") or [])]
-                if failed is not None:
-                    answers.append(_dependency_answer(rid, "was not executed", failed))
-                    continue
-                broken = next((d for d in depends if statuses.get(d, 0) >= 400), None)
-                if broken is not None:
-                    answers.append(_dependency_answer(rid, "was not executed", broken))
-                    statuses[rid] = 424
-                    continue
-                result = _run_sub_request(ctx, r, depends, created)
-                statuses[rid] = result.status
-                if result.created_path:
-                    created[rid] = result.created_path
-                answers.append(_sub_answer(rid, result))
-                if snapshot and result.status >= 400:
-                    failed = rid
-                    for undo in reversed(state.undo_log or []):
-                        undo()
-                    state.undo_log = []
-                    for i, earlier in enumerate(answers[:-1]):
-                        if earlier["status"] < 400:
-                            answers[i] = _dependency_answer(earlier["id"], "was rolled back", rid)
+                result = _run_sub_request(ctx, r)
+                answers.append(_sub_answer(str(r["id"]), result))
+                if result.status >= 400:
+                    failed = True
+                    if not keep_going:
+                        break
+            if snapshot and failed:
+                for undo in reversed(state.undo_log or []):
+                    undo()
         finally:
             state.undo_log = None
-    # Every $batch counts as a write request for the drop fault (README, Faults).
-    return Result(200, {"responses": answers}, write=True)
-
-
-def _dependency_answer(rid: str, what: str, cause: str) -> dict[str, Any]:
-    return {
-        "id": rid,
-        "status": 424,
-        "headers": {"content-type": ODATA_JSON},
-        "body": error_body(
-            "BadRequest",
-            f"The operation {what} because request {cause} failed.",
-            correlation=False,
-        ),
-    }
+    return answers
 
 
 def _sub_answer(rid: str, result: Result) -> dict[str, Any]:
@@ -1194,9 +1278,7 @@ def _sub_answer(rid: str, result: Result) -> dict[str, Any]:
     return answer
 
 
-def _run_sub_request(
-    ctx: Context, r: dict[str, Any], depends: list[str], created: dict[str, str]
-) -> Result:
+def _run_sub_request(ctx: Context, r: dict[str, Any]) -> Result:
     url: str = r["url"]
     if url.lower().startswith(ctx.base.lower() + "/"):
         url = url[len(ctx.base) + 1 :]
@@ -1205,16 +1287,15 @@ def _run_sub_request(
     url = url.lstrip("/")
     path, _, query_text = url.partition("?")
     if path.startswith("$"):
-        ref, _, rest = path[1:].partition("/")
-        if ref not in created:
-            return _bad_request(
-                f"'${ref}' does not name an entity created earlier in this batch."
-            ).result
-        if ref not in depends:
-            return _bad_request(
-                f"Request {r['id']} refers to ${ref} but does not list it in dependsOn."
-            ).result
-        path = created[ref] + (f"/{rest}" if rest else "")
+        # No public source shows Business Central resolving `$<id>` references to an
+        # entity created earlier in the batch (README, `$batch`): the URL is invalid.
+        segment = path.split("/", 1)[0]
+        return _bad_request(
+            f"The request URI is not valid. Since the segment '{segment}' refers to a "
+            "collection, this must be the last segment in the request URI or it must be "
+            "followed by an function or action that can be bound to it otherwise all "
+            "intermediate segments must refer to a single resource."
+        ).result
     headers = {str(k).lower(): str(v) for k, v in (r.get("headers") or {}).items()}
     body = r.get("body")
     if isinstance(body, str):

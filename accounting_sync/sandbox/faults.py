@@ -24,6 +24,12 @@ ERPS = ("xledger", "business_central")
 ASSUMPTIONS: dict[str, tuple[Any, ...]] = {
     # --- Xledger -------------------------------------------------------------------------
     # --- Business Central ----------------------------------------------------------------
+    # Whether `$filter=<Code field> eq 'literal'` matches a literal in another case than
+    # the stored, upper-cased value. "exact": only the upper-cased literal matches.
+    "bc_filter_case": ("exact", "insensitive"),
+    # Whether the Entra application is added and enabled in Business Central's "Microsoft
+    # Entra Applications" page. False: tokens are issued, every API call answers 401.
+    "bc_app_registered": (True, False),
 }
 
 
@@ -41,6 +47,9 @@ class Faults:
     retry_after_s: int = 1
     drop_after_commit_rate: float = 0.0
     permanent_error_rate: float = 0.0
+    # Business Central: that fraction of dimension set line POSTs answer 503 before doing
+    # anything (a journal line that exists without its cost center).
+    dimension_error_rate: float = 0.0
     expired_credentials: bool = False
     unknown_accounts: list[str] = field(default_factory=list)
     burst_limit: dict[str, int] | None = None
@@ -183,6 +192,9 @@ class FaultInjector:
         digest = hashlib.sha256(f"{self.faults.seed}:{reference}".encode()).digest()
         fraction = int.from_bytes(digest[:8], "big") / 2**64
         return fraction < self.faults.permanent_error_rate
+
+    def dimension_error(self, erp: str) -> bool:
+        return self.applies(erp) and self._draw(self.faults.dimension_error_rate)
 
     def credentials_expired(self, erp: str) -> bool:
         return self.applies(erp) and self.faults.expired_credentials

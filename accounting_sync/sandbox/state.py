@@ -42,6 +42,11 @@ class XledgerEntity:
             self.values_by_code.setdefault(value["code"], value)
 
 
+# Business Central's default general journal template (GENERAL; GENERELT in Norwegian):
+# the only template whose batches the journals API shows (page 30016 "APIV2 - Journals").
+DEFAULT_JOURNAL_TEMPLATE = "GENERELT"
+
+
 @dataclass
 class BcCompany:
     id: str
@@ -58,6 +63,12 @@ class BcCompany:
     next_entry_number: int = 1
 
     def __post_init__(self) -> None:
+        # The seed names only the exceptions: most accounts are Posting accounts, most
+        # journals batches of the default general journal template.
+        for account in self.accounts:
+            account.setdefault("accountType", "Posting")
+        for journal in self.journals:
+            journal.setdefault("templateDisplayName", DEFAULT_JOURNAL_TEMPLATE)
         self.accounts_by_number = {a["number"]: a for a in self.accounts}
         self.accounts_by_id = {a["id"].lower(): a for a in self.accounts}
         self.dimensions_by_code = {d["code"]: d for d in self.dimensions}
