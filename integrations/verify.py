@@ -1,0 +1,1001 @@
+"""Check a live ERP tenant for the facts no public source settles (issue 10, item 11).
+
+`python manage.py verify_erp <slug>` runs these against an organization's real tenant,
+with its stored credentials, through the connector `build_connector` makes: the same
+pooled session, CA trust, timeouts and token code as a sync. Each check is one small
+function whose docstring names the fact and where it comes from
+(../shared/reference/erp-contracts.md, "Corrections after a review against public
+sources"); it answers confirmed, refuted or unknown with the evidence seen.
+
+Evidence is built from status codes, the ERP's own error messages and the values read,
+never from headers or request bodies, and everything printed passes through `redact`
+with every secret the connector holds, as a second line of defence.
+
+The checks call the connectors' internal helpers (`_graphql`, `_call`, `_collection`,
+`_journal`, …) on purpose: a check must exercise the very code a sync runs, not a copy.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.utils import timezone
+
+from accounting_sync.gateway import business_central as bc
+from accounting_sync.gateway import xledger as xl
+from accounting_sync.gateway.base import ConnectorError, Outcome, Posting, Settlement
+from accounting_sync.gateway.http import CallFailed, Failure, host_of, redact
+from integrations.models import CategoryMapping, Integration
+
+TEST_AMOUNT = Decimal("1.00")
+TEST_CURRENCY = "NOK"  # both tenants are Norwegian; Business Central takes its own below
+# Existing journal lines read to settle the filter-case fact without posting.
+EXISTING_LINES = 50
+
+
+class Verdict(enum.StrEnum):
+    CONFIRMED = "confirmed"
+    REFUTED = "refuted"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One answered question: what was asked, the answer, and what was seen."""
+
+    erp: str
+    name: str
+    verdict: Verdict
+    evidence: str
+
+    def line(self) -> str:
+        return f"{self.name}: {self.verdict} — {self.evidence}"
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "erp": self.erp,
+            "check": self.name,
+            "verdict": str(self.verdict),
+            "evidence": self.evidence,
+        }
+
+
+def exit_code(checks: Iterable[Check]) -> int:
+    """0 when nothing is refuted, 1 when something is (unknown alone does not fail)."""
+    return 1 if any(c.verdict is Verdict.REFUTED for c in checks) else 0
+
+
+# A check answers (verdict, evidence); the runner adds its name and redacts the words.
+Answer = tuple[Verdict, str]
+
+
+class Stop(Exception):
+    """A check failed in a way that leaves every later check unable to tell anything.
+
+    Carries the check's own answer; the runner marks the rest "unknown: not checked".
+    """
+
+    def __init__(self, verdict: Verdict, evidence: str) -> None:
+        super().__init__(evidence)
+        self.answer = (verdict, evidence)
+
+
+# --- what every ERP shares ------------------------------------------------------------------
+
+
+@dataclass
+class Probe:
+    """What the checks of one run share: the connector, the integration, what was read."""
+
+    integration: Integration
+    connector: Any
+    reference: str  # VH-VERIFY-<MMDDhhmmss>: the post test's reference, and an absent one
+    number: int  # the same digits as a number (Xledger's trRegNumber)
+    today: date
+    seen: dict[str, Any] = field(default_factory=dict)  # reads later checks reuse
+    stopped: str = ""  # why the checks after a failed one were not asked
+
+    @property
+    def erp(self) -> str:
+        return str(self.integration.get_connector_display())
+
+    def secrets(self) -> list[str]:
+        return _secrets_of(self.connector)
+
+
+def stamp_of(now: datetime) -> str:
+    """10 digits (MMDDhhmmss): VH-VERIFY-<stamp> fits Business Central's 20-character
+    document number, and as a number it stays under 2**31 (a GraphQL Int)."""
+    return timezone.localtime(now).strftime("%m%d%H%M%S")
+
+
+def verification_reference(now: datetime) -> str:
+    return f"VH-VERIFY-{stamp_of(now)}"
+
+
+def new_probe(integration: Integration, connector: Any, now: datetime) -> Probe:
+    return Probe(
+        integration=integration,
+        connector=connector,
+        reference=verification_reference(now),
+        number=int(stamp_of(now)),
+        today=timezone.localtime(now).date(),
+    )
+
+
+def run_checks(
+    probe: Probe, checks: list[tuple[str, Callable[[Probe], Answer]]]
+) -> Iterator[Check]:
+    """Run checks in order; after a Stop the rest are unknown, not asked (and not billed)."""
+    for name, function in checks:
+        if probe.stopped:
+            yield Check(probe.erp, name, Verdict.UNKNOWN, f"not checked: {probe.stopped}")
+            continue
+        try:
+            verdict, evidence = function(probe)
+        except Stop as stop:
+            verdict, evidence = stop.answer
+            probe.stopped = f"{name} was {verdict}"
+        except (CallFailed, ConnectorError) as error:
+            # A check that did not expect this failure: it settles nothing.
+            verdict, evidence = Verdict.UNKNOWN, failure_words(probe, error)
+        yield Check(probe.erp, name, verdict, redact(evidence, probe.secrets()))
+
+
+def failure_words(probe: Probe, error: CallFailed | ConnectorError | Failure) -> str:
+    """A failed call in the connector's own secret-free words, with the status and ERP message."""
+    if isinstance(error, ConnectorError):
+        return redact(error.message, probe.secrets())
+    failure = error.failure if isinstance(error, CallFailed) else error
+    words = probe.connector.admin_message(failure)
+    if failure.status and str(failure.status) not in words:
+        words = f"HTTP {failure.status}: {words}"
+    if failure.message and failure.message not in words:
+        words += f" ({probe.erp} said: {failure.message})"
+    return redact(words, probe.secrets())
+
+
+def verification_posting(probe: Probe, currency: str) -> Posting:
+    """One small balanced posting: 1.00 on the first mapped account against the payable one."""
+    mapping = first_mapping(probe.integration)
+    if mapping is None:  # the command refuses --post-test before this; kept for direct callers
+        raise ValueError("the post test needs a category mapping and a payable account")
+    return Posting(
+        reference=probe.reference,
+        posting_date=probe.today,
+        amount=TEST_AMOUNT,
+        currency=currency,
+        expense_account=mapping.account_code,
+        cost_center=mapping.cost_center_code,
+        payable_account=probe.integration.payable_account,
+        # No claimant: a subledger code must name an existing employee or supplier.
+        claimant_reference="",
+        claimant_name="verify_erp",
+        description=f"Test entry from verify_erp ({probe.reference})",
+        number=probe.number,
+    )
+
+
+def first_mapping(integration: Integration) -> CategoryMapping | None:
+    if not integration.payable_account:
+        return None
+    return integration.mappings.order_by("category", "pk").first()
+
+
+def _secrets_of(connector: Any) -> list[str]:
+    """The stored secrets and any access token the process holds for them (never printed)."""
+    config = connector.config
+    found = list(config.secrets())
+    try:
+        if isinstance(connector, xl.XledgerConnector):
+            token = xl._tokens.get(xl._token_key(config))
+            if token is not None:
+                found.append(token.access_token)
+        else:
+            app = bc._apps.get(bc._app_key(config))
+            if app is not None:
+                cache = app.token_cache
+                kind = type(cache).CredentialType.ACCESS_TOKEN
+                found += [str(item.get("secret", "")) for item in cache.search(kind)]
+    except (AttributeError, TypeError):
+        pass  # the connector's caches changed shape: the stored secrets still count
+    return [s for s in found if s]
+
+
+def _found_id(value: Any) -> str:
+    """lookup() answers Found (newer connectors) or a bare id (older ones)."""
+    erp_id = getattr(value, "erp_id", value)
+    complete = getattr(value, "complete", True)
+    return f"{erp_id}" + ("" if complete else " (incomplete)")
+
+
+# --- Xledger --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GraphQLAnswer:
+    data: dict[str, Any]
+    failure: Failure | None = None
+
+
+def _ask(
+    probe: Probe, query: str, operation: str, variables: dict[str, Any] | None = None
+) -> GraphQLAnswer:
+    """One read through the connector's own GraphQL call (token, session, logging)."""
+    try:
+        body, _status = probe.connector._graphql(query, variables or {}, operation, 1, False)
+    except CallFailed as error:
+        return GraphQLAnswer({}, error.failure)
+    errors = body.get("errors")
+    failure = xl.graphql_failure(errors, write=False) if errors else None
+    return GraphQLAnswer(body.get("data") or {}, failure)
+
+
+def _trial_verdict(failure: Failure) -> Verdict:
+    """A GraphQL error in an HTTP 200 answer that is not about credentials, credits or rate
+    is the schema saying no (unknown field, argument or type): refuted. Anything else (a
+    5xx, a timeout, a rate limit) settles nothing."""
+    if failure.status == 200 and failure.outcome is Outcome.PERMANENT:
+        return Verdict.REFUTED
+    return Verdict.UNKNOWN
+
+
+def _refusal(probe: Probe, failure: Failure, field_name: str) -> Answer:
+    verdict = _trial_verdict(failure)
+    words = failure_words(probe, failure)
+    if verdict is Verdict.REFUTED:
+        shape = describe_query_field(probe, field_name)
+        if shape:
+            words += f"; introspection: {shape}"
+    return verdict, words
+
+
+def _edges(data: dict[str, Any], field_name: str) -> list[dict[str, Any]]:
+    connection = data.get(field_name) or {}
+    return [edge.get("node") or {} for edge in connection.get("edges") or []]
+
+
+TYPE_FIELDS = """
+query VerifyType($name: String!) {
+  __type(name: $name) { name kind fields { name } inputFields { name } }
+}
+"""
+
+QUERY_FIELDS = """
+query VerifyQueryFields {
+  __schema { queryType { fields { name args { name type { ...T } } type { ...T } } } }
+}
+fragment T on __Type { name kind ofType { name kind ofType { name kind ofType { name } } } }
+"""
+
+
+def type_fields(probe: Probe, name: str) -> list[str] | None:
+    """The field (or input field) names of a type by introspection; None if not answered."""
+    answer = _ask(probe, TYPE_FIELDS, "introspection", {"name": name})
+    described = answer.data.get("__type") if answer.failure is None else None
+    if not described:
+        return None
+    fields = described.get("fields") or described.get("inputFields") or []
+    return [str(f["name"]) for f in fields]
+
+
+def _named(type_ref: dict[str, Any] | None) -> str:
+    while type_ref and not type_ref.get("name"):
+        type_ref = type_ref.get("ofType")
+    return str((type_ref or {}).get("name") or "?")
+
+
+def describe_query_field(probe: Probe, field_name: str) -> str:
+    """What the schema says a query field takes and returns, for a refutation's evidence."""
+    answer = _ask(probe, QUERY_FIELDS, "introspection")
+    if answer.failure is not None:
+        return ""
+    fields = ((answer.data.get("__schema") or {}).get("queryType") or {}).get("fields") or []
+    found = next((f for f in fields if f.get("name") == field_name), None)
+    if found is None:
+        return f"the schema has no query field {field_name}"
+    args = []
+    for arg in found.get("args") or []:
+        type_name = _named(arg.get("type"))
+        text = f"{arg['name']}: {type_name}"
+        if arg["name"] == "filter" and (inputs := type_fields(probe, type_name)) is not None:
+            text += " {" + ", ".join(inputs) + "}"
+        args.append(text)
+    returns = _named(found.get("type"))
+    return f"{field_name}({', '.join(args)}) returns {returns}"
+
+
+XL_ACCOUNTS = """
+query VerifyAccounts {
+  accounts(first: 5) { edges { node { dbId code } } pageInfo { hasNextPage } }
+}
+"""
+
+
+def xledger_token(probe: Probe) -> Answer:
+    """The token works: accounts are readable with it.
+
+    Source: Xledger help centre (tokens are made per entity, with the rights chosen at
+    creation; a demo token dies at the demo refresh); erp-contracts.md, "Authentication".
+    """
+    answer = _ask(probe, XL_ACCOUNTS, "verify accounts")
+    if answer.failure is not None:
+        verdict = (
+            Verdict.REFUTED if answer.failure.outcome is Outcome.AUTHENTICATION else Verdict.UNKNOWN
+        )
+        raise Stop(verdict, failure_words(probe, answer.failure))
+    codes = [str(node.get("code")) for node in _edges(answer.data, "accounts")]
+    if not codes:
+        return Verdict.CONFIRMED, "accepted, but the entity answered no accounts"
+    return Verdict.CONFIRMED, f"read {len(codes)} account(s): {', '.join(codes)}"
+
+
+XL_END_CURSOR = """
+query VerifyEndCursor {
+  accounts(first: 1) { edges { cursor } pageInfo { hasNextPage endCursor } }
+}
+"""
+
+
+def xledger_end_cursor(probe: Probe) -> Answer:
+    """`pageInfo { endCursor }` exists (unconfirmed; the connector takes the last edge's cursor).
+
+    Source: public clients select only `pageInfo { hasNextPage }` (xledger/graphql-samples
+    Queries.cs; grasp-labs ds-provider-xledger-py-lib; FINTLabs fint-xledger-adapter).
+    """
+    names = type_fields(probe, "PageInfo")
+    if names is not None:
+        verdict = Verdict.CONFIRMED if "endCursor" in names else Verdict.REFUTED
+        return verdict, f"introspection: PageInfo has {', '.join(names)}"
+    answer = _ask(probe, XL_END_CURSOR, "verify endCursor")
+    if answer.failure is not None:
+        return _trial_verdict(answer.failure), failure_words(probe, answer.failure)
+    page_info = (answer.data.get("accounts") or {}).get("pageInfo") or {}
+    return (
+        Verdict.CONFIRMED,
+        f"introspection not answered; a query answered endCursor = {page_info.get('endCursor')!r}",
+    )
+
+
+XL_INT64STRING = """
+query VerifyInt64String($kind: Int64String) {
+  objectValues(first: 1, filter: {objectKindDbId: $kind}) { edges { node { dbId code } } }
+}
+"""
+
+
+def xledger_int64string(probe: Probe) -> Answer:
+    """The id scalar `Int64String` is accepted for `objectKindDbId`.
+
+    Source: xledger/graphql-samples Queries.cs declares ids as `$dbId: Int64String!`;
+    erp-contracts.md, "Corrections … Xledger".
+    """
+    kind = probe.integration.cost_center_kind_db_id
+    value = str(kind if kind is not None else 0)
+    answer = _ask(probe, XL_INT64STRING, "verify Int64String", {"kind": value})
+    if answer.failure is not None:
+        return _trial_verdict(answer.failure), failure_words(probe, answer.failure)
+    count = len(_edges(answer.data, "objectValues"))
+    return Verdict.CONFIRMED, f"objectValues took $kind: Int64String = {value!r}: {count} value(s)"
+
+
+def xledger_gl_import_items_filter(probe: Probe) -> Answer:
+    """`glImportItems(filter: {extIdentifier_in: [...]})` is accepted and applied (unconfirmed).
+
+    The duplicate check before a resend depends on it: the query asked is the connector's
+    own lookup query. Source: erp-contracts.md, "Idempotency" (unconfirmed).
+    """
+    absent = f"{probe.reference}-ABSENT"
+    try:
+        nodes = list(probe.connector._import_items_by_reference([absent]))
+    except CallFailed as error:
+        return _refusal(probe, error.failure, "glImportItems")
+    others = sorted(
+        {str(n.get("extIdentifier")) for n in nodes if n.get("extIdentifier") != absent}
+    )
+    if others:
+        return Verdict.REFUTED, (
+            f"accepted but not applied: a reference that does not exist answered {len(nodes)} "
+            f"item(s) with other references ({', '.join(others[:3])})"
+        )
+    return Verdict.CONFIRMED, "accepted; a reference that does not exist answered 0 items"
+
+
+XL_TRANSACTIONS = """
+query VerifyTransactions {
+  transactions(first: 5, filter: {extIdentifier_in: [REFERENCE]}) { edges { node { dbId } } }
+}
+"""
+
+
+def xledger_transactions_filter(probe: Probe) -> Answer:
+    """`transactions(filter: {extIdentifier_in: [...]})` is accepted and applied (unconfirmed).
+
+    Used to confirm that an accepted import became a posted voucher (lookup and settle):
+    the query asked is the connector's own. Source: erp-contracts.md, "Idempotency".
+    """
+    absent = f"{probe.reference}-ABSENT"
+    try:
+        nodes = _connector_read(
+            probe, "_transactions_by_reference", [absent], XL_TRANSACTIONS, "transactions"
+        )
+    except CallFailed as error:
+        return _refusal(probe, error.failure, "transactions")
+    if nodes:
+        return Verdict.REFUTED, (
+            f"accepted but not applied: a reference that does not exist answered "
+            f"{len(nodes)} transaction(s)"
+        )
+    return Verdict.CONFIRMED, "accepted; a reference that does not exist answered 0 transactions"
+
+
+XL_IMPORT_ERRORS = """
+query VerifyImportErrors {
+  glImportItemErrors(first: 5) { edges { node { transactionDbId errorLevel message } } }
+}
+"""
+
+
+def xledger_import_item_errors(probe: Probe) -> Answer:
+    """`glImportItemErrors` is readable with `transactionDbId errorLevel message` (unconfirmed
+    shape; the connector also filters it by `transactionDbId_in`).
+
+    A late rejection by the import job is read here (settle). Source: erp-contracts.md,
+    "Corrections … Xledger" (the existence of glImportItemErrors).
+    """
+    try:
+        # An id no import item has: the connector's own query, answering nothing.
+        rows = _connector_read(
+            probe, "_import_item_errors", ["0"], XL_IMPORT_ERRORS, "glImportItemErrors"
+        )
+    except CallFailed as error:
+        return _refusal(probe, error.failure, "glImportItemErrors")
+    if not rows:
+        return Verdict.CONFIRMED, "readable with these fields; nothing listed for the id asked"
+    first = rows[0]
+    seen = f"errorLevel={first.get('errorLevel')!r}, message={str(first.get('message'))[:80]!r}"
+    return Verdict.CONFIRMED, f"readable; {len(rows)} row(s), e.g. {seen}"
+
+
+def _connector_read(
+    probe: Probe, method: str, argument: list[str], fallback: str, field_name: str
+) -> list[dict[str, Any]]:
+    """Nodes from the connector's own query function; this module's query for a connector
+    version without it. Raises CallFailed as the connector does."""
+    function = getattr(probe.connector, method, None)
+    if function is not None:
+        return list(function(argument))
+    query = fallback.replace("REFERENCE", json.dumps(argument[0]))
+    answer = _ask(probe, query, f"verify {field_name}")
+    if answer.failure is not None:
+        raise CallFailed(answer.failure)
+    return _edges(answer.data, field_name)
+
+
+XLEDGER_CHECKS: list[tuple[str, Callable[[Probe], Answer]]] = [
+    ("token works (accounts readable)", xledger_token),
+    ("pageInfo endCursor", xledger_end_cursor),
+    ("Int64String for objectKindDbId", xledger_int64string),
+    ("glImportItems extIdentifier_in", xledger_gl_import_items_filter),
+    ("transactions extIdentifier_in", xledger_transactions_filter),
+    ("glImportItemErrors transactionDbId errorLevel message", xledger_import_item_errors),
+]
+
+XLEDGER_WARNING = (
+    "The post test sends ONE balanced voucher to Xledger: {amount} {currency} on account "
+    "{expense} against {payable}, reference {reference}. Xledger's API cannot delete it: "
+    "it stays in the ledger until someone reverses or deletes it in Xledger."
+)
+
+
+def xledger_post_test(probe: Probe) -> list[Check]:
+    """Post one voucher through the connector's post(), then lookup() and settle() it."""
+    connector = probe.connector
+    posting = verification_posting(probe, TEST_CURRENCY)
+    result = connector.post([posting])[0]
+    said = result.message or result.response_body
+    evidence = (
+        f"outcome {result.outcome}, HTTP {result.response_status}, dbId {result.erp_id or '-'}"
+    )
+    if said:
+        evidence += f": {said[:300]}"
+    if result.outcome is Outcome.SUCCEEDED:
+        verdict = Verdict.CONFIRMED
+    elif result.outcome is Outcome.PERMANENT:
+        verdict = Verdict.REFUTED
+    else:
+        verdict = Verdict.UNKNOWN
+    checks = [_checked(probe, "post-test voucher posted", verdict, evidence)]
+    if verdict is Verdict.REFUTED:
+        return checks  # refused as a whole: nothing was stored
+    # Also after an uncertain send: the lookup says whether it arrived.
+    checks.append(_checked(probe, *_xledger_lookup(probe, posting.reference)))
+    if result.outcome is Outcome.SUCCEEDED:
+        checks.append(_checked(probe, *_xledger_settle(probe, posting.reference, result.erp_id)))
+    return checks
+
+
+def _xledger_lookup(probe: Probe, reference: str) -> tuple[str, Verdict, str]:
+    name = "post-test lookup finds the voucher"
+    try:
+        found = probe.connector.lookup([reference])
+    except ConnectorError as error:
+        return name, Verdict.UNKNOWN, failure_words(probe, error)
+    if reference in found:
+        return (
+            name,
+            Verdict.CONFIRMED,
+            f"lookup answered {reference} → {_found_id(found[reference])}",
+        )
+    return (
+        name,
+        Verdict.REFUTED,
+        (
+            f"lookup did not find {reference} just after it was posted: a resend after an "
+            "uncertain send would duplicate it"
+        ),
+    )
+
+
+def _xledger_settle(probe: Probe, reference: str, erp_id: str) -> tuple[str, Verdict, str]:
+    name = "post-test settle"
+    settle = getattr(probe.connector, "settle", None)
+    if settle is None:
+        return name, Verdict.UNKNOWN, "this connector version has no settle()"
+    try:
+        settled = settle({reference: erp_id}).get(reference)
+    except ConnectorError as error:
+        return name, Verdict.UNKNOWN, failure_words(probe, error)
+    if settled is None:
+        return name, Verdict.UNKNOWN, "settle() answered nothing for the reference"
+    words = f"settle answered {settled.state}" + (f": {settled.message}" if settled.message else "")
+    if settled.erp_id:
+        words += f" (id {settled.erp_id})"
+    if settled.state == Settlement.POSTED:
+        return name, Verdict.CONFIRMED, words
+    if settled.state == Settlement.REJECTED:
+        return name, Verdict.REFUTED, words
+    return name, Verdict.UNKNOWN, words + "; the import job has not decided yet, ask again later"
+
+
+def _checked(probe: Probe, name: str, verdict: Verdict, evidence: str) -> Check:
+    return Check(probe.erp, name, verdict, redact(evidence, probe.secrets()))
+
+
+# --- Business Central -----------------------------------------------------------------------
+
+FILTER_CASE = "externalDocumentNumber filter with a lower-case literal"
+MANUAL_NOS = (
+    "The API does not show number series. In Business Central open General Journals, "
+    "choose the batch {journal} of the default template, open its No. Series and check "
+    'that "Manual Nos." is on (or clear the batch\'s No. Series): otherwise posting the '
+    "journal fails on our document numbers"
+)
+
+
+def bc_token(probe: Probe) -> Answer:
+    """Microsoft Entra ID issues a token for the client credentials.
+
+    Source: erp-contracts.md, "Authentication" (msal, client credentials,
+    scope https://api.businesscentral.dynamics.com/.default).
+    """
+    try:
+        probe.connector._token()
+    except CallFailed as error:
+        verdict = (
+            Verdict.REFUTED if error.failure.outcome is Outcome.AUTHENTICATION else Verdict.UNKNOWN
+        )
+        raise Stop(verdict, failure_words(probe, error)) from None
+    config = probe.connector.config
+    return Verdict.CONFIRMED, f"{host_of(config.authority)} issued a token for {config.scope}"
+
+
+def bc_app_enabled(probe: Probe) -> Answer:
+    """The API answers with the token: the application is added and enabled in Business
+    Central's "Microsoft Entra Applications" page, with permission sets.
+
+    Source: automation-apis-using-s2s-authentication.md (Microsoft Learn); without it every
+    call answers 401/403 although the token was issued.
+    """
+    try:
+        companies = list(probe.connector._collection("companies"))
+    except CallFailed as error:
+        if error.failure.status in (401, 403):
+            raise Stop(
+                Verdict.REFUTED,
+                f"HTTP {error.failure.status} after a token was issued"
+                + (f" ({probe.erp} said: {error.failure.message})" if error.failure.message else "")
+                + ": add the application in Business Central's Microsoft Entra Applications "
+                "page, set its state to Enabled and give it permission sets",
+            ) from None
+        raise Stop(Verdict.UNKNOWN, failure_words(probe, error)) from None
+    probe.seen["companies"] = companies
+    return Verdict.CONFIRMED, f"GET companies answered {len(companies)} company(ies)"
+
+
+def bc_company(probe: Probe) -> Answer:
+    """The configured company exists in the environment.
+
+    Source: erp-contracts.md, "Base URL" (GET /companies lists id, name, displayName).
+    """
+    wanted = probe.connector.config.company_id.lower()
+    companies = probe.seen.get("companies") or []
+    company = next((c for c in companies if str(c.get("id", "")).lower() == wanted), None)
+    if company is None:
+        names = ", ".join(f"{c.get('name')} ({c.get('id')})" for c in companies[:5]) or "none"
+        raise Stop(Verdict.REFUTED, f"no company with id {wanted}; the environment has: {names}")
+    return Verdict.CONFIRMED, f"company {company.get('name') or company.get('displayName')}"
+
+
+def bc_journal(probe: Probe) -> Answer:
+    """The configured journal is listed by `journals`, i.e. it is a batch of the default
+    general journal template.
+
+    Source: page 30016 "APIV2 - Journals" lists only that template's batches.
+    """
+    code = probe.integration.journal_code
+    journals = probe.connector._journals()
+    listed = ", ".join(j.code for j in journals[:10]) or "none"
+    match = next((j for j in journals if j.code.upper() == code.upper()), None) if code else None
+    if match is None:
+        return Verdict.REFUTED, (
+            f"journal {code or '(none configured)'} is not listed (journals lists: {listed}); "
+            "create it as a batch of the default general journal template"
+        )
+    return Verdict.CONFIRMED, f"journals lists {match.code} ({match.name})"
+
+
+def _accounts(probe: Probe) -> list[dict[str, Any]]:
+    if "accounts" not in probe.seen:
+        path = f"{probe.connector._company_path}/accounts"
+        probe.seen["accounts"] = list(probe.connector._collection(path))
+    return probe.seen["accounts"]
+
+
+def bc_account_type(probe: Probe) -> Answer:
+    """Accounts carry `accountType` (Posting, Heading, Total, Begin-Total, End-Total).
+
+    Source: api-reference dynamics_account.md; only Posting accounts take journal lines.
+    """
+    rows = _accounts(probe)
+    if not rows:
+        return Verdict.UNKNOWN, "the company answered no accounts"
+    types: dict[str, int] = {}
+    for row in rows:
+        if "accountType" in row:
+            kind = str(row["accountType"])
+            types[kind] = types.get(kind, 0) + 1
+    if not types:
+        return (
+            Verdict.REFUTED,
+            f"{len(rows)} accounts without accountType; fields: {', '.join(sorted(rows[0]))}",
+        )
+    seen = ", ".join(f"{kind} ({n})" for kind, n in sorted(types.items()))
+    return Verdict.CONFIRMED, f"{len(rows)} accounts; accountType values: {seen}"
+
+
+def bc_mapped_accounts(probe: Probe) -> Answer:
+    """The mapped expense accounts and the payable account can take journal lines: they
+    exist, are Posting accounts and are not blocked.
+
+    Source: api-reference dynamics_account.md (accountType); page 30049 "APIV2 -
+    JournalLines" refuses an unknown account; a blocked account is refused on posting.
+    """
+    integration = probe.integration
+    codes = sorted(
+        {m.account_code for m in integration.mappings.all()}
+        | ({integration.payable_account} if integration.payable_account else set())
+    )
+    if not codes:
+        return Verdict.UNKNOWN, "no account is mapped yet"
+    by_number = {str(row.get("number")): row for row in _accounts(probe)}
+    problems, fine = [], []
+    for code in codes:
+        row = by_number.get(code)
+        if row is None:
+            problems.append(f"{code} does not exist")
+        elif row.get("blocked"):
+            problems.append(f"{code} is blocked")
+        elif "accountType" in row and row["accountType"] != "Posting":
+            problems.append(f"{code} is a {row['accountType']} account")
+        else:
+            fine.append(code)
+    if problems:
+        return Verdict.REFUTED, "; ".join(problems) + "; map Posting accounts that are not blocked"
+    if not any("accountType" in by_number[code] for code in fine):
+        return (
+            Verdict.UNKNOWN,
+            f"{', '.join(fine)} exist and are not blocked; accountType is not shown",
+        )
+    return Verdict.CONFIRMED, f"{', '.join(fine)}: Posting accounts, not blocked"
+
+
+def bc_dimension(probe: Probe) -> Answer:
+    """The cost-center dimension exists (e.g. AVDELING).
+
+    Source: erp-contracts.md, "Reading master data" (dimensions: id, code, displayName).
+    """
+    code = probe.integration.cost_center_dimension
+    dimensions = probe.connector._dimensions()
+    found = bc._find_dimension(dimensions, code)
+    if found is None:
+        listed = ", ".join(d.code for d in dimensions[:10]) or "none"
+        return Verdict.REFUTED, (
+            f"dimension {code or '(none configured)'} is not among the dimensions ({listed})"
+        )
+    return Verdict.CONFIRMED, f"dimension {found.code} ({found.name})"
+
+
+def _lines_by_reference(probe: Probe, literal_value: str) -> list[dict[str, Any]]:
+    """Unposted lines of the configured journal whose externalDocumentNumber eq the literal."""
+    connector = probe.connector
+    expression = f"externalDocumentNumber eq {bc.odata_string(literal_value)}"
+    path = f"{connector._company_path}/journals({connector._journal()})/journalLines"
+    return list(connector._collection(path, bc.odata_filter_query(expression)))
+
+
+def bc_filter_case(probe: Probe) -> Answer:
+    """A `$filter` on `externalDocumentNumber` with a lower-case literal matches the
+    upper-cased stored value (unconfirmed).
+
+    Source: Code fields are stored upper-cased (erp-contracts.md, "Corrections … Business
+    Central"); whether the literal is upper-cased too is not public. Without --post-test
+    only an existing line with letters in its reference can settle it.
+    """
+    connector = probe.connector
+    path = f"{connector._company_path}/journals({connector._journal()})/journalLines"
+    _response, body = connector._call(
+        "GET",
+        f"{connector._api}/{path}?$top={EXISTING_LINES}",
+        operation="GET journalLines",
+        count=1,
+        write=False,
+    )
+    rows = (body.get("value") or []) if isinstance(body, dict) else []
+    stored = next(
+        (
+            str(r["externalDocumentNumber"])
+            for r in rows
+            if r.get("externalDocumentNumber")
+            and str(r["externalDocumentNumber"]).swapcase() != str(r["externalDocumentNumber"])
+        ),
+        None,
+    )
+    if stored is None:
+        return Verdict.UNKNOWN, (
+            f"no unposted line in journal {probe.integration.journal_code} has a reference "
+            "with letters; run with --post-test to settle it"
+        )
+    return _case_verdict(probe, stored)
+
+
+def _case_verdict(probe: Probe, stored: str) -> Answer:
+    literal_value = stored.lower() if stored != stored.lower() else stored.swapcase()
+    found = _lines_by_reference(probe, literal_value)
+    matched = [r for r in found if str(r.get("externalDocumentNumber")) == stored]
+    if matched:
+        return (
+            Verdict.CONFIRMED,
+            f"the literal '{literal_value}' found the line stored as '{stored}'",
+        )
+    return Verdict.REFUTED, (
+        f"the literal '{literal_value}' found nothing for the line stored as '{stored}': "
+        "look up with the upper-cased reference"
+    )
+
+
+def bc_manual_nos(probe: Probe) -> Answer:
+    """The journal batch's number series allows manual numbers ("Manual Nos.").
+
+    Source: erp-contracts.md, "Corrections … Business Central": a series without Manual
+    Nos. makes posting the journal fail on a documentNumber that is not its next number.
+    Number series cannot be read through API v2.0, so this is always unknown.
+    """
+    return Verdict.UNKNOWN, MANUAL_NOS.format(journal=probe.integration.journal_code or "(none)")
+
+
+BC_CHECKS: list[tuple[str, Callable[[Probe], Answer]]] = [
+    ("token issued", bc_token),
+    ("application enabled in Business Central (API answers)", bc_app_enabled),
+    ("company exists", bc_company),
+    ("journal listed by journals (batch of the default general journal template)", bc_journal),
+    ("accounts carry accountType", bc_account_type),
+    ("mapped accounts take journal lines", bc_mapped_accounts),
+    ("cost-center dimension exists", bc_dimension),
+    (FILTER_CASE, bc_filter_case),
+    ("journal number series allows manual numbers", bc_manual_nos),
+]
+
+
+def bc_post_test(probe: Probe) -> list[Check]:
+    """One journal line, its dimension set line, two read-backs, then DELETE it again."""
+    connector = probe.connector
+    posting = verification_posting(probe, connector.config.local_currency)
+    lines_path = f"{connector._company_path}/journals({connector._journal()})/journalLines"
+    created, line_id, maybe_made = _bc_create_line(probe, posting, lines_path)
+    checks = [created]
+    if not (line_id or maybe_made):
+        return checks  # refused: nothing to read back or delete
+    etag = ""
+    try:
+        if line_id:
+            checks.append(_bc_dimension_line(probe, posting, line_id))
+        upper = _lines_by_reference(probe, probe.reference.upper())
+        own = [r for r in upper if not line_id or str(r.get("id")) == line_id]
+        if own:
+            # After an uncertain POST this is how the line is found, so it is still deleted.
+            line_id = line_id or str(own[0].get("id"))
+            etag = str(own[0].get("@odata.etag") or "")  # fresh: the dimension changed it
+            checks.append(
+                _bc_filter_case_on(probe, line_id, str(own[0].get("externalDocumentNumber")))
+            )
+        checks.append(
+            _checked(
+                probe,
+                "post-test upper-case filter finds the line",
+                Verdict.CONFIRMED if own else Verdict.REFUTED,
+                f"the literal '{probe.reference.upper()}' found {len(own)} line(s)"
+                + ("" if own else ": the duplicate check before a resend would miss a line"),
+            )
+        )
+    except CallFailed as error:
+        checks.append(_checked(probe, "post test", Verdict.UNKNOWN, failure_words(probe, error)))
+    finally:
+        if line_id:
+            checks.append(_bc_delete(probe, lines_path, line_id, etag))
+    return checks
+
+
+def _bc_filter_case_on(probe: Probe, line_id: str, stored: str) -> Check:
+    literal_value = probe.reference.lower()
+    found = any(str(r.get("id")) == line_id for r in _lines_by_reference(probe, literal_value))
+    return _checked(
+        probe,
+        FILTER_CASE,
+        Verdict.CONFIRMED if found else Verdict.REFUTED,
+        f"the literal '{literal_value}' "
+        + ("found" if found else "found nothing for")
+        + f" the test line stored as '{stored}'"
+        + ("" if found else ": look up with the upper-cased reference"),
+    )
+
+
+def _bc_create_line(probe: Probe, posting: Posting, lines_path: str) -> tuple[Check, str, bool]:
+    """POST the line: its check, the new id, and whether a failed POST may have made it."""
+    connector = probe.connector
+    name = "post-test journal line created"
+    body = bc.journal_line_body(posting)
+    try:
+        response, line = connector._call(
+            "POST",
+            f"{connector._api}/{lines_path}",
+            json_body=body,
+            operation="POST journalLines",
+            count=1,
+            write=True,
+        )
+    except CallFailed as error:
+        failure = error.failure
+        verdict = Verdict.REFUTED if failure.outcome is Outcome.PERMANENT else Verdict.UNKNOWN
+        uncertain = failure.outcome is Outcome.UNCERTAIN
+        # Business Central's messages do not always name the value they refused.
+        sent = (
+            f"; sent account {body['accountNumber']} against {body['balancingAccountNumber']}, "
+            f"amount {body['amount']}, document {body['documentNumber']}"
+        )
+        return _checked(probe, name, verdict, failure_words(probe, error) + sent), "", uncertain
+    shown = ("lineNumber", "accountNumber", "amount", "documentNumber", "externalDocumentNumber")
+    fields = ", ".join(f"{key}={line.get(key)!r}" for key in shown)
+    evidence = f"HTTP {response.status_code}, id {line.get('id')}, {fields}"
+    return _checked(probe, name, Verdict.CONFIRMED, evidence), str(line.get("id") or ""), True
+
+
+def _bc_dimension_line(probe: Probe, posting: Posting, line_id: str) -> Check:
+    connector = probe.connector
+    name = "post-test dimension set line added"
+    dimension = connector.config.cost_center_dimension
+    if not (dimension and posting.cost_center):
+        return _checked(
+            probe, name, Verdict.UNKNOWN, "skipped: no cost-center dimension or mapped cost center"
+        )
+    try:
+        response, added = connector._call(
+            "POST",
+            f"{connector._api}/{connector._company_path}/journalLines({line_id})/dimensionSetLines",
+            json_body={"code": dimension, "valueCode": posting.cost_center},
+            operation="POST dimensionSetLines",
+            count=1,
+            write=True,
+        )
+    except CallFailed as error:
+        failure = error.failure
+        verdict = Verdict.REFUTED if failure.outcome is Outcome.PERMANENT else Verdict.UNKNOWN
+        return _checked(probe, name, verdict, failure_words(probe, error))
+    return _checked(
+        probe,
+        name,
+        Verdict.CONFIRMED,
+        f"HTTP {response.status_code}, {added.get('code')} = {added.get('valueCode')} "
+        f"on line {line_id}",
+    )
+
+
+def _bc_delete(probe: Probe, lines_path: str, line_id: str, etag: str) -> Check:
+    """DELETE the test line (If-Match is required by the API reference), then read it again."""
+    connector = probe.connector
+    name = "post-test line deleted"
+    by_hand = (
+        f"; delete the line with document number {probe.reference} from journal "
+        f"{probe.integration.journal_code} by hand"
+    )
+    try:
+        response, _ = connector._call(
+            "DELETE",
+            f"{connector._api}/{lines_path}({line_id})",
+            headers={"If-Match": etag or "*"},
+            operation="DELETE journalLines",
+            count=1,
+            write=True,
+        )
+        left = _lines_by_reference(probe, probe.reference.upper())
+    except CallFailed as error:
+        return _checked(probe, name, Verdict.REFUTED, failure_words(probe, error) + by_hand)
+    if any(str(r.get("id")) == line_id for r in left):
+        return _checked(
+            probe,
+            name,
+            Verdict.REFUTED,
+            f"HTTP {response.status_code}, but the line is still there{by_hand}",
+        )
+    return _checked(
+        probe,
+        name,
+        Verdict.CONFIRMED,
+        f"HTTP {response.status_code}; a read afterwards finds no line {probe.reference}",
+    )
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def verify(
+    integration: Integration, *, post_test: bool = False, now: datetime | None = None
+) -> list[Check]:
+    """Every check for the integration's ERP, and the post test when asked for."""
+    connector = integration.build_connector()
+    probe = new_probe(integration, connector, now or timezone.now())
+    try:
+        if integration.connector == Integration.Connector.XLEDGER:
+            checks = list(run_checks(probe, XLEDGER_CHECKS))
+            if post_test:
+                checks += _post_test(probe, xledger_post_test)
+        else:
+            # With --post-test the test line settles the filter-case fact instead.
+            table = [c for c in BC_CHECKS if not (post_test and c[0] == FILTER_CASE)]
+            checks = list(run_checks(probe, table))
+            if post_test:
+                checks += _post_test(probe, bc_post_test)
+                if not any(c.name == FILTER_CASE for c in checks):
+                    words = "not settled: the post test has no line to read back (see above)"
+                    checks.append(Check(probe.erp, FILTER_CASE, Verdict.UNKNOWN, words))
+        return checks
+    finally:
+        connector.close()
+
+
+def _post_test(probe: Probe, test: Callable[[Probe], list[Check]]) -> list[Check]:
+    """The post test, unless a read-only check showed it cannot reach the ledger."""
+    if probe.stopped:
+        words = f"not run: {probe.stopped}"
+        return [Check(probe.erp, "post test", Verdict.UNKNOWN, words)]
+    try:
+        return test(probe)
+    except (CallFailed, ConnectorError) as error:
+        # Failed before anything was written (the journal's id could not be read).
+        return [Check(probe.erp, "post test", Verdict.UNKNOWN, failure_words(probe, error))]
