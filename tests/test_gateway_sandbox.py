@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +19,15 @@ import pytest
 
 from accounting_sync.gateway import business_central as bc
 from accounting_sync.gateway import xledger as xl
-from accounting_sync.gateway.base import ConnectorError, Outcome, Posting, PostResult
+from accounting_sync.gateway.base import (
+    ConnectorError,
+    Found,
+    Outcome,
+    Posting,
+    PostResult,
+    Settled,
+    Settlement,
+)
 
 SEED = json.loads(
     (Path(__file__).resolve().parent.parent / "accounting_sync/sandbox/seed.json").read_text()
@@ -361,8 +370,25 @@ def postable_accounts() -> set[str]:
     return {
         a["number"]
         for a in bc_seed()["accounts"]
-        if not a["blocked"] and a["directPosting"] is not False
+        if not a["blocked"]
+        and a["directPosting"] is not False
+        and a.get("accountType", "Posting") == "Posting"
     }
+
+
+def journal_lines(sandbox) -> list[dict]:
+    return bc_ledger(sandbox)["journalLines"]
+
+
+def dimensions_of(sandbox, line_id: str) -> list[tuple[str, str]]:
+    return [
+        (d["code"], d["valueCode"])
+        for d in bc_ledger(sandbox)["dimensionSetLines"].get(line_id, [])
+    ]
+
+
+def bc_ok_requests(sandbox) -> int:
+    return sandbox.requests()["business_central"]["ok"]
 
 
 class TestBusinessCentralConnection:
@@ -384,6 +410,13 @@ class TestBusinessCentralConnection:
         assert "1950" not in codes  # blocked
         assert "2400" not in codes  # direct posting off
         assert {"7130", "2910"} <= codes
+
+    def test_issue10_item3_headings_and_totals_are_not_offered_for_mapping(self, sandbox):
+        codes = {a.code for a in bc_connector(sandbox).list_accounts()}
+        not_posting = {a["number"] for a in bc_seed()["accounts"] if a.get("accountType")}
+        assert not_posting == {"1000", "3999", "4999", "7999"}
+        assert not codes & not_posting
+        assert codes == postable_accounts()
 
     def test_small_pages_deliver_every_account_exactly_once(self, sandbox):
         connector = bc_connector(sandbox, page_size=10)
@@ -408,45 +441,99 @@ class TestBusinessCentralConnection:
         tokens = list(app.token_cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN))
         assert len(tokens) == 1
 
+    def test_issue10_item4_an_app_missing_from_entra_applications_is_named_in_plain_words(
+        self, sandbox
+    ):
+        sandbox.set_faults(assumptions={"bc_app_registered": False})
+        connector = bc_connector(sandbox)
+        with pytest.raises(ConnectorError) as caught:
+            connector.test_connection()
+        message = caught.value.message
+        assert caught.value.outcome is Outcome.AUTHENTICATION
+        assert "Microsoft Entra ID issued a token, but Business Central refused it" in message
+        assert '"Microsoft Entra Applications"' in message
+        assert BC_CLIENT_ID in message
+        assert "Enabled" in message and "permission sets" in message
+        assert "AADSTS" not in message  # not a refusal at Entra
+        [result] = connector.post([bc_posting(1)])
+        assert result.outcome is Outcome.AUTHENTICATION
+        assert "Microsoft Entra Applications" in result.message
+        assert journal_lines(sandbox) == []
+
+    def test_issue10_item4_a_journal_outside_the_default_template_says_where_to_create_it(
+        self, sandbox
+    ):
+        connector = bc_connector(sandbox, journal_code="UTBETALING")
+        report = connector.test_connection()
+        assert "The journal UTBETALING does not exist under the default general journal" in (
+            report.detail
+        )
+        assert "GENERELT" in report.detail
+        [result] = connector.post([bc_posting(1)])
+        assert result.outcome is Outcome.PERMANENT
+        assert "default general journal template" in result.message
+
+    def test_issue10_item4_setup_requirements_are_plain_sentences_one_per_line(self):
+        lines = bc.SETUP_REQUIREMENTS.splitlines()
+        assert len(lines) >= 5
+        assert all(line.endswith(".") for line in lines)
+        text = bc.SETUP_REQUIREMENTS
+        assert "Microsoft Entra Applications" in text
+        assert "default general journal template" in text
+        assert "Manual Nos." in text
+
 
 class TestBusinessCentralPosting:
-    def test_a_batch_lands_as_journal_lines_with_their_cost_center(self, sandbox):
+    def test_issue10_item1_lines_then_dimensions_land_on_the_line_id_the_201_returned(
+        self, sandbox
+    ):
+        connector = bc_connector(sandbox)
+        connector._journal()  # found once per connector
+        before = bc_ok_requests(sandbox)
         batch = [bc_posting(1), bc_posting(2, cost_center="0200"), bc_posting(3)]
-        results = bc_connector(sandbox).post(batch)
+        results = connector.post(batch)
 
         assert outcomes(results) == [Outcome.SUCCEEDED] * 3
-        ledger = bc_ledger(sandbox)
-        lines = ledger["journalLines"]
+        assert not any(r.partial for r in results)
+        lines = journal_lines(sandbox)
         assert len(lines) == 3
         by_reference = {line["externalDocumentNumber"]: line for line in lines}
-        assert set(by_reference) == {p.reference for p in batch}
+        assert set(by_reference) == {p.reference.upper() for p in batch}
         for p, result in zip(batch, results, strict=True):
-            line = by_reference[p.reference]
+            line = by_reference[p.reference.upper()]
             assert line["id"] == result.erp_id
-            assert line["documentNumber"] == p.reference
+            assert line["documentNumber"] == p.reference.upper()
             assert Decimal(str(line["amount"])) == p.amount
             assert line["accountNumber"] == "7130"
             assert line["balancingAccountNumber"] == "2910"
             assert line["comment"] == f"Ola Nordmann ({p.claimant_reference})"
-            [dimension] = ledger["dimensionSetLines"][line["id"]]
-            assert (dimension["code"], dimension["valueCode"]) == ("AVDELING", p.cost_center)
-        assert ledger["generalLedgerEntries"] == []
+            assert dimensions_of(sandbox, line["id"]) == [("AVDELING", p.cost_center)]
+            sent = [op["url"] for op in result.payload["requests"]]
+            assert sent[1].endswith(f"/journalLines({result.erp_id})/dimensionSetLines")
+            assert not any("$" in url for url in sent)
+        assert bc_ledger(sandbox)["generalLedgerEntries"] == []
+        assert bc_ok_requests(sandbox) - before == 2  # the lines batch, the dimensions batch
 
-    def test_a_full_batch_of_50_postings_is_one_batch_request(self, sandbox):
+    def test_issue10_item1_100_postings_are_one_lines_batch_and_one_dimension_batch(self, sandbox):
         connector = bc_connector(sandbox)
-        connector.list_journals()
-        before = sandbox.requests()["business_central"]["ok"]
+        connector._journal()  # found once per connector
+        before = sandbox.requests()["business_central"]
         batch = [bc_posting(n) for n in range(bc.BusinessCentralConnector.batch_size)]
         results = connector.post(batch)
+        assert bc.BusinessCentralConnector.batch_size == 100
         assert set(outcomes(results)) == {Outcome.SUCCEEDED}
-        assert len(bc_ledger(sandbox)["journalLines"]) == 50
-        # the journal lookup and the one $batch
-        assert sandbox.requests()["business_central"]["ok"] - before == 2
+        lines = journal_lines(sandbox)
+        assert len(lines) == 100
+        assert all(len(dimensions_of(sandbox, line["id"])) == 1 for line in lines)
+        after = sandbox.requests()["business_central"]
+        # The two batches only, and never "too many parts" (an error).
+        assert after["ok"] - before["ok"] == 2
+        assert after["error"] == before["error"]
 
     def test_lookup_finds_unposted_lines_and_posted_entries_but_not_unknown_ones(self, sandbox):
         connector = bc_connector(sandbox)
         [first, _second] = connector.post([bc_posting(1), bc_posting(2)])
-        assert connector.lookup(["VH-hlf-1", "VH-hlf-404"]) == {"VH-hlf-1": first.erp_id}
+        assert connector.lookup(["VH-hlf-1", "VH-hlf-404"]) == {"VH-hlf-1": Found(first.erp_id)}
 
         journal_id = connector._journal()
         connector._call(
@@ -459,22 +546,45 @@ class TestBusinessCentralPosting:
         entries = bc_ledger(sandbox)["generalLedgerEntries"]
         found = connector.lookup(["VH-hlf-1", "VH-hlf-2", "VH-hlf-404"])
         assert set(found) == {"VH-hlf-1", "VH-hlf-2"}
-        assert found["VH-hlf-1"] in {str(e["entryNumber"]) for e in entries}
+        assert found["VH-hlf-1"].erp_id in {str(e["entryNumber"]) for e in entries}
+        assert found["VH-hlf-1"].complete
+
+    @pytest.mark.parametrize("case", ["exact", "insensitive"])
+    def test_issue10_item3_lookup_finds_references_whatever_the_filter_case(self, sandbox, case):
+        sandbox.set_faults(assumptions={"bc_filter_case": case})
+        connector = bc_connector(sandbox)
+        results = connector.post([bc_posting(1), bc_posting(2)])
+        assert outcomes(results) == [Outcome.SUCCEEDED] * 2
+        found = connector.lookup(["VH-hlf-1", "vh-HLF-2", "VH-hlf-404"])
+        assert found == {
+            "VH-hlf-1": Found(results[0].erp_id),
+            "vh-HLF-2": Found(results[1].erp_id),
+        }
 
     def test_a_reference_with_a_quote_is_looked_up_safely(self, sandbox):
         connector = bc_connector(sandbox)
         [result] = connector.post([bc_posting(1, reference="VH-O'Brien-1")])
         assert result.outcome is Outcome.SUCCEEDED
-        assert connector.lookup(["VH-O'Brien-1", "VH-O'Brien-2"]) == {"VH-O'Brien-1": result.erp_id}
+        assert connector.lookup(["VH-O'Brien-1", "VH-O'Brien-2"]) == {
+            "VH-O'Brien-1": Found(result.erp_id)
+        }
 
     def test_a_foreign_currency_is_permanent_and_never_sent(self, sandbox):
         connector = bc_connector(sandbox)
         results = connector.post([bc_posting(1, currency="EUR"), bc_posting(2)])
         assert outcomes(results) == [Outcome.PERMANENT, Outcome.SUCCEEDED]
         assert "local currency" in results[0].message
-        assert [line["externalDocumentNumber"] for line in bc_ledger(sandbox)["journalLines"]] == [
-            "VH-hlf-2"
-        ]
+        assert [line["externalDocumentNumber"] for line in journal_lines(sandbox)] == ["VH-HLF-2"]
+
+    def test_settle_answers_every_reference_posted_without_a_call(self, sandbox):
+        connector = bc_connector(sandbox)
+        assert connector.settles_later is False
+        settled = connector.settle({"VH-hlf-1": "line-1", "VH-hlf-2": "line-2"})
+        assert settled == {
+            "VH-hlf-1": Settled(Settlement.POSTED, erp_id="line-1"),
+            "VH-hlf-2": Settled(Settlement.POSTED, erp_id="line-2"),
+        }
+        assert sum(sandbox.requests()["business_central"].values()) == 0
 
 
 class TestBusinessCentralFaults:
@@ -484,7 +594,8 @@ class TestBusinessCentralFaults:
         sandbox.set_faults(error_rate=1.0, retry_after_s=2)
         results = connector.post([bc_posting(1), bc_posting(2)])
         assert {(r.outcome, r.retry_after) for r in results} == {(Outcome.TRANSIENT, 2.0)}
-        assert bc_ledger(sandbox)["journalLines"] == []
+        assert not any(r.partial for r in results)
+        assert journal_lines(sandbox) == []
 
     def test_a_rate_limit_is_rate_limited_with_retry_after_from_the_header(self, sandbox):
         connector = bc_connector(sandbox)
@@ -494,18 +605,96 @@ class TestBusinessCentralFaults:
         assert (results[0].outcome, results[0].retry_after) == (Outcome.RATE_LIMITED, 3.0)
         assert results[0].response_status == 429
 
-    def test_a_connection_dropped_after_commit_is_uncertain_and_lookup_finds_it(self, sandbox):
+    def test_a_connection_dropped_after_commit_is_uncertain_and_completed_after_lookup(
+        self, sandbox
+    ):
         connector = bc_connector(sandbox)
         connector.list_journals()
         sandbox.set_faults(drop_after_commit_rate=1.0)
-        results = connector.post([bc_posting(1), bc_posting(2)])
+        batch = [bc_posting(1), bc_posting(2)]
+        results = connector.post(batch)
         assert outcomes(results) == [Outcome.UNCERTAIN] * 2
 
         sandbox.set_faults()
         found = connector.lookup(["VH-hlf-1", "VH-hlf-2"])
-        lines = bc_ledger(sandbox)["journalLines"]
-        assert found == {line["externalDocumentNumber"]: line["id"] for line in lines}
+        lines = journal_lines(sandbox)
         assert len(lines) == 2
+        # The lines batch was committed; the dimension batch never went.
+        assert found == {
+            line["externalDocumentNumber"].replace("HLF", "hlf"): Found(line["id"], complete=False)
+            for line in lines
+        }
+        again = connector.post([replace(p, existing_id=found[p.reference].erp_id) for p in batch])
+        assert outcomes(again) == [Outcome.SUCCEEDED] * 2
+        assert len(journal_lines(sandbox)) == 2
+        assert all(dimensions_of(sandbox, line["id"]) == [("AVDELING", "0300")] for line in lines)
+
+    def test_issue10_item1_a_dimension_failure_is_partial_and_completed_on_the_existing_line(
+        self, sandbox
+    ):
+        connector = bc_connector(sandbox)
+        posting = bc_posting(1)
+        sandbox.set_faults(dimension_error_rate=1.0)
+        [result] = connector.post([posting])
+        assert result.outcome is Outcome.TRANSIENT
+        assert result.partial
+        [line] = journal_lines(sandbox)
+        assert f"The journal line {line['id']} exists in Business Central" in result.message
+        assert "will be added to that line on the next attempt" in result.message
+        assert dimensions_of(sandbox, line["id"]) == []
+
+        sandbox.set_faults()
+        found = connector.lookup([posting.reference])
+        assert found == {posting.reference: Found(line["id"], complete=False)}
+        before = bc_ok_requests(sandbox)
+        [again] = connector.post([replace(posting, existing_id=found[posting.reference].erp_id)])
+        assert (again.outcome, again.erp_id, again.partial) == (
+            Outcome.SUCCEEDED,
+            line["id"],
+            False,
+        )
+        assert [op["method"] for op in again.payload["requests"]] == ["POST"]
+        assert again.payload["requests"][0]["url"].endswith(
+            f"journalLines({line['id']})/dimensionSetLines"
+        )
+        assert bc_ok_requests(sandbox) - before == 2  # read the line's dimensions, add one
+        [same] = journal_lines(sandbox)
+        assert same["id"] == line["id"]
+        assert dimensions_of(sandbox, line["id"]) == [("AVDELING", "0300")]
+        assert connector.lookup([posting.reference]) == {posting.reference: Found(line["id"])}
+
+    def test_issue10_item1_an_existing_line_that_has_its_dimension_is_succeeded_without_a_write(
+        self, sandbox
+    ):
+        connector = bc_connector(sandbox)
+        [first] = connector.post([bc_posting(1)])
+        writes_before = len(journal_lines(sandbox))
+        [again] = connector.post([replace(bc_posting(1), existing_id=first.erp_id)])
+        assert (again.outcome, again.erp_id) == (Outcome.SUCCEEDED, first.erp_id)
+        assert again.payload == {}
+        assert len(journal_lines(sandbox)) == writes_before
+        assert dimensions_of(sandbox, first.erp_id) == [("AVDELING", "0300")]
+
+    def test_issue10_item2_one_invalid_posting_in_a_snapshot_batch_others_posted_exactly_once(
+        self, sandbox
+    ):
+        sandbox.set_faults(unknown_accounts=["7150"])
+        batch = [bc_posting(n) for n in range(9)]
+        batch.insert(4, bc_posting(99, expense_account="7150"))
+        results = bc_connector(sandbox).post(batch)
+
+        expected = [Outcome.SUCCEEDED] * 10
+        expected[4] = Outcome.PERMANENT
+        assert outcomes(results) == expected
+        assert results[4].message.startswith('The "accountNumber" does not match to an Account.')
+        assert results[4].response_status == 400
+        assert not results[4].partial
+        lines = journal_lines(sandbox)
+        references = [line["externalDocumentNumber"] for line in lines]
+        valid = [p.reference.upper() for p in batch if p.expense_account != "7150"]
+        assert sorted(references) == sorted(valid)  # each exactly once
+        assert len(references) == len(set(references)) == 9
+        assert all(len(dimensions_of(sandbox, line["id"])) == 1 for line in lines)
 
     def test_refused_postings_are_permanent_and_the_others_are_posted(self, sandbox):
         sandbox.set_faults(permanent_error_rate=0.4)
@@ -519,29 +708,37 @@ class TestBusinessCentralFaults:
         assert all(r.response_status == 400 for r in refused)
         ledger = bc_ledger(sandbox)
         assert {line["externalDocumentNumber"] for line in ledger["journalLines"]} == {
-            r.reference for r in posted
+            r.reference.upper() for r in posted
         }
-        # (The sandbox keeps an empty list under a rolled-back line's id.)
-        with_dimensions = {line_id for line_id, sets in ledger["dimensionSetLines"].items() if sets}
-        assert with_dimensions == {r.erp_id for r in posted}
+        assert set(ledger["dimensionSetLines"]) == {r.erp_id for r in posted}
 
     def test_an_unknown_account_is_permanent_with_the_erps_message(self, sandbox):
         sandbox.set_faults(unknown_accounts=["7150"])
         batch = [bc_posting(1), bc_posting(2, expense_account="7150"), bc_posting(3)]
         results = bc_connector(sandbox).post(batch)
         assert outcomes(results) == [Outcome.SUCCEEDED, Outcome.PERMANENT, Outcome.SUCCEEDED]
-        assert results[1].message.startswith("The G/L Account does not exist.")
-        assert "No.='7150'" in results[1].message
-        lines = bc_ledger(sandbox)["journalLines"]
-        assert {line["externalDocumentNumber"] for line in lines} == {"VH-hlf-1", "VH-hlf-3"}
+        assert results[1].message.startswith('The "accountNumber" does not match to an Account.')
+        assert {line["externalDocumentNumber"] for line in journal_lines(sandbox)} == {
+            "VH-HLF-1",
+            "VH-HLF-3",
+        }
 
-    def test_an_unknown_cost_center_is_permanent_and_leaves_no_line_behind(self, sandbox):
+    def test_issue10_item1_a_refused_cost_center_deletes_the_line_just_created(self, sandbox):
         batch = [bc_posting(1), bc_posting(2, cost_center="9999")]
         results = bc_connector(sandbox).post(batch)
         assert outcomes(results) == [Outcome.SUCCEEDED, Outcome.PERMANENT]
-        assert "9999" in results[1].message
-        lines = bc_ledger(sandbox)["journalLines"]
-        assert [line["externalDocumentNumber"] for line in lines] == ["VH-hlf-1"]
+        assert not results[1].partial
+        assert results[1].message.startswith(
+            "The dimension value 9999 for dimension AVDELING does not exist."
+        )
+        assert [op["method"] for op in results[1].payload["requests"]] == [
+            "POST",
+            "POST",
+            "DELETE",
+        ]
+        lines = journal_lines(sandbox)
+        assert [line["externalDocumentNumber"] for line in lines] == ["VH-HLF-1"]
+        assert set(bc_ledger(sandbox)["dimensionSetLines"]) == {lines[0]["id"]}
 
     def test_expired_credentials_stop_everything_with_plain_words(self, sandbox):
         sandbox.set_faults(expired_credentials=True)
@@ -605,6 +802,10 @@ class TestBusinessCentralFaults:
         results = bc_connector(sandbox, journal_code="NOPE").post([bc_posting(1)])
         assert results[0].outcome is Outcome.PERMANENT
         assert "journal NOPE does not exist" in results[0].message
+
+    def test_issue10_item4_a_lower_case_journal_code_finds_the_journal(self, sandbox):
+        results = bc_connector(sandbox, journal_code="utlegg").post([bc_posting(1)])
+        assert outcomes(results) == [Outcome.SUCCEEDED]
 
 
 # =============================================================================================

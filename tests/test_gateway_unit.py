@@ -24,7 +24,14 @@ from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnection
 from accounting_sync.gateway import business_central as bc
 from accounting_sync.gateway import http as gw_http
 from accounting_sync.gateway import xledger as xl
-from accounting_sync.gateway.base import ConnectorError, Outcome, Posting
+from accounting_sync.gateway.base import (
+    ConnectorError,
+    Found,
+    Outcome,
+    Posting,
+    Settled,
+    Settlement,
+)
 
 XL_URL = "https://demo.xledger.test/graphql"
 XL_TOKEN_URL = "https://demo.xledger.test/oauth2/token"
@@ -964,51 +971,101 @@ class TestBusinessCentralMsal:
         ]
 
 
-class TestBusinessCentralPost:
-    def test_a_posting_is_a_journal_line_and_its_dimension_in_one_snapshot_batch(self, entra):
-        journal_lookup(entra)
-        entra.post(
-            f"{API}/$batch",
-            json={"responses": [created("1", {"id": "line-guid-1"}), created("2")]},
+class TestBusinessCentralEntraApplications:
+    @pytest.mark.parametrize("status", [401, 403])
+    def test_issue10_item4_a_refusal_after_a_fresh_token_names_the_entra_applications_page(
+        self, entra, status
+    ):
+        entra.get(
+            f"{API}/companies",
+            json={"error": {"code": "Authentication_InvalidCredentials", "message": "no"}},
+            status=status,
         )
+        with pytest.raises(ConnectorError) as caught:
+            bc.BusinessCentralConnector(bc_config()).test_connection()
+        message = caught.value.message
+        assert caught.value.outcome is Outcome.AUTHENTICATION
+        assert '"Microsoft Entra Applications"' in message
+        assert "client ID client-1" in message
+        assert "permission sets" in message
+        if status == 401:
+            assert "Microsoft Entra ID issued a token, but Business Central refused it" in message
+            assert "Enabled" in message
+        # Two tokens: the cached one, then a fresh one, both refused.
+        assert len([c for c in entra.calls if c.request.url == TOKEN_ENDPOINT]) == 2
+        assert len([c for c in entra.calls if c.request.url == f"{API}/companies"]) == 2
+
+    def test_issue10_item4_a_refused_token_request_keeps_its_aadsts_words(self, mocked):
+        mocked.get(
+            f"{AUTHORITY_HOST}/{TENANT}/v2.0/.well-known/openid-configuration",
+            json=openid_configuration(),
+        )
+        mocked.post(
+            TOKEN_ENDPOINT,
+            json={"error": "invalid_client", "error_description": "AADSTS7000215: wrong"},
+            status=401,
+        )
+        with pytest.raises(ConnectorError) as caught:
+            bc.BusinessCentralConnector(bc_config()).test_connection()
+        assert "AADSTS7000215" in caught.value.message
+        assert "Microsoft Entra Applications" not in caught.value.message
+
+
+class TestBusinessCentralSettle:
+    def test_settle_answers_posted_for_every_reference_without_a_call(self, mocked):
+        settled = bc.BusinessCentralConnector(bc_config()).settle({"VH-1-101": "line-1"})
+        assert settled == {"VH-1-101": Settled(Settlement.POSTED, erp_id="line-1")}
+        assert len(mocked.calls) == 0
+
+
+class TestBusinessCentralPost:
+    def test_issue10_item1_lines_go_in_a_snapshot_batch_then_dimensions_on_the_returned_ids(
+        self, entra
+    ):
+        journal_lookup(entra)
+        entra.post(f"{API}/$batch", json={"responses": [created("1", {"id": "line-guid-1"})]})
+        entra.post(f"{API}/$batch", json={"responses": [created("1", {"id": "dim-1"})]})
         results = bc.BusinessCentralConnector(bc_config()).post([posting(cost_center="0300")])
 
-        [call] = batch_calls(entra)
-        assert call.request.headers["Isolation"] == "snapshot"
-        assert call.request.headers["Content-Type"] == "application/json"
-        assert sent_json(call) == {
-            "requests": [
-                {
-                    "method": "POST",
-                    "id": "1",
-                    "url": f"companies({COMPANY})/journals({JOURNAL_ID})/journalLines",
-                    "headers": {"Content-Type": "application/json"},
-                    "body": {
-                        "accountType": "G/L Account",
-                        "accountNumber": "7130",
-                        "postingDate": "2025-03-14",
-                        "documentNumber": "VH-1-101",
-                        "externalDocumentNumber": "VH-1-101",
-                        "amount": 450.0,
-                        "description": "Reise Oslo-Bergen, likepersonsmøte",
-                        "comment": "Kari Nordmann (V-0042)",
-                        "balanceAccountType": "G/L Account",
-                        "balancingAccountNumber": "2910",
-                    },
-                },
-                {
-                    "method": "POST",
-                    "id": "2",
-                    "url": "$1/dimensionSetLines",
-                    "headers": {"Content-Type": "application/json"},
-                    "body": {"code": "AVDELING", "valueCode": "0300"},
-                    "dependsOn": ["1"],
-                },
-            ]
+        lines_call, dimensions_call = batch_calls(entra)
+        assert lines_call.request.headers["Isolation"] == "snapshot"
+        assert "Prefer" not in lines_call.request.headers
+        assert lines_call.request.headers["Content-Type"] == "application/json"
+        line_operation = {
+            "method": "POST",
+            "id": "1",
+            "url": f"companies({COMPANY})/journals({JOURNAL_ID})/journalLines",
+            "headers": {"Content-Type": "application/json"},
+            "body": {
+                "accountType": "G/L Account",
+                "accountNumber": "7130",
+                "postingDate": "2025-03-14",
+                "documentNumber": "VH-1-101",
+                "externalDocumentNumber": "VH-1-101",
+                "amount": 450.0,
+                "description": "Reise Oslo-Bergen, likepersonsmøte",
+                "comment": "Kari Nordmann (V-0042)",
+                "balanceAccountType": "G/L Account",
+                "balancingAccountNumber": "2910",
+            },
         }
+        assert sent_json(lines_call) == {"requests": [line_operation]}
+        # Each dimension stands alone (no snapshot), on the id the line's 201 returned.
+        assert "Isolation" not in dimensions_call.request.headers
+        assert dimensions_call.request.headers["Prefer"] == "odata.continue-on-error"
+        dimension_operation = {
+            "method": "POST",
+            "id": "1",
+            "url": f"companies({COMPANY})/journalLines(line-guid-1)/dimensionSetLines",
+            "headers": {"Content-Type": "application/json"},
+            "body": {"code": "AVDELING", "valueCode": "0300"},
+        }
+        assert sent_json(dimensions_call) == {"requests": [dimension_operation]}
+        assert "$" not in json.dumps(sent_json(lines_call)["requests"][0]["url"])
         assert results[0].outcome is Outcome.SUCCEEDED
         assert results[0].erp_id == "line-guid-1"
-        assert results[0].payload == {"requests": sent_json(call)["requests"]}
+        assert not results[0].partial
+        assert results[0].payload == {"requests": [line_operation, dimension_operation]}
 
     def test_the_journal_is_found_by_code_once_per_connector(self, entra):
         journal_lookup(entra)
@@ -1020,6 +1077,13 @@ class TestBusinessCentralPost:
         assert len(journal_calls) == 1
         assert unquote(journal_calls[0].request.url).endswith("$filter=code eq 'UTLEGG'")
 
+    def test_issue10_item4_the_journal_code_is_asked_for_upper_cased(self, entra):
+        journal_lookup(entra)
+        entra.post(f"{API}/$batch", json={"responses": [created("1")]})
+        bc.BusinessCentralConnector(bc_config(journal_code="utlegg")).post([posting()])
+        [call] = [c for c in entra.calls if "/journals?" in c.request.url]
+        assert unquote(call.request.url).endswith("$filter=code eq 'UTLEGG'")
+
     def test_long_texts_are_cut_to_the_field_limits(self, entra):
         journal_lookup(entra)
         entra.post(f"{API}/$batch", json={"responses": [created("1"), created("2")]})
@@ -1030,7 +1094,9 @@ class TestBusinessCentralPost:
         assert len(line["comment"]) == 250
 
     def test_batch_size_keeps_a_batch_within_100_operations(self):
-        assert bc.BusinessCentralConnector.batch_size * 2 == 100
+        # One operation per posting in each batch: 100 postings, 100 operations.
+        assert bc.BusinessCentralConnector.batch_size == 100
+        assert bc.BusinessCentralConnector.settles_later is False
 
     def test_a_foreign_currency_is_refused_without_being_sent(self, entra):
         results = bc.BusinessCentralConnector(bc_config()).post([posting(currency="EUR")])
@@ -1050,41 +1116,29 @@ class TestBusinessCentralPost:
         assert bc.journal_line_body(posting())["comment"] == "Kari Nordmann (V-0042)"
         assert bc.journal_line_body(posting(claimant_reference=""))["comment"] == "Kari Nordmann"
 
-    def test_one_refused_line_is_permanent_and_the_others_are_sent_again_at_once(self, entra):
+    def test_issue10_item2_a_failed_snapshot_batch_is_read_as_business_central_answers(self, entra):
         journal_lookup(entra)
         refusal = {
             "error": {
-                "code": "Internal_RecordNotFound",
-                "message": "The G/L Account does not exist. Identification fields and values: "
-                "No.='9999'  CorrelationId: 1234.",
+                "code": "Application_DialogException",
+                "message": 'The "accountNumber" does not match to an Account.  CorrelationId: 1.',
             }
         }
-        rolled_back = {"error": {"code": "BadRequest", "message": "rolled back"}}
-        not_run = {"error": {"code": "BadRequest", "message": "not executed"}}
+        # Before the failure: 201 although rolled back. The failure. After it: absent.
         entra.post(
             f"{API}/$batch",
             json={
                 "responses": [
-                    {"id": "1", "status": 424, "body": rolled_back},
-                    {"id": "2", "status": 424, "body": rolled_back},
-                    {"id": "3", "status": 400, "body": refusal},
-                    {"id": "4", "status": 424, "body": not_run},
-                    {"id": "5", "status": 424, "body": not_run},
-                    {"id": "6", "status": 424, "body": not_run},
+                    created("1", {"id": "rolled-back-a"}),
+                    {"id": "2", "status": 400, "body": refusal},
                 ]
             },
         )
         entra.post(
             f"{API}/$batch",
-            json={
-                "responses": [
-                    created("1", {"id": "line-a"}),
-                    created("2"),
-                    created("5", {"id": "line-c"}),
-                    created("6"),
-                ]
-            },
+            json={"responses": [created("1", {"id": "line-a"}), created("3", {"id": "line-c"})]},
         )
+        entra.post(f"{API}/$batch", json={"responses": [created("1"), created("3")]})
         batch = [
             posting("VH-1-101", cost_center="0300"),
             posting("VH-1-102", cost_center="0300", expense_account="9999"),
@@ -1097,12 +1151,136 @@ class TestBusinessCentralPost:
             (Outcome.PERMANENT, ""),
             (Outcome.SUCCEEDED, "line-c"),
         ]
-        assert results[1].message.startswith("The G/L Account does not exist.")
+        assert results[1].message.startswith('The "accountNumber" does not match to an Account.')
         assert results[1].response_status == 400
-        resent = sent_json(batch_calls(entra)[1])["requests"]
-        assert [op["id"] for op in resent] == ["1", "2", "5", "6"]
-        assert resent[3]["url"] == "$5/dimensionSetLines"
-        assert resent[3]["dependsOn"] == ["5"]
+        first, resent, dimensions = batch_calls(entra)
+        assert [op["id"] for op in sent_json(first)["requests"]] == ["1", "2", "3"]
+        assert [op["id"] for op in sent_json(resent)["requests"]] == ["1", "3"]
+        assert resent.request.headers["Isolation"] == "snapshot"
+        # The rolled-back line's id is never used; the resent batch's ids are.
+        assert [op["url"] for op in sent_json(dimensions)["requests"]] == [
+            f"companies({COMPANY})/journalLines(line-a)/dimensionSetLines",
+            f"companies({COMPANY})/journalLines(line-c)/dimensionSetLines",
+        ]
+
+    def test_issue10_item2_an_answer_that_leaves_lines_out_and_names_no_failure_is_uncertain(
+        self, entra
+    ):
+        journal_lookup(entra)
+        entra.post(f"{API}/$batch", json={"responses": [created("1")]})
+        results = bc.BusinessCentralConnector(bc_config()).post(
+            [posting("VH-1-101"), posting("VH-1-102")]
+        )
+        assert [r.outcome for r in results] == [Outcome.UNCERTAIN] * 2
+        assert len(batch_calls(entra)) == 1  # no dimension for a line that may not exist
+
+    def test_issue10_item1_a_transient_dimension_failure_is_partial_in_plain_words(self, entra):
+        journal_lookup(entra)
+        entra.post(f"{API}/$batch", json={"responses": [created("1", {"id": "line-1"})]})
+        busy = {"error": {"code": "Internal_ServiceUnavailable", "message": "busy"}}
+        entra.post(
+            f"{API}/$batch",
+            json={"responses": [{"id": "1", "status": 503, "headers": {}, "body": busy}]},
+        )
+        [result] = bc.BusinessCentralConnector(bc_config()).post([posting(cost_center="0300")])
+        assert (result.outcome, result.partial, result.erp_id) == (Outcome.TRANSIENT, True, "")
+        assert result.message.startswith("The journal line line-1 exists in Business Central")
+        assert "will be added to that line on the next attempt" in result.message
+        assert len(batch_calls(entra)) == 2  # nothing deleted: the line is completed later
+
+    def test_issue10_item1_a_dimension_left_out_of_the_answer_is_uncertain_and_partial(self, entra):
+        journal_lookup(entra)
+        entra.post(f"{API}/$batch", json={"responses": [created("1", {"id": "line-1"})]})
+        entra.post(f"{API}/$batch", json={"responses": []})
+        [result] = bc.BusinessCentralConnector(bc_config()).post([posting(cost_center="0300")])
+        assert (result.outcome, result.partial) == (Outcome.UNCERTAIN, True)
+
+    def test_issue10_item1_a_refused_dimension_deletes_the_line_just_created(self, entra):
+        journal_lookup(entra)
+        entra.post(f"{API}/$batch", json={"responses": [created("1", {"id": "line-1"})]})
+        refusal = {
+            "error": {
+                "code": "Application_DialogException",
+                "message": "The dimension value 7777 for dimension AVDELING does not exist.",
+            }
+        }
+        entra.post(
+            f"{API}/$batch", json={"responses": [{"id": "1", "status": 400, "body": refusal}]}
+        )
+        entra.post(f"{API}/$batch", json={"responses": [{"id": "1", "status": 204}]})
+        [result] = bc.BusinessCentralConnector(bc_config()).post([posting(cost_center="7777")])
+        assert (result.outcome, result.partial) == (Outcome.PERMANENT, False)
+        assert result.message == "The dimension value 7777 for dimension AVDELING does not exist."
+        delete = sent_json(batch_calls(entra)[2])["requests"]
+        assert delete == [
+            {
+                "method": "DELETE",
+                "id": "1",
+                "url": f"companies({COMPANY})/journals({JOURNAL_ID})/journalLines(line-1)",
+            }
+        ]
+        assert [op["method"] for op in result.payload["requests"]] == ["POST", "POST", "DELETE"]
+
+    def test_issue10_item1_a_line_that_could_not_be_deleted_is_partial(self, entra):
+        journal_lookup(entra)
+        entra.post(f"{API}/$batch", json={"responses": [created("1", {"id": "line-1"})]})
+        refusal = {"error": {"code": "Application_DialogException", "message": "No such value."}}
+        entra.post(
+            f"{API}/$batch", json={"responses": [{"id": "1", "status": 400, "body": refusal}]}
+        )
+        entra.post(f"{API}/$batch", json={"error": {"message": "busy"}}, status=503)
+        [result] = bc.BusinessCentralConnector(bc_config()).post([posting(cost_center="7777")])
+        assert (result.outcome, result.partial) == (Outcome.TRANSIENT, True)
+        assert "No such value." in result.message
+        assert "The journal line line-1 exists without it and could not be removed" in (
+            result.message
+        )
+
+    def test_issue10_item1_an_existing_line_gets_only_its_dimension(self, entra):
+        journal_lookup(entra)
+        entra.post(
+            f"{API}/$batch",
+            json={"responses": [{"id": "1", "status": 200, "body": {"value": []}}]},
+        )
+        entra.post(f"{API}/$batch", json={"responses": [created("1", {"id": "dim-1"})]})
+        held = posting(cost_center="0300", existing_id="line-9")
+        [result] = bc.BusinessCentralConnector(bc_config()).post([held])
+        assert (result.outcome, result.erp_id) == (Outcome.SUCCEEDED, "line-9")
+        read, add = batch_calls(entra)
+        assert sent_json(read)["requests"] == [
+            {
+                "method": "GET",
+                "id": "1",
+                "url": f"companies({COMPANY})/journalLines(line-9)/dimensionSetLines",
+            }
+        ]
+        assert [(op["method"], op["url"]) for op in sent_json(add)["requests"]] == [
+            ("POST", f"companies({COMPANY})/journalLines(line-9)/dimensionSetLines")
+        ]
+        assert not [
+            op
+            for c in batch_calls(entra)
+            for op in sent_json(c)["requests"]
+            if op["url"].endswith("/journalLines")
+        ]
+
+    def test_issue10_item1_an_existing_line_that_has_its_dimension_is_succeeded(self, entra):
+        journal_lookup(entra)
+        present = {"value": [{"code": "avdeling", "valueCode": "0300"}]}
+        entra.post(
+            f"{API}/$batch", json={"responses": [{"id": "1", "status": 200, "body": present}]}
+        )
+        held = posting(cost_center="0300", existing_id="line-9")
+        [result] = bc.BusinessCentralConnector(bc_config()).post([held])
+        assert (result.outcome, result.erp_id) == (Outcome.SUCCEEDED, "line-9")
+        assert len(batch_calls(entra)) == 1
+
+    def test_issue10_item1_an_existing_line_without_a_cost_center_needs_no_call(self, entra):
+        journal_lookup(entra)
+        held = posting(cost_center="", existing_id="line-9")
+        [result] = bc.BusinessCentralConnector(bc_config()).post([held])
+        assert (result.outcome, result.erp_id) == (Outcome.SUCCEEDED, "line-9")
+        assert batch_calls(entra) == []
 
     def test_a_rate_limited_item_inside_the_batch_holds_back_everyone_as_not_sent(self, entra):
         journal_lookup(entra)
@@ -1167,13 +1345,29 @@ class TestBusinessCentralReading:
         entra.get(
             url,
             json={
-                "value": [{"number": "2910", "displayName": "Gjeld", "blocked": False}],
+                "value": [
+                    {
+                        "number": "2910",
+                        "displayName": "Gjeld",
+                        "accountType": "Posting",
+                        "blocked": False,
+                    }
+                ],
                 "@odata.nextLink": f"{url}?$skiptoken=abc",
             },
         )
         entra.get(
             f"{url}?$skiptoken=abc",
-            json={"value": [{"number": "7130", "displayName": "Reise", "directPosting": True}]},
+            json={
+                "value": [
+                    {
+                        "number": "7130",
+                        "displayName": "Reise",
+                        "accountType": "Posting",
+                        "directPosting": True,
+                    }
+                ]
+            },
         )
         accounts = bc.BusinessCentralConnector(bc_config(page_size=1)).list_accounts()
         assert [a.code for a in accounts] == ["2910", "7130"]
@@ -1185,14 +1379,43 @@ class TestBusinessCentralReading:
             f"{API}/companies({COMPANY})/accounts",
             json={
                 "value": [
-                    {"number": "1950", "blocked": True, "directPosting": True},
-                    {"number": "2400", "blocked": False, "directPosting": False},
-                    {"number": "2910", "blocked": False, "directPosting": True},
+                    {
+                        "number": "1950",
+                        "accountType": "Posting",
+                        "blocked": True,
+                        "directPosting": True,
+                    },
+                    {
+                        "number": "2400",
+                        "accountType": "Posting",
+                        "blocked": False,
+                        "directPosting": False,
+                    },
+                    {
+                        "number": "2910",
+                        "accountType": "Posting",
+                        "blocked": False,
+                        "directPosting": True,
+                    },
                 ]
             },
         )
         accounts = bc.BusinessCentralConnector(bc_config()).list_accounts()
         assert [a.code for a in accounts] == ["2910"]
+
+    def test_issue10_item3_only_posting_accounts_are_offered(self, entra):
+        kinds = ["Posting", "Heading", "Total", "Begin-Total", "End-Total", "Begin_x002D_Total"]
+        entra.get(
+            f"{API}/companies({COMPANY})/accounts",
+            json={
+                "value": [
+                    {"number": str(n), "accountType": kind, "blocked": False}
+                    for n, kind in enumerate(kinds)
+                ]
+            },
+        )
+        accounts = bc.BusinessCentralConnector(bc_config()).list_accounts()
+        assert [a.code for a in accounts] == ["0"]
 
     def test_a_next_link_to_another_host_is_not_followed(self, entra):
         entra.get(
@@ -1209,29 +1432,68 @@ class TestBusinessCentralReading:
             f"{API}/$batch",
             json={
                 "responses": [
-                    {"id": "1", "status": 200, "body": {"value": [{"id": "line-1"}]}},
+                    {
+                        "id": "1",
+                        "status": 200,
+                        "body": {"value": [{"id": "line-1", "externalDocumentNumber": "VH-1-101"}]},
+                    },
                     {"id": "2", "status": 200, "body": {"value": []}},
                     {"id": "3", "status": 200, "body": {"value": []}},
-                    {"id": "4", "status": 200, "body": {"value": [{"entryNumber": 77}]}},
+                    {
+                        "id": "4",
+                        "status": 200,
+                        "body": {"value": [{"entryNumber": 77, "documentNumber": "VH-1-102"}]},
+                    },
                     {"id": "5", "status": 200, "body": {"value": []}},
                     {"id": "6", "status": 200, "body": {"value": []}},
                 ]
             },
         )
+        with_dimension = {"value": [{"code": "AVDELING", "valueCode": "0300"}]}
+        entra.post(
+            f"{API}/$batch",
+            json={"responses": [{"id": "1", "status": 200, "body": with_dimension}]},
+        )
         found = bc.BusinessCentralConnector(bc_config()).lookup(["VH-1-101", "VH-1-102", "O'Brien"])
-        assert found == {"VH-1-101": "line-1", "VH-1-102": "77"}
-        [call] = batch_calls(entra)
-        assert "Isolation" not in call.request.headers
-        assert "Data-Access-Intent" not in call.request.headers
-        urls = [unquote(op["url"]) for op in sent_json(call)["requests"]]
-        assert {op["method"] for op in sent_json(call)["requests"]} == {"GET"}
+        assert found == {"VH-1-101": Found("line-1"), "VH-1-102": Found("77")}
+        references, dimensions = batch_calls(entra)
+        assert "Isolation" not in references.request.headers
+        assert "Data-Access-Intent" not in references.request.headers
+        urls = [unquote(op["url"]) for op in sent_json(references)["requests"]]
+        assert {op["method"] for op in sent_json(references)["requests"]} == {"GET"}
         assert urls[4] == (
             f"companies({COMPANY})/journals({JOURNAL_ID})/journalLines"
-            "?$filter=externalDocumentNumber eq 'O''Brien'"
+            "?$filter=externalDocumentNumber eq 'O''BRIEN'"
         )
         assert urls[5] == (
-            f"companies({COMPANY})/generalLedgerEntries?$filter=documentNumber eq 'O''Brien'"
+            f"companies({COMPANY})/generalLedgerEntries?$filter=documentNumber eq 'O''BRIEN'"
         )
+        assert [op["url"] for op in sent_json(dimensions)["requests"]] == [
+            f"companies({COMPANY})/journalLines(line-1)/dimensionSetLines"
+        ]
+
+    def test_issue10_item3_lookup_upper_cases_and_finds_a_line_without_its_dimension(self, entra):
+        journal_lookup(entra)
+        line = {"id": "line-1", "externalDocumentNumber": "VH-ABC-1"}
+        entra.post(
+            f"{API}/$batch",
+            json={
+                "responses": [
+                    {"id": "1", "status": 200, "body": {"value": [line]}},
+                    {"id": "2", "status": 200, "body": {"value": []}},
+                ]
+            },
+        )
+        other_dimension = {"value": [{"code": "PROSJEKT", "valueCode": "HV2401"}]}
+        entra.post(
+            f"{API}/$batch",
+            json={"responses": [{"id": "1", "status": 200, "body": other_dimension}]},
+        )
+        found = bc.BusinessCentralConnector(bc_config()).lookup(["VH-abc-1"])
+        assert found == {"VH-abc-1": Found("line-1", complete=False)}
+        urls = [unquote(op["url"]) for op in sent_json(batch_calls(entra)[0])["requests"]]
+        assert urls[0].endswith("$filter=externalDocumentNumber eq 'VH-ABC-1'")
+        assert urls[1].endswith("$filter=documentNumber eq 'VH-ABC-1'")
 
     def test_lookup_splits_many_references_into_batches_of_100_operations(self, entra):
         journal_lookup(entra)

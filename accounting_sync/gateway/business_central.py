@@ -1,12 +1,19 @@
 """Dynamics 365 Business Central: OData API v2.0 (see reference/erp-contracts.md).
 
 A posting becomes one general journal line in the configured journal (expense
-account against the payable account as balancing account) plus its cost-center
-dimension set line, both in one `$batch` with `Isolation: snapshot`, so a line
-never exists without its cost center. The reference goes into
-`externalDocumentNumber` and `documentNumber`, which is how `lookup` finds it
-again after an uncertain send: among unposted journal lines, then among posted
-general ledger entries.
+account against the payable account as balancing account) and, on that line, its
+cost-center dimension set line. Business Central documents no way to refer, inside
+a `$batch`, to an entity created earlier in the same batch, so the two go in two
+steps: every line in one `$batch` with `Isolation: snapshot`, then each created
+line's dimension on the id its 201 returned, in a second `$batch` whose operations
+each stand alone. A posting is SUCCEEDED only when both exist; a line whose
+dimension could not be added is reported `partial`, and completed later through
+`Posting.existing_id` rather than sent again.
+
+The reference goes into `externalDocumentNumber` and `documentNumber`, which is how
+`lookup` finds it again: among unposted journal lines (with or without their
+dimension), then among posted general ledger entries. Business Central stores both
+upper-cased (they are Code fields), so references are looked up upper-cased.
 """
 
 from __future__ import annotations
@@ -32,10 +39,13 @@ from .base import (
     ConnectionReport,
     CostCenter,
     Dimension,
+    Found,
     Journal,
     Outcome,
     Posting,
     PostResult,
+    Settled,
+    Settlement,
     truncate,
 )
 from .http import (
@@ -59,9 +69,39 @@ logger = logging.getLogger(__name__)
 ERP = "Business Central"
 CREDENTIAL = "client secret"
 
-# At most 100 operations per $batch; a posting is two (line + dimension set line).
+# At most 100 operations per $batch ("too many parts" beyond, code Unknown).
 MAX_BATCH_OPERATIONS = 100
-OPERATIONS_PER_POSTING = 2
+# A lookup asks two things per reference in one batch: unposted lines, posted entries.
+LOOKUP_REFERENCES_PER_BATCH = MAX_BATCH_OPERATIONS // 2
+
+# The only accountType that takes journal lines (not Heading, Total, Begin-/End-Total).
+POSTING_ACCOUNT = "Posting"
+
+# Business Central's page for service-to-service apps (formerly "Azure Active Directory
+# Applications"); automation-apis-using-s2s-authentication.md.
+ENTRA_APPLICATIONS_PAGE = "Microsoft Entra Applications"
+
+# What a tenant needs before this connector works, for the setup page: one sentence a line.
+SETUP_REQUIREMENTS = "\n".join(
+    (
+        "Register an application in Microsoft Entra ID with a client secret, give it the "
+        "Dynamics 365 Business Central application permission API.ReadWrite.All, and grant "
+        "admin consent.",
+        f'In Business Central, open the page "{ENTRA_APPLICATIONS_PAGE}", add the application '
+        "by its client ID, set its State to Enabled, and assign permission sets that let it "
+        "read accounts, dimensions and journals and write general journal lines.",
+        "Create the journal (for example UTLEGG) as a batch under the default general journal "
+        "template (GENERAL; GENERELT in Norwegian): the API shows and accepts only those.",
+        "Give that journal batch no number series, or one that allows manual numbers "
+        '("Manual Nos."), because every line carries its own document number (the record\'s '
+        "reference); the API cannot check this, and posting the journal fails without it.",
+        "Map expenses and the payable account only to posting accounts that are not blocked "
+        "and allow direct posting.",
+        "Choose the dimension that holds the cost centers (for example AVDELING); its values "
+        "must exist in the company.",
+        "Expenses are sent in the company's local currency.",
+    )
+)
 
 # Field limits of a journal line.
 DOCUMENT_NUMBER_MAX = 20
@@ -258,40 +298,72 @@ def journal_line_body(posting: Posting) -> dict[str, Any]:
     }
 
 
-def batch_operations(
-    posting: Posting, index: int, company_path: str, journal_id: str, dimension: str
-) -> list[dict[str, Any]]:
-    """A posting's operations in a $batch: the journal line, then its cost center.
+def operation_id(index: int) -> str:
+    """A posting's operation id in every batch of one `post()` call: its position, from 1.
 
-    Ids derive from the posting's position in the `post()` call, so they stay the
-    same when the batch is sent again without a refused posting.
+    Each batch holds at most one operation per posting, so the id maps an answer back
+    to its posting, and it stays the same when a batch is sent again without a refused one.
     """
-    line_id = str(index * OPERATIONS_PER_POSTING + 1)
-    operations: list[dict[str, Any]] = [
-        {
-            "method": "POST",
-            "id": line_id,
-            "url": f"{company_path}/journals({journal_id})/journalLines",
-            "headers": {"Content-Type": "application/json"},
-            "body": journal_line_body(posting),
-        }
-    ]
-    if posting.cost_center and dimension:
-        operations.append(
-            {
-                "method": "POST",
-                "id": str(index * OPERATIONS_PER_POSTING + 2),
-                "url": f"${line_id}/dimensionSetLines",
-                "headers": {"Content-Type": "application/json"},
-                "body": {"code": dimension, "valueCode": posting.cost_center},
-                "dependsOn": [line_id],
-            }
-        )
-    return operations
+    return str(index + 1)
+
+
+def line_operation(
+    posting: Posting, index: int, company_path: str, journal_id: str
+) -> dict[str, Any]:
+    return {
+        "method": "POST",
+        "id": operation_id(index),
+        "url": f"{company_path}/journals({journal_id})/journalLines",
+        "headers": {"Content-Type": "application/json"},
+        "body": journal_line_body(posting),
+    }
+
+
+def dimension_operation(
+    posting: Posting, index: int, company_path: str, line_id: str, dimension: str
+) -> dict[str, Any]:
+    """The cost center on an existing line (api-reference dynamics_dimensionsetline_create)."""
+    return {
+        "method": "POST",
+        "id": operation_id(index),
+        "url": f"{company_path}/journalLines({line_id})/dimensionSetLines",
+        "headers": {"Content-Type": "application/json"},
+        "body": {"code": dimension, "valueCode": posting.cost_center},
+    }
+
+
+def delete_operation(
+    index: int, company_path: str, journal_id: str, line_id: str
+) -> dict[str, Any]:
+    """Remove a line again (api-reference dynamics_journalline_delete)."""
+    return {
+        "method": "DELETE",
+        "id": operation_id(index),
+        "url": f"{company_path}/journals({journal_id})/journalLines({line_id})",
+    }
+
+
+@dataclass
+class _InFlight:
+    """One posting during a `post()` call: what was sent for it, and its line once known."""
+
+    index: int
+    posting: Posting
+    operations: list[dict[str, Any]] = field(default_factory=list)
+    line_id: str = ""
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return {"requests": self.operations} if self.operations else {}
 
 
 class BusinessCentralConnector:
-    batch_size = MAX_BATCH_OPERATIONS // OPERATIONS_PER_POSTING  # 50
+    #: A `$batch` takes at most 100 operations; each batch of a `post()` call holds one
+    #: operation per posting (the line, then its dimension), so 100 postings fit.
+    batch_size = MAX_BATCH_OPERATIONS
+
+    #: A journal line Business Central accepted is there for good (nothing rejects it later).
+    settles_later = False
 
     def __init__(self, config: BusinessCentralConfig) -> None:
         self.config = config
@@ -345,56 +417,71 @@ class BusinessCentralConnector:
             raise ValueError(f"at most {self.batch_size} postings per call")
         started = time.monotonic()
         results: dict[int, PostResult] = {}
-        pending: list[int] = []
-        seen: set[str] = set()
-        for index, posting in enumerate(postings):
-            problem = self._local_problem(posting, seen)
-            seen.add(posting.reference)
-            if problem:
-                results[index] = PostResult(posting.reference, Outcome.PERMANENT, message=problem)
-            else:
-                pending.append(index)
+        pending = self._sendable(postings, results)
         journal_id = ""
         if pending:
             try:
                 journal_id = self._journal()
             except CallFailed as error:
                 for index in pending:
-                    results[index] = self._result(postings[index], [], error.failure, started)
+                    results[index] = self._failed(
+                        _InFlight(index, postings[index]), error.failure, started
+                    )
                 pending = []
-        operations = {
-            index: batch_operations(
-                postings[index],
-                index,
-                self._company_path,
-                journal_id,
-                self.config.cost_center_dimension,
-            )
-            for index in pending
-        }
-        while pending:
-            pending = self._send(postings, pending, operations, results, started)
+        flights = {index: _InFlight(index, postings[index]) for index in pending}
+        new = [flights[i] for i in pending if not postings[i].existing_id]
+        held = [flights[i] for i in pending if postings[i].existing_id]
+        with_lines = self._create_lines(new, journal_id, results, started)
+        for flight in held:
+            flight.line_id = flight.posting.existing_id
+        held = self._lacking_dimension(held, results, started)
+        self._complete(with_lines + held, journal_id, results, started)
         return [results[index] for index in range(len(postings))]
 
-    def lookup(self, references: list[str]) -> dict[str, str]:
-        """Reference → journal line id (not yet posted) or G/L entry number (posted)."""
+    def lookup(self, references: list[str]) -> dict[str, Found]:
+        """Reference → the unposted journal line (whole or without its dimension) or
+        the posted G/L entry number (always whole)."""
         wanted = list(dict.fromkeys(references))
-        found: dict[str, str] = {}
+        found: dict[str, Found] = {}
         if not wanted:
             return found
-        per_batch = MAX_BATCH_OPERATIONS // 2  # two GETs per reference
         with admin_errors(self):
             journal_id = self._journal()
-            for start in range(0, len(wanted), per_batch):
-                chunk = wanted[start : start + per_batch]
-                found.update(self._lookup_chunk(chunk, journal_id))
+            lines: dict[str, str] = {}
+            for start in range(0, len(wanted), LOOKUP_REFERENCES_PER_BATCH):
+                chunk = wanted[start : start + LOOKUP_REFERENCES_PER_BATCH]
+                entries, chunk_lines = self._lookup_chunk(chunk, journal_id)
+                found.update(entries)
+                lines.update(chunk_lines)
+            found.update(self._lines_found(lines))
         return found
 
-    # --- posting ------------------------------------------------------------------------
+    def settle(self, held: dict[str, str]) -> dict[str, Settled]:
+        """A journal line Business Central accepted is never refused later: all POSTED."""
+        return {
+            reference: Settled(Settlement.POSTED, erp_id=erp_id)
+            for reference, erp_id in held.items()
+        }
+
+    # --- posting: checks before anything is sent -----------------------------------------
+
+    def _sendable(self, postings: list[Posting], results: dict[int, PostResult]) -> list[int]:
+        """The postings that may be sent; the others get their PERMANENT result here."""
+        pending: list[int] = []
+        seen: set[str] = set()
+        for index, posting in enumerate(postings):
+            problem = self._local_problem(posting, seen)
+            seen.add(posting.reference.upper())
+            if problem:
+                results[index] = PostResult(posting.reference, Outcome.PERMANENT, message=problem)
+            else:
+                pending.append(index)
+        return pending
 
     def _local_problem(self, posting: Posting, seen: set[str]) -> str:
         """Why a posting cannot be sent at all, or ""."""
-        if posting.reference in seen:
+        if posting.reference.upper() in seen:
+            # Business Central upper-cases the reference: two that differ in case collide.
             return f"The reference {posting.reference} appears twice in the same batch."
         if len(posting.reference) > DOCUMENT_NUMBER_MAX:
             # The reference must fit documentNumber: posted G/L entries are found by it.
@@ -413,124 +500,350 @@ class BusinessCentralConnector:
             return f"The amount cannot be sent to Business Central: {error}."
         return ""
 
-    def _send(
+    def _wants_dimension(self, posting: Posting) -> bool:
+        return bool(posting.cost_center and self.config.cost_center_dimension)
+
+    # --- posting: step 1, the journal lines -----------------------------------------------
+
+    def _create_lines(
         self,
-        postings: list[Posting],
-        pending: list[int],
-        operations: dict[int, list[dict[str, Any]]],
+        flights: list[_InFlight],
+        journal_id: str,
         results: dict[int, PostResult],
         started: float,
-    ) -> list[int]:
-        """Send one snapshot $batch for `pending`; returns the postings to send again at once.
+    ) -> list[_InFlight]:
+        """Create the lines in snapshot batches; returns the postings whose line exists now."""
+        for flight in flights:
+            flight.operations = [
+                line_operation(flight.posting, flight.index, self._company_path, journal_id)
+            ]
+        created: list[_InFlight] = []
+        while flights:
+            flights = self._send_lines(flights, created, results, started)
+        return created
 
-        With `Isolation: snapshot` the batch is one transaction: when an operation
-        fails nothing is committed. Postings whose own operation was refused as
-        invalid are PERMANENT; the others go again right away without them.
+    def _send_lines(
+        self,
+        flights: list[_InFlight],
+        created: list[_InFlight],
+        results: dict[int, PostResult],
+        started: float,
+    ) -> list[_InFlight]:
+        """One `Isolation: snapshot` batch of lines; returns the postings to send again at once.
+
+        The batch is one transaction: when an operation fails, nothing of it is stored,
+        although the operations before the failure keep their 2xx answers and the ones
+        after it are left out (webservices use-odata-batch.md; Kauffmann, "Batch calls
+        with Business Central (2)"). A posting refused as invalid is PERMANENT; the others
+        go again at once without it.
         """
-        body = {"requests": [op for index in pending for op in operations[index]]}
         try:
             response, answer = self._call(
                 "POST",
                 f"{self._api}/$batch",
-                json_body=body,
+                json_body={"requests": [f.operations[0] for f in flights]},
                 headers={"Isolation": "snapshot"},
                 operation="$batch journalLines",
-                count=len(pending),
+                count=len(flights),
                 write=True,
             )
         except CallFailed as error:
-            for index in pending:
-                results[index] = self._result(
-                    postings[index], operations[index], error.failure, started
-                )
+            for flight in flights:
+                results[flight.index] = self._failed(flight, error.failure, started)
             return []
         items = _responses_by_id(answer)
         if items is None:
             failure = _unreadable(write=True, body=response.text, status=response.status_code)
-            for index in pending:
-                results[index] = self._result(postings[index], operations[index], failure, started)
-            return []
-        own_failures = {
-            index: failure
-            for index in pending
-            if (failure := _own_failure(operations[index], items)) is not None
+            return self._fail_all(flights, failure, results, started)
+        failures = {
+            flight.index: _item_failure(item, write=True)
+            for flight in flights
+            if (item := items.get(operation_id(flight.index))) is not None and not _ok(item)
         }
-        if not own_failures and all(
-            _ok(items.get(op["id"])) for index in pending for op in operations[index]
-        ):
-            for index in pending:
-                results[index] = self._success(postings[index], operations[index], items, started)
-            return []
-        return self._after_rollback(
-            postings, pending, operations, results, own_failures, items, started
-        )
+        if failures:
+            return self._after_rollback(flights, failures, items, results, started)
+        if any(operation_id(f.index) not in items for f in flights):
+            # Nothing failed, yet not every line was answered: whether the transaction
+            # was committed cannot be told, so every posting is looked up before a resend.
+            return self._fail_all(flights, _incomplete_answer(items), results, started)
+        for flight in flights:
+            item = items[operation_id(flight.index)]
+            flight.line_id = str((item.get("body") or {}).get("id") or "")
+            if flight.line_id:
+                created.append(flight)
+            else:
+                failure = _unreadable(write=True, body=json.dumps(item), status=200)
+                results[flight.index] = self._failed(flight, failure, started)
+        return []
 
     def _after_rollback(
         self,
-        postings: list[Posting],
-        pending: list[int],
-        operations: dict[int, list[dict[str, Any]]],
-        results: dict[int, PostResult],
-        own_failures: dict[int, Failure],
+        flights: list[_InFlight],
+        failures: dict[int, Failure],
         items: dict[str, dict[str, Any]],
+        results: dict[int, PostResult],
         started: float,
-    ) -> list[int]:
-        """Decide after a batch that was rolled back: refuse the invalid, resend the rest."""
-        refused = {i: f for i, f in own_failures.items() if f.outcome is Outcome.PERMANENT}
-        for index, failure in refused.items():
-            results[index] = self._result(postings[index], operations[index], failure, started)
-        others = [index for index in pending if index not in refused]
-        blocking = [f for i, f in own_failures.items() if i not in refused]
-        if refused and not blocking:
+    ) -> list[_InFlight]:
+        """A failed snapshot batch stored nothing: refuse the invalid, resend or fail the rest."""
+        refused = {i: f for i, f in failures.items() if f.outcome is Outcome.PERMANENT}
+        for flight in flights:
+            if flight.index in refused:
+                results[flight.index] = self._failed(flight, refused[flight.index], started)
+        others = [f for f in flights if f.index not in refused]
+        blocking = [f for i, f in failures.items() if i not in refused]
+        if not blocking:
             return others
-        if blocking:
-            # Something other than validation failed (a rate limit, a timeout inside):
-            # the batch answered, so it was rolled back and nothing is in the ledger.
-            failure = blocking[0]
-            if failure.outcome is Outcome.UNCERTAIN:
-                failure = replace(failure, outcome=Outcome.TRANSIENT)
-        else:
-            failure = _rolled_back_without_reason(items)
-        for index in others:
-            results[index] = self._result(postings[index], operations[index], failure, started)
+        # Something other than validation failed (a rate limit, a timeout inside). The
+        # batch answered, so it was rolled back: nothing of it is in the journal.
+        failure = blocking[0]
+        if failure.outcome is Outcome.UNCERTAIN:
+            failure = replace(failure, outcome=Outcome.TRANSIENT)
+        return self._fail_all(others, failure, results, started)
+
+    def _fail_all(
+        self,
+        flights: list[_InFlight],
+        failure: Failure,
+        results: dict[int, PostResult],
+        started: float,
+    ) -> list[_InFlight]:
+        for flight in flights:
+            results[flight.index] = self._failed(flight, failure, started)
         return []
 
-    def _success(
+    # --- posting: step 2, the cost center on each line -------------------------------------
+
+    def _lacking_dimension(
+        self, flights: list[_InFlight], results: dict[int, PostResult], started: float
+    ) -> list[_InFlight]:
+        """Of the lines the ERP already holds (`existing_id`), those still without their
+        cost center; the others are SUCCEEDED (or failed to be read) here."""
+        to_read = [f for f in flights if self._wants_dimension(f.posting)]
+        for flight in flights:
+            if flight not in to_read:
+                results[flight.index] = self._succeeded(flight, None, started)
+        if not to_read:
+            return []
+        operations = [
+            {
+                "method": "GET",
+                "id": operation_id(f.index),
+                "url": f"{self._company_path}/journalLines({f.line_id})/dimensionSetLines",
+            }
+            for f in to_read
+        ]
+        try:
+            items = self._batch_items(operations, "$batch dimensionSetLines read", write=False)
+        except CallFailed as error:
+            for flight in to_read:
+                results[flight.index] = self._partial(flight, error.failure, started)
+            return []
+        lacking: list[_InFlight] = []
+        for flight in to_read:
+            item = items.get(operation_id(flight.index))
+            if _ok(item) and self._has_dimension(item):
+                results[flight.index] = self._succeeded(flight, item, started)
+            elif _ok(item):
+                lacking.append(flight)
+            elif item is not None and int(item.get("status", 0)) == 404:
+                results[flight.index] = self._line_gone(flight, item, started)
+            else:
+                failure = _item_failure(item, write=False) if item else _incomplete_answer(items)
+                results[flight.index] = self._partial(flight, failure, started)
+        return lacking
+
+    def _complete(
         self,
-        posting: Posting,
-        operations: list[dict[str, Any]],
-        items: dict[str, dict[str, Any]],
+        flights: list[_InFlight],
+        journal_id: str,
+        results: dict[int, PostResult],
         started: float,
+    ) -> None:
+        """Add each line's cost center; a line whose cost center is refused is removed."""
+        needed = [f for f in flights if self._wants_dimension(f.posting)]
+        for flight in flights:
+            if flight not in needed:
+                results[flight.index] = self._succeeded(flight, None, started)
+        if not needed:
+            return
+        operations = {
+            f.index: dimension_operation(
+                f.posting, f.index, self._company_path, f.line_id, self.config.cost_center_dimension
+            )
+            for f in needed
+        }
+        for flight in needed:
+            flight.operations.append(operations[flight.index])
+        try:
+            items = self._batch_items(
+                list(operations.values()), "$batch dimensionSetLines", write=True
+            )
+        except CallFailed as error:
+            for flight in needed:
+                results[flight.index] = self._partial(flight, error.failure, started)
+            return
+        refused: dict[int, tuple[_InFlight, Failure]] = {}
+        any_failed = any(not _ok(item) for item in items.values())
+        for flight in needed:
+            item = items.get(operation_id(flight.index))
+            if _ok(item):
+                results[flight.index] = self._succeeded(flight, item, started)
+                continue
+            if item is None:
+                # Left out of the answer: not run if another operation failed, else unknown.
+                failure = _not_run(items) if any_failed else _incomplete_answer(items)
+                results[flight.index] = self._partial(flight, failure, started)
+                continue
+            failure = _item_failure(item, write=True)
+            if failure.outcome is Outcome.PERMANENT:
+                refused[flight.index] = (flight, failure)
+            else:
+                results[flight.index] = self._partial(flight, failure, started)
+        if refused:
+            self._remove_lines(list(refused.values()), journal_id, results, started)
+
+    def _remove_lines(
+        self,
+        refused: list[tuple[_InFlight, Failure]],
+        journal_id: str,
+        results: dict[int, PostResult],
+        started: float,
+    ) -> None:
+        """Delete the lines whose cost center was refused, so nothing half-written remains."""
+        operations = {
+            flight.index: delete_operation(
+                flight.index, self._company_path, journal_id, flight.line_id
+            )
+            for flight, _failure in refused
+        }
+        for flight, _failure in refused:
+            flight.operations.append(operations[flight.index])
+        try:
+            items = self._batch_items(
+                list(operations.values()), "$batch journalLines delete", write=True
+            )
+        except CallFailed as error:
+            for flight, failure in refused:
+                results[flight.index] = self._not_removed(flight, failure, error.failure, started)
+            return
+        for flight, failure in refused:
+            item = items.get(operation_id(flight.index))
+            # A 404: the line is not there (anymore); either way nothing half-written remains.
+            if _ok(item) or (item is not None and int(item.get("status", 0)) == 404):
+                results[flight.index] = self._failed(flight, failure, started)
+            else:
+                problem = _item_failure(item, write=True) if item else _incomplete_answer(items)
+                results[flight.index] = self._not_removed(flight, failure, problem, started)
+
+    def _batch_items(
+        self, operations: list[dict[str, Any]], operation: str, *, write: bool
+    ) -> dict[str, dict[str, Any]]:
+        """A `$batch` whose operations stand alone: no isolation, each answered on its own.
+
+        Without `Prefer: odata.continue-on-error` Business Central stops at the first
+        failed operation and leaves the later ones out of the answer.
+        """
+        response, answer = self._call(
+            "POST",
+            f"{self._api}/$batch",
+            json_body={"requests": operations},
+            headers={"Prefer": "odata.continue-on-error"},
+            operation=operation,
+            count=len(operations),
+            write=write,
+        )
+        items = _responses_by_id(answer)
+        if items is None:
+            raise CallFailed(
+                _unreadable(write=write, body=response.text, status=response.status_code)
+            )
+        return items
+
+    def _has_dimension(self, item: dict[str, Any] | None) -> bool:
+        rows = (item or {}).get("body", {}).get("value") if item else None
+        wanted = self.config.cost_center_dimension.upper()
+        return any(
+            str(row.get("code", "")).upper() == wanted
+            for row in rows or []
+            if isinstance(row, dict)
+        )
+
+    # --- posting: results -----------------------------------------------------------------
+
+    def _succeeded(
+        self, flight: _InFlight, item: dict[str, Any] | None, started: float
     ) -> PostResult:
-        own = [items[op["id"]] for op in operations]
-        line = own[0].get("body") or {}
+        answer = item if item is not None else {}
         return PostResult(
-            reference=posting.reference,
+            reference=flight.posting.reference,
             outcome=Outcome.SUCCEEDED,
-            erp_id=str(line.get("id", "")),
-            payload={"requests": operations},
-            response_status=int(own[0].get("status", 0)),
-            response_body=truncate(json.dumps({"responses": own}, ensure_ascii=False)),
+            erp_id=flight.line_id,
+            payload=flight.payload,
+            response_status=int(answer.get("status", 0)) or None,
+            response_body=truncate(json.dumps(answer, ensure_ascii=False)) if answer else "",
             duration_ms=ms_since(started),
         )
 
-    def _result(
-        self,
-        posting: Posting,
-        operations: list[dict[str, Any]],
-        failure: Failure,
-        started: float,
+    def _failed(self, flight: _InFlight, failure: Failure, started: float) -> PostResult:
+        return failed_result(
+            flight.posting.reference, flight.payload, failure, started, self.config.secrets()
+        )
+
+    def _partial(self, flight: _InFlight, failure: Failure, started: float) -> PostResult:
+        """The line exists, its cost center does not (yet): say so, and have it looked up."""
+        said = f" Business Central said: {failure.message}" if failure.message else ""
+        words = (
+            f"The journal line {flight.line_id} exists in Business Central, but its cost "
+            f"center {flight.posting.cost_center} could not be added.{said} The cost center "
+            "will be added to that line on the next attempt."
+        )
+        return replace(self._failed(flight, replace(failure, message=words), started), partial=True)
+
+    def _not_removed(
+        self, flight: _InFlight, refusal: Failure, problem: Failure, started: float
     ) -> PostResult:
-        payload = {"requests": operations} if operations else {}
-        return failed_result(posting.reference, payload, failure, started, self.config.secrets())
+        """The cost center was refused and the line could not be removed again."""
+        words = (
+            f"Business Central refused the cost center {flight.posting.cost_center}: "
+            f"{refusal.message} The journal line {flight.line_id} exists without it and could "
+            f"not be removed ({problem.message}); on the next attempt the cost center will be "
+            "added to that line again, or the line removed."
+        )
+        outcome = problem.outcome
+        failure = replace(problem, outcome=outcome, message=words)
+        return replace(self._failed(flight, failure, started), partial=True)
+
+    def _line_gone(self, flight: _InFlight, item: dict[str, Any], started: float) -> PostResult:
+        """The line found earlier is no longer in the journal (posted or deleted since)."""
+        words = (
+            f"The journal line {flight.line_id} is no longer in the journal (posted or "
+            "deleted since it was found); the reference will be looked up again."
+        )
+        failure = Failure(
+            Outcome.UNCERTAIN,
+            Cause.HTTP,
+            words,
+            None,
+            404,
+            truncate(json.dumps(item, ensure_ascii=False)),
+        )
+        return self._failed(flight, failure, started)
 
     # --- lookup -------------------------------------------------------------------------
 
-    def _lookup_chunk(self, references: list[str], journal_id: str) -> dict[str, str]:
-        """One $batch of GETs (no isolation: reads), two per reference."""
+    def _lookup_chunk(
+        self, references: list[str], journal_id: str
+    ) -> tuple[dict[str, Found], dict[str, str]]:
+        """One $batch of GETs (no isolation: reads), two per reference.
+
+        Returns the posted ones (G/L entry number, whole) and the unposted ones (line id,
+        whose dimension is checked next). Literals are upper-cased: Business Central
+        stores Code fields so, and whether its `$filter` matches another case is not
+        documented (sandbox assumption `bc_filter_case`).
+        """
         requests_: list[dict[str, Any]] = []
         for n, reference in enumerate(references):
-            literal = odata_string(reference)
+            literal = odata_string(reference.upper())
             requests_.append(
                 {
                     "method": "GET",
@@ -549,43 +862,63 @@ class BusinessCentralConnector:
             )
         # Never `Data-Access-Intent: ReadOnly` here: read replicas lag behind, and
         # this read decides whether a posting is sent again.
-        _response, answer = self._call(
-            "POST",
-            f"{self._api}/$batch",
-            json_body={"requests": requests_},
-            operation="$batch lookup",
-            count=len(references),
-            write=False,
-        )
-        items = _responses_by_id(answer)
-        if items is None:
-            raise CallFailed(_unreadable(write=False))
-        found: dict[str, str] = {}
+        items = self._batch_items(requests_, "$batch lookup", write=False)
+        posted: dict[str, Found] = {}
+        unposted: dict[str, str] = {}
         for n, reference in enumerate(references):
-            lines = self._lookup_values(items.get(f"{2 * n + 1}"))
-            entries = self._lookup_values(items.get(f"{2 * n + 2}"))
-            if lines:
-                found[reference] = str(lines[0].get("id", ""))
-            elif entries:
-                found[reference] = str(entries[0].get("entryNumber", ""))
+            wanted = reference.upper()
+            lines = [
+                row
+                for row in self._lookup_values(items.get(f"{2 * n + 1}"))
+                if str(row.get("externalDocumentNumber", "")).upper() == wanted
+            ]
+            entries = [
+                row
+                for row in self._lookup_values(items.get(f"{2 * n + 2}"))
+                if str(row.get("documentNumber", "")).upper() == wanted
+            ]
+            if entries:
+                posted[reference] = Found(str(entries[0].get("entryNumber", "")))
+            elif lines:
+                unposted[reference] = str(lines[0].get("id", ""))
+        return posted, unposted
+
+    def _lines_found(self, lines: dict[str, str]) -> dict[str, Found]:
+        """Unposted lines as found: whole only when their cost-center dimension is there.
+
+        Without a configured dimension there is nothing to check. A posting without a
+        cost center is reported incomplete too; `post` with its `existing_id` then
+        answers SUCCEEDED without a call.
+        """
+        if not self.config.cost_center_dimension:
+            return {reference: Found(line_id) for reference, line_id in lines.items()}
+        found: dict[str, Found] = {}
+        references = list(lines)
+        for start in range(0, len(references), MAX_BATCH_OPERATIONS):
+            chunk = references[start : start + MAX_BATCH_OPERATIONS]
+            operations = [
+                {
+                    "method": "GET",
+                    "id": str(n + 1),
+                    "url": f"{self._company_path}/journalLines({lines[reference]})"
+                    "/dimensionSetLines",
+                }
+                for n, reference in enumerate(chunk)
+            ]
+            items = self._batch_items(operations, "$batch lookup dimensions", write=False)
+            for n, reference in enumerate(chunk):
+                item = items.get(str(n + 1))
+                self._lookup_values(item)  # raises when the item failed or is missing
+                found[reference] = Found(lines[reference], complete=self._has_dimension(item))
         return found
 
     def _lookup_values(self, item: dict[str, Any] | None) -> list[dict[str, Any]]:
         if item is None:
             raise CallFailed(_unreadable(write=False))
         if not _ok(item):
-            body = item.get("body")
-            raise CallFailed(
-                classify_failure(
-                    status=int(item.get("status", 0)),
-                    headers=item.get("headers") or {},
-                    erp_message=erp_message_from(body),
-                    body=json.dumps(body, ensure_ascii=False),
-                    write=False,
-                )
-            )
+            raise CallFailed(_item_failure(item, write=False))
         value = (item.get("body") or {}).get("value")
-        return value if isinstance(value, list) else []
+        return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
 
     # --- master data --------------------------------------------------------------------
 
@@ -600,16 +933,19 @@ class BusinessCentralConnector:
         raise CallFailed(Failure(Outcome.PERMANENT, Cause.OTHER, words, admin=words))
 
     def _accounts(self) -> list[Account]:
-        """The accounts a posting may use: not blocked, and open to direct posting.
+        """The accounts a posting may use: posting accounts, not blocked, open to direct posting.
 
-        Business Central refuses journal lines on a blocked account, and on an
-        account without Direct Posting (a control account), so neither is offered
-        as a mapping choice.
+        Business Central refuses journal lines on headings and totals (only `accountType`
+        Posting takes them, api-reference dynamics_account.md), on a blocked account,
+        and on an account without Direct Posting (a control account), so none of
+        those is offered as a mapping choice.
         """
         return [
             Account(code=str(row["number"]), name=str(row.get("displayName") or ""))
             for row in self._collection(f"{self._company_path}/accounts")
-            if not row.get("blocked") and row.get("directPosting", True) is not False
+            if row.get("accountType") == POSTING_ACCOUNT
+            and not row.get("blocked")
+            and row.get("directPosting", True) is not False
         ]
 
     def _dimensions(self) -> list[Dimension]:
@@ -648,19 +984,19 @@ class BusinessCentralConnector:
         ]
 
     def _journal(self) -> str:
-        """The id of the configured journal, found by its code once per connector."""
+        """The id of the configured journal, found by its code once per connector.
+
+        The code is a Code field (stored upper-cased), so it is asked for upper-cased.
+        """
         if self._journal_id is None:
-            literal = odata_string(self.config.journal_code)
+            literal = odata_string(self.config.journal_code.upper())
             rows = list(
                 self._collection(
                     f"{self._company_path}/journals", odata_filter_query(f"code eq {literal}")
                 )
             )
             if not rows:
-                words = (
-                    f"The journal {self.config.journal_code} does not exist in the company. "
-                    "Check the journal code in the integration settings."
-                )
+                words = _journal_missing_words(self.config.journal_code)
                 raise CallFailed(Failure(Outcome.PERMANENT, Cause.OTHER, words, admin=words))
             self._journal_id = str(rows[0]["id"])
         return self._journal_id
@@ -704,8 +1040,10 @@ class BusinessCentralConnector:
     ) -> tuple[requests.Response, Any]:
         """One API call with a bearer token; a refused token is renewed once.
 
-        A 401 means the request was not carried out, so repeating it (a write too)
-        is safe; it happens when a cached token was revoked before it expired.
+        A 401 or 403 means the request was not carried out, so repeating it (a write
+        too) is safe; it happens when a cached token was revoked before it expired.
+        When the fresh token is refused as well, the application is not (or no longer)
+        let into Business Central: the failure says what to set up, in plain words.
         """
         for attempt in (1, 2):
             token = self._token()
@@ -724,19 +1062,23 @@ class BusinessCentralConnector:
                 raise CallFailed(failure) from None
             self._log(operation, count, str(response.status_code), started)
             body = json_or_none(response)
-            if response.status_code == 401 and attempt == 1:
+            if response.status_code in (401, 403) and attempt == 1:
                 _forget_access_tokens(msal_app(self.config))
                 continue
             if not 200 <= response.status_code < 300:
-                raise CallFailed(
-                    classify_failure(
-                        status=response.status_code,
-                        headers=response.headers,
-                        erp_message=erp_message_from(body),
-                        body=response.text,
-                        write=write,
-                    )
+                failure = classify_failure(
+                    status=response.status_code,
+                    headers=response.headers,
+                    erp_message=erp_message_from(body),
+                    body=response.text,
+                    write=write,
                 )
+                if response.status_code in (401, 403):
+                    # A fresh token was issued and refused too: Entra knows the app,
+                    # Business Central does not let it in.
+                    words = _unregistered_app_words(self.config.client_id, response.status_code)
+                    failure = replace(failure, message=words, admin=words)
+                raise CallFailed(failure)
             if response.status_code == 204:
                 return response, {}  # Microsoft.NAV.post and other actions answer no content
             if body is None:
@@ -801,11 +1143,39 @@ class BusinessCentralConnector:
         if _find_dimension(dimensions, self.config.cost_center_dimension) is None:
             detail += "; choose the dimension that holds the cost centers"
         if not any(j.code.upper() == self.config.journal_code.upper() for j in journals):
-            detail += f"; journal {self.config.journal_code} was not found, choose another"
+            detail += "; " + _journal_missing_words(self.config.journal_code)
         return detail
 
 
 # --- small helpers ----------------------------------------------------------------------------
+
+
+def _journal_missing_words(code: str) -> str:
+    # Page 30016 "APIV2 - Journals" lists only the default general journal template's
+    # batches: a batch under any other template is invisible, not merely misnamed.
+    return (
+        f"The journal {code} does not exist under the default general journal template, "
+        "the only one Business Central's API shows. Create it in Business Central as a "
+        "general journal batch under that template (GENERAL; GENERELT in Norwegian), or "
+        "choose one of the journals listed here."
+    )
+
+
+def _unregistered_app_words(client_id: str, status: int) -> str:
+    """A token Entra issued, refused by Business Central itself (401/403 on the API)."""
+    if status == 403:
+        return (
+            "Business Central accepted the application but does not allow this operation. "
+            f'In Business Central, open the page "{ENTRA_APPLICATIONS_PAGE}", select the '
+            f"application with client ID {client_id} and assign it permission sets that let "
+            "it read accounts, dimensions and journals and write general journal lines."
+        )
+    return (
+        "Microsoft Entra ID issued a token, but Business Central refused it. In Business "
+        f'Central, open the page "{ENTRA_APPLICATIONS_PAGE}", add the application with '
+        f"client ID {client_id}, set its State to Enabled and assign it permission sets "
+        "(reading accounts, dimensions and journals, writing general journal lines)."
+    )
 
 
 def _find_dimension(dimensions: list[Dimension], code: str) -> Dimension | None:
@@ -846,40 +1216,30 @@ def _ok(item: dict[str, Any] | None) -> bool:
     return item is not None and 200 <= int(item.get("status", 0)) < 300
 
 
-def _own_failure(
-    operations: list[dict[str, Any]], items: dict[str, dict[str, Any]]
-) -> Failure | None:
-    """The failure of this posting's own operation (not a 424 caused by another's)."""
-    for op in operations:
-        item = items.get(op["id"])
-        if item is None or _ok(item):
-            continue
-        status = int(item.get("status", 0))
-        if status == 424:
-            continue
-        body = item.get("body")
-        return classify_failure(
-            status=status,
-            headers=item.get("headers") or {},
-            erp_message=erp_message_from(body),
-            body=json.dumps(body, ensure_ascii=False),
-            write=True,
-        )
-    return None
+def _item_failure(item: dict[str, Any], *, write: bool) -> Failure:
+    """What one failed operation of a batch means, classified like a single call."""
+    body = item.get("body")
+    return classify_failure(
+        status=int(item.get("status", 0)),
+        headers=item.get("headers") or {},
+        erp_message=erp_message_from(body),
+        body=json.dumps(body, ensure_ascii=False),
+        write=write,
+    )
 
 
-def _rolled_back_without_reason(items: dict[str, dict[str, Any]]) -> Failure:
-    """No operation of ours failed, yet not all succeeded.
-
-    424s say the batch was rolled back (send again); operations missing from the
-    answer say nothing certain, so the postings are looked up before a resend.
-    """
+def _incomplete_answer(items: dict[str, dict[str, Any]]) -> Failure:
+    """An answer that leaves operations out and names no failure: nothing certain."""
     body = truncate(json.dumps({"responses": list(items.values())}, ensure_ascii=False))
-    if any(int(item.get("status", 0)) == 424 for item in items.values()):
-        words = "Business Central rolled the batch back without naming a failed operation."
-        return Failure(Outcome.TRANSIENT, Cause.HTTP, words, None, 200, body)
     words = "Business Central's answer did not account for every operation of the batch."
     return Failure(Outcome.UNCERTAIN, Cause.OTHER, words, None, 200, body)
+
+
+def _not_run(items: dict[str, dict[str, Any]]) -> Failure:
+    """Left out after another operation failed: Business Central stopped before it."""
+    body = truncate(json.dumps({"responses": list(items.values())}, ensure_ascii=False))
+    words = "Business Central stopped the batch at another operation's failure before this one."
+    return Failure(Outcome.TRANSIENT, Cause.HTTP, words, None, 200, body)
 
 
 def _unreadable(*, write: bool, body: str = "", status: int | None = None) -> Failure:
