@@ -118,6 +118,7 @@ def xl_posting(n: int, **changes) -> Posting:
         "claimant_reference": f"V-{n:04d}",
         "claimant_name": "Kari Nordmann",
         "description": f"Reise til likepersonsmøte nr. {n}",
+        "number": 1000 + n,
     }
     fields.update(changes)
     return Posting(**fields)
@@ -227,7 +228,7 @@ class TestXledgerPosting:
             assert Decimal(debit["amount"]) == p.amount
             assert (debit["account"], credit["account"]) == ("7130", "2910")
             assert debit["glObject2"] == p.cost_center
-            assert credit["subledger"] == p.claimant_reference
+            assert credit["subledger"] is None  # only with the claimant-subledger setting
             assert debit["invoiceNumber"] == credit["invoiceNumber"] == p.reference
             assert debit["postedDate"] == "2025-03-14"
             assert debit["transactionSource"] == "GL"
@@ -248,7 +249,7 @@ class TestXledgerPosting:
         connector = xl_connector(sandbox)
         [result] = connector.post([xl_posting(1)])
         found = connector.lookup(["VH-bf-1", "VH-bf-404"])
-        assert found == {"VH-bf-1": result.erp_id}
+        assert found == {"VH-bf-1": Found(result.erp_id)}
 
     def test_a_full_batch_of_250_postings_is_one_call(self, sandbox):
         batch = [xl_posting(n) for n in range(xl.XledgerConnector.batch_size)]
@@ -359,6 +360,256 @@ class TestXledgerFaults:
             xl_connector(sandbox, ca_bundle=certifi.where()).test_connection()
         assert "certificate of localhost could not be verified" in caught.value.message
         assert xl_items(sandbox) == []
+
+
+# --- Xledger, issue 10: what the public sources show, and the assumptions flipped -------------
+
+
+def assume(sandbox, faults: dict | None = None, **assumptions) -> None:
+    """Set the faults (none by default) and flip unconfirmed behaviours of the sandbox."""
+    sandbox.set_faults(**(faults or {}), assumptions=assumptions)
+
+
+def xl_lines(sandbox, reference: str) -> list[dict]:
+    return [i for i in xl_items(sandbox) if i["extIdentifier"] == reference]
+
+
+def xl_transactions(sandbox) -> list[dict]:
+    return sandbox.ledger()["xledger_transactions"][XL_ENTITY]
+
+
+def sent_mutations(sandbox) -> int:
+    """API requests served so far (reads included)."""
+    return handled(sandbox, "xledger")
+
+
+class TestXledgerIssue10Voucher:
+    def test_issue10_item6_voucher_lines_share_one_trregnumber(self, sandbox):
+        posting = xl_posting(7)
+        [result] = xl_connector(sandbox).post([posting])
+        assert result.outcome is Outcome.SUCCEEDED
+        debit, credit = xl_lines(sandbox, posting.reference)
+        assert debit["trRegNumber"] == credit["trRegNumber"] == posting.number == 1007
+        for line in (debit, credit):
+            assert line["invoiceAmount"] == line["amount"]
+            assert line["jobLevel"] == 1
+            assert line["postedDate"] == line["invoiceDate"] == line["dueDate"] == "2025-03-14"
+            assert line["transactionSource"] == "GL"
+            assert line["text"] == posting.description
+            assert line["invoiceNumber"] == line["extIdentifier"] == posting.reference
+        assert (debit["account"], debit["amount"]) == ("7130", "457.00")
+        assert (credit["account"], credit["amount"]) == ("2910", "-457.00")
+        assert (debit["glObject2"], credit["glObject2"]) == ("300", None)
+        assert result.erp_id == str(debit["dbId"])
+
+    def test_issue10_item6_subledger_only_with_the_claimant_subledger_setting(self, sandbox):
+        xl_connector(sandbox).post([xl_posting(1)])
+        xl_connector(sandbox, claimant_subledger=True).post([xl_posting(2)])
+        assert [i["subledger"] for i in xl_lines(sandbox, "VH-bf-1")] == [None, None]
+        # On the payable line only, never on the expense line.
+        assert [i["subledger"] for i in xl_lines(sandbox, "VH-bf-2")] == [None, "V-0002"]
+
+    def test_issue10_item5_paging_without_end_cursor_and_int64string_ids(self, sandbox):
+        connector = xl_connector(sandbox, page_size=3)
+        centers = connector.list_cost_centers()  # the kind travels as $kind: Int64String
+        expected = {v["code"] for v in xl_seed()["objectValues"] if v["objectKindDbId"] == 101}
+        assert sorted(c.code for c in centers) == sorted(expected)
+        accounts = connector.list_accounts()
+        assert len(accounts) == len({a.code for a in accounts}) == len(xl_seed()["accounts"])
+        kinds = connector.list_object_kinds()
+        assert [(k.id, k.name) for k in kinds] == [("101", "Avdeling"), ("102", "Prosjekt")]
+        assert sandbox.requests()["xledger"]["error"] == 0
+
+
+class TestXledgerIssue10Errors:
+    def test_issue10_item7_the_default_refusal_names_its_input_and_the_rest_go_again(self, sandbox):
+        sandbox.set_faults(unknown_accounts=["7150"])
+        batch = [xl_posting(1), xl_posting(2, expense_account="7150"), xl_posting(3)]
+        results = xl_connector(sandbox).post(batch)
+        assert outcomes(results) == [Outcome.SUCCEEDED, Outcome.PERMANENT, Outcome.SUCCEEDED]
+        assert not results[1].partial
+        # The refused call; a lookup (import items, then transactions) proving nothing
+        # of it was kept; the resend.
+        assert sandbox.requests()["xledger"] == {
+            "ok": 3,
+            "error": 1,
+            "rate_limited": 0,
+            "dropped": 0,
+        }
+
+    def test_issue10_item7_per_item_refuses_the_named_posting_and_keeps_the_others(self, sandbox):
+        assume(sandbox, {"unknown_accounts": ["7150"]}, xledger_item_errors="per_item")
+        connector = xl_connector(sandbox)
+        batch = [xl_posting(1), xl_posting(2, expense_account="7150"), xl_posting(3)]
+        results = connector.post(batch)
+
+        assert outcomes(results) == [Outcome.SUCCEEDED, Outcome.PERMANENT, Outcome.SUCCEEDED]
+        assert [r.partial for r in results] == [False, True, False]
+        assert results[1].message.startswith("Account '7150' does not exist")
+        assert "Xledger holds part of voucher VH-bf-2" in results[1].message
+        assert "finance must remove it in Xledger" in results[1].message
+        assert [i["account"] for i in xl_lines(sandbox, "VH-bf-2")] == ["2910"]
+        assert sandbox.requests()["xledger"]["error"] == 1  # one call: nothing resent
+
+    def test_issue10_item7_a_half_stored_voucher_is_found_in_part_and_never_sent_again(
+        self, sandbox
+    ):
+        assume(sandbox, {"unknown_accounts": ["7150"]}, xledger_item_errors="per_item")
+        connector = xl_connector(sandbox)
+        half = xl_posting(2, expense_account="7150")
+        connector.post([half])
+        found = connector.lookup(["VH-bf-2"])
+        assert found == {"VH-bf-2": Found(found["VH-bf-2"].erp_id, complete=False)}
+
+        sandbox.set_faults(assumptions={"xledger_item_errors": "per_item"})  # account is back
+        before = sent_mutations(sandbox)
+        [again] = connector.post([replace(half, existing_id=found["VH-bf-2"].erp_id)])
+        assert (again.outcome, again.partial) == (Outcome.PERMANENT, True)
+        assert "Xledger holds part of voucher VH-bf-2" in again.message
+        assert sent_mutations(sandbox) == before  # never sent
+        assert len(xl_lines(sandbox, "VH-bf-2")) == 1
+
+    def test_issue10_item7_per_item_without_names_never_claims_a_half_voucher(self, sandbox):
+        assume(
+            sandbox,
+            {"unknown_accounts": ["7150"]},
+            xledger_item_errors="per_item",
+            xledger_error_names_input="none",
+        )
+        batch = [xl_posting(1), xl_posting(2, expense_account="7150"), xl_posting(3)]
+        results = xl_connector(sandbox).post(batch)
+        assert outcomes(results) == [Outcome.SUCCEEDED, Outcome.UNCERTAIN, Outcome.SUCCEEDED]
+        assert results[1].partial
+
+    def test_issue10_item7_an_error_naming_no_input_is_uncertain_for_all(self, sandbox):
+        assume(sandbox, {"unknown_accounts": ["7150"]}, xledger_error_names_input="none")
+        connector = xl_connector(sandbox)
+        batch = [xl_posting(1), xl_posting(2, expense_account="7150"), xl_posting(3)]
+        results = connector.post(batch)
+        assert outcomes(results) == [Outcome.UNCERTAIN] * 3
+        assert results[1].message == "Account '7150' does not exist"
+        assert xl_items(sandbox) == []
+        assert connector.lookup([p.reference for p in batch]) == {}  # may be sent again
+
+    def test_issue10_item7_without_the_ext_identifier_filter_nothing_is_resent_blindly(
+        self, sandbox
+    ):
+        assume(sandbox, {"unknown_accounts": ["7150"]}, xledger_ext_identifier_filter=False)
+        batch = [xl_posting(1), xl_posting(2, expense_account="7150"), xl_posting(3)]
+        results = xl_connector(sandbox).post(batch)
+        assert outcomes(results) == [Outcome.UNCERTAIN, Outcome.PERMANENT, Outcome.UNCERTAIN]
+        assert "could not be checked" in results[0].message
+        assert xl_items(sandbox) == []
+
+    def test_issue10_item7_without_the_ext_identifier_filter_lookup_and_settle_raise(self, sandbox):
+        connector = xl_connector(sandbox)
+        [result] = connector.post([xl_posting(1)])
+        assume(sandbox, xledger_ext_identifier_filter=False)
+        with pytest.raises(ConnectorError) as caught:
+            connector.lookup(["VH-bf-1"])
+        assert "Field 'extIdentifier_in' is not defined by type" in caught.value.message
+        with pytest.raises(ConnectorError):
+            connector.settle({"VH-bf-1": result.erp_id})
+
+    def test_issue10_item7_insufficient_credits_is_rate_limited_until_reset_at(self, sandbox):
+        sandbox.set_faults(insufficient_credits_rate=1.0, credits_reset_s=600)
+        connector = xl_connector(sandbox)
+        results = connector.post([xl_posting(1), xl_posting(2)])
+        assert outcomes(results) == [Outcome.RATE_LIMITED] * 2
+        assert all(580 <= r.retry_after <= 600 for r in results)
+        with pytest.raises(ConnectorError) as caught:
+            connector.list_accounts()
+        assert caught.value.outcome is Outcome.RATE_LIMITED
+        assert "API credits" in caught.value.message
+        assert xl_items(sandbox) == []
+
+    def test_issue10_item7_your_query_timed_out_on_the_mutation_is_uncertain(self, sandbox):
+        sandbox.set_faults(query_timeout_rate=1.0)
+        connector = xl_connector(sandbox)
+        results = connector.post([xl_posting(1), xl_posting(2)])
+        assert outcomes(results) == [Outcome.UNCERTAIN] * 2
+        assert results[0].message == "Your query timed out."
+        sandbox.set_faults()
+        assert set(connector.lookup(["VH-bf-1", "VH-bf-2"])) == {"VH-bf-1", "VH-bf-2"}
+
+    @pytest.mark.parametrize("answer", ["bad_format", "unauthenticated_401"])
+    def test_issue10_item7_a_revoked_token_is_authentication_in_both_shapes(self, sandbox, answer):
+        assume(sandbox, xledger_revoked_token=answer)
+        connector = xl_connector(sandbox, api_token="xl-revoked-token-321")
+        with pytest.raises(ConnectorError) as caught:
+            connector.test_connection()
+        assert caught.value.outcome is Outcome.AUTHENTICATION
+        [result] = connector.post([xl_posting(1)])
+        assert result.outcome is Outcome.AUTHENTICATION
+        assert "xl-revoked-token-321" not in result.message + result.response_body
+
+    def test_issue10_item7_a_malformed_token_is_authentication_with_xledgers_words(self, sandbox):
+        [result] = xl_connector(sandbox, api_token="two words").post([xl_posting(1)])
+        assert result.outcome is Outcome.AUTHENTICATION
+        assert result.message.startswith("Bad format for API Token.")
+
+
+class TestXledgerIssue10Settle:
+    def test_issue10_item8_settle_waits_until_the_import_job_posts(self, sandbox):
+        connector = xl_connector(sandbox)
+        assert connector.settles_later is True
+        results = connector.post([xl_posting(1)])
+        held = {r.reference: r.erp_id for r in results}
+        assert connector.settle(held) == {"VH-bf-1": Settled(Settlement.WAITING)}
+
+        assert sandbox.xledger_import() == {"imported": 2, "rejected": 0}
+        settled = connector.settle(held)["VH-bf-1"]
+        assert settled.state is Settlement.POSTED
+        assert settled.erp_id == str(min(t["dbId"] for t in xl_transactions(sandbox)))
+
+    def test_issue10_item8_settle_tells_late_rejections_in_xledgers_words(self, sandbox):
+        sandbox.set_faults(late_rejection_rate=0.5)
+        connector = xl_connector(sandbox)
+        results = connector.post([xl_posting(n) for n in range(10)])
+        assert set(outcomes(results)) == {Outcome.SUCCEEDED}  # accepted, not yet posted
+        sandbox.xledger_import()
+        settled = connector.settle({r.reference: r.erp_id for r in results})
+
+        rejected = {r for r, s in settled.items() if s.state is Settlement.REJECTED}
+        posted = {r for r, s in settled.items() if s.state is Settlement.POSTED}
+        assert rejected and posted and len(rejected) + len(posted) == 10
+        for reference in rejected:
+            assert settled[reference].message == "Period is closed for posting date 2025-03-14"
+        assert {t["extIdentifier"] for t in xl_transactions(sandbox)} == posted
+
+    def test_issue10_item8_settle_reads_in_pages_and_chunks(self, sandbox, monkeypatch):
+        monkeypatch.setattr(xl, "LOOKUP_CHUNK", 3)
+        monkeypatch.setattr(xl, "ID_CHUNK", 4)
+        sandbox.set_faults(late_rejection_rate=0.5)
+        connector = xl_connector(sandbox, page_size=2)
+        results = connector.post([xl_posting(n) for n in range(8)])
+        held = {r.reference: r.erp_id for r in results}
+        whole = xl_connector(sandbox).settle(held)  # one chunk, one page each
+        sandbox.xledger_import()
+        assert {s.state for s in whole.values()} == {Settlement.WAITING}
+        assert connector.settle(held) == xl_connector(sandbox).settle(held)
+        assert {s.state for s in connector.settle(held).values()} == {
+            Settlement.POSTED,
+            Settlement.REJECTED,
+        }
+
+    def test_issue10_item8_an_immediate_import_settles_at_once(self, sandbox):
+        assume(sandbox, xledger_import="immediate")
+        connector = xl_connector(sandbox)
+        results = connector.post([xl_posting(1)])
+        assert connector.settle({"VH-bf-1": results[0].erp_id})["VH-bf-1"].state is (
+            Settlement.POSTED
+        )
+
+    @pytest.mark.parametrize("kept", ["removed", "kept"])
+    def test_issue10_item8_lookup_finds_a_voucher_the_import_job_posted(self, sandbox, kept):
+        assume(sandbox, xledger_imported_items=kept)
+        connector = xl_connector(sandbox)
+        connector.post([xl_posting(1)])
+        sandbox.xledger_import()
+        found = connector.lookup(["VH-bf-1", "VH-bf-404"])
+        assert set(found) == {"VH-bf-1"}
+        assert found["VH-bf-1"].complete
 
 
 # =============================================================================================

@@ -61,6 +61,7 @@ def posting(reference: str = "VH-1-101", amount: str = "450.00", **changes) -> P
         "claimant_reference": "V-0042",
         "claimant_name": "Kari Nordmann",
         "description": "Reise Oslo-Bergen, likepersonsmøte",
+        "number": 101,
     }
     fields.update(changes)
     return Posting(**fields)
@@ -355,12 +356,19 @@ def edges_for(postings_: list[Posting], first_db_id: int = 500) -> dict:
     return {"data": {"addGLImportItems": {"edges": edges}}}
 
 
-def validation_error(client_id: str, message: str) -> dict:
+def input_error(index: int, message: str) -> dict:
+    """An input error as the sandbox gives it by default: INVALID_VALUE, its index in `path`."""
     return {
         "message": message,
-        "code": "BAD_REQUEST.VALIDATION",
-        "extensions": {"code": "BAD_REQUEST.VALIDATION", "clientId": client_id},
+        "path": ["addGLImportItems", "inputs", index],
+        "extensions": {"code": "INVALID_VALUE"},
     }
+
+
+def xl_page(field_name: str, nodes: list[dict], *, cursor: str = "c", more: bool = False) -> dict:
+    """One Relay page as public clients read it: edges with cursors, pageInfo { hasNextPage }."""
+    edges = [{"cursor": f"{cursor}-{n}", "node": node} for n, node in enumerate(nodes)]
+    return {"data": {field_name: {"edges": edges, "pageInfo": {"hasNextPage": more}}}}
 
 
 class TestXledgerAmounts:
@@ -392,14 +400,17 @@ class TestXledgerAmounts:
 
 
 class TestXledgerVoucher:
-    def test_a_posting_becomes_two_balanced_nodes_with_every_field(self):
+    def test_issue10_item6_a_posting_becomes_one_voucher_formed_as_xledgers_example(self):
         inputs = xl.voucher_inputs(posting(), xl_config())
         common = {
+            "trRegNumber": 101,
             "currency": {"code": "NOK"},
             "postedDate": "2025-03-14",
             "invoiceDate": "2025-03-14",
+            "dueDate": "2025-03-14",
             "text": "Reise Oslo-Bergen, likepersonsmøte",
             "transactionSource": {"code": "GL"},
+            "jobLevel": {"dbSubId": 1},
             "extIdentifier": "VH-1-101",
             "invoiceNumber": "VH-1-101",
         }
@@ -407,9 +418,10 @@ class TestXledgerVoucher:
             {
                 "clientId": "VH-1-101:D",
                 "node": {
+                    **common,
                     "account": {"code": "7130"},
                     "amount": "450.00",
-                    **common,
+                    "invoiceAmount": "450.00",
                     "yourReference": "V-0042",
                     "glObject3": {"code": "300"},
                 },
@@ -417,14 +429,38 @@ class TestXledgerVoucher:
             {
                 "clientId": "VH-1-101:C",
                 "node": {
+                    **common,
                     "account": {"code": "2910"},
                     "amount": "-450.00",
-                    **common,
-                    "subledger": {"code": "V-0042"},
+                    "invoiceAmount": "-450.00",
                 },
             },
         ]
         assert sum(Decimal(i["node"]["amount"]) for i in inputs) == 0
+
+    def test_issue10_item6_voucher_lines_share_one_trregnumber_and_a_resend_is_identical(self):
+        first = xl.voucher_inputs(posting(number=20260217), xl_config())
+        assert {line["node"]["trRegNumber"] for line in first} == {20260217}
+        assert xl.voucher_inputs(posting(number=20260217), xl_config()) == first
+
+    def test_issue10_item6_the_claimant_is_the_payable_lines_subledger_only_on_request(self):
+        plain = xl.voucher_inputs(posting(), xl_config())
+        asked = xl.voucher_inputs(posting(), xl_config(claimant_subledger=True))
+        assert not any("subledger" in line["node"] for line in plain)
+        assert "subledger" not in asked[0]["node"]
+        assert asked[1]["node"]["subledger"] == {"code": "V-0042"}
+
+    @pytest.mark.parametrize("number", [0, -5, 2**31])
+    def test_issue10_item6_a_posting_without_a_usable_number_is_never_sent(self, mocked, number):
+        [result] = xl.XledgerConnector(xl_config()).post([posting(number=number)])
+        assert result.outcome is Outcome.PERMANENT
+        assert "voucher number" in result.message
+        assert not mocked.calls
+
+    def test_issue10_item9_the_oauth2_note_says_what_xledger_documents(self):
+        assert "API tokens" in xl.OAUTH2_NOTE
+        assert "OAuth2 client credentials" in xl.OAUTH2_NOTE
+        assert "allow-list" in xl.OAUTH2_NOTE
 
     def test_the_cost_center_goes_to_the_configured_gl_object(self):
         inputs = xl.voucher_inputs(posting(), xl_config(cost_center_object=1))
@@ -478,18 +514,22 @@ class TestXledgerPost:
     def test_batch_size_keeps_a_call_within_500_nodes(self):
         assert xl.XledgerConnector.batch_size * 2 == 500
 
-    def test_one_invalid_posting_is_refused_and_the_others_are_sent_again_at_once(self, mocked):
+    def test_issue10_item7_a_named_posting_is_refused_and_the_others_go_again_once_absent(
+        self, mocked
+    ):
         batch = [posting("VH-1-101"), posting("VH-1-102"), posting("VH-1-103")]
         mocked.post(
             XL_URL,
             json={
                 "data": None,
                 "errors": [
-                    validation_error("VH-1-102:D", "Account '7130' does not exist"),
-                    validation_error("VH-1-102:C", "Account '7130' does not exist"),
+                    input_error(2, "Account '7130' does not exist"),
+                    input_error(3, "Account '7130' does not exist"),
                 ],
             },
         )
+        mocked.post(XL_URL, json=xl_page("glImportItems", []))  # nothing of the call kept
+        mocked.post(XL_URL, json=xl_page("transactions", []))
         mocked.post(XL_URL, json=edges_for([batch[0], batch[2]]))
         results = xl.XledgerConnector(xl_config()).post(batch)
 
@@ -499,14 +539,63 @@ class TestXledgerPost:
             Outcome.SUCCEEDED,
         ]
         assert results[1].message == "Account '7130' does not exist"
-        assert "VH-1-102:D" in results[1].response_body
-        resent = sent_json(mocked.calls[1])["variables"]["inputs"]
+        assert '"inputs", 2' in results[1].response_body
+        assert sent_json(mocked.calls[1])["variables"]["refs"] == ["VH-1-101", "VH-1-103"]
+        resent = sent_json(mocked.calls[3])["variables"]["inputs"]
         assert {i["clientId"].split(":")[0] for i in resent} == {"VH-1-101", "VH-1-103"}
+
+    def test_issue10_item7_others_of_a_refused_call_that_xledger_kept_are_not_resent(self, mocked):
+        batch = [posting("VH-1-101"), posting("VH-1-102")]
+        mocked.post(XL_URL, json={"data": None, "errors": [input_error(0, "Period is closed")]})
+        kept = [
+            {"dbId": "71", "extIdentifier": "VH-1-102"},
+            {"dbId": "72", "extIdentifier": "VH-1-102"},
+        ]
+        mocked.post(XL_URL, json=xl_page("glImportItems", kept))
+        results = xl.XledgerConnector(xl_config()).post(batch)
+        assert [(r.outcome, r.erp_id) for r in results] == [
+            (Outcome.PERMANENT, ""),
+            (Outcome.SUCCEEDED, "71"),
+        ]
+        assert len(mocked.calls) == 2
+
+    def test_issue10_item7_errors_naming_no_input_make_every_posting_uncertain(self, mocked):
+        errors = [
+            {"message": "Account '7130' does not exist", "extensions": {"code": "INVALID_VALUE"}},
+            {"message": "Something new", "path": ["addGLImportItems"], "code": "BAD_REQUEST"},
+        ]
+        mocked.post(XL_URL, json={"data": None, "errors": errors})
+        results = xl.XledgerConnector(xl_config()).post([posting("VH-1-101"), posting("VH-1-102")])
+        assert {r.outcome for r in results} == {Outcome.UNCERTAIN}
+        assert len(mocked.calls) == 1
+
+    def test_issue10_item7_half_a_voucher_kept_is_partial_and_never_succeeded(self, mocked):
+        batch = [posting("VH-1-101"), posting("VH-1-102")]
+        edges = edges_for(batch)["data"]["addGLImportItems"]["edges"]
+        body = {"data": {"addGLImportItems": {"edges": [edges[0], edges[1], edges[3]]}}}
+        mocked.post(
+            XL_URL, json={**body, "errors": [input_error(2, "Object value does not exist")]}
+        )
+        results = xl.XledgerConnector(xl_config()).post(batch)
+        assert [(r.outcome, r.partial) for r in results] == [
+            (Outcome.SUCCEEDED, False),
+            (Outcome.PERMANENT, True),
+        ]
+        assert "Xledger holds part of voucher VH-1-102" in results[1].message
+
+    def test_issue10_item7_a_posting_found_in_part_is_refused_without_being_sent(self, mocked):
+        [result] = xl.XledgerConnector(xl_config()).post([posting(existing_id="900123")])
+        assert (result.outcome, result.partial) == (Outcome.PERMANENT, True)
+        assert result.message.startswith(
+            "Xledger holds part of voucher VH-1-101: finance must remove it in Xledger before "
+            "it is sent again."
+        )
+        assert not mocked.calls
 
     def test_when_every_posting_is_invalid_nothing_is_sent_again(self, mocked):
         mocked.post(
             XL_URL,
-            json={"data": None, "errors": [validation_error("VH-1-101:D", "Period is closed")]},
+            json={"data": None, "errors": [input_error(0, "Period is closed")]},
         )
         results = xl.XledgerConnector(xl_config()).post([posting()])
         assert results[0].outcome is Outcome.PERMANENT
@@ -520,7 +609,19 @@ class TestXledgerPost:
                 Outcome.AUTHENTICATION,
                 None,
             ),
-            ({"message": "bad format for api token"}, Outcome.AUTHENTICATION, None),
+            (
+                {
+                    "message": 'Bad format for API Token. Expected header: "Authorization: '
+                    'token <your-token>"'
+                },
+                Outcome.AUTHENTICATION,
+                None,
+            ),
+            (
+                {"message": "x", "extensions": {"code": "unauthenticated"}},
+                Outcome.AUTHENTICATION,
+                None,
+            ),
             (
                 {"message": "Burst", "code": "BAD_REQUEST.BURST_RATE_LIMIT_REACHED"},
                 Outcome.RATE_LIMITED,
@@ -533,14 +634,15 @@ class TestXledgerPost:
             ),
             (
                 {"message": "No credits", "code": "BAD_REQUEST.INSUFFICIENT_CREDITS"},
-                Outcome.AUTHENTICATION,
-                None,
+                Outcome.RATE_LIMITED,
+                1200.0,
             ),
             (
                 {"message": "Cannot query field", "extensions": {"code": "GRAPHQL_VALIDATION"}},
-                Outcome.PERMANENT,
+                Outcome.UNCERTAIN,
                 None,
             ),
+            ({"message": "Your query timed out."}, Outcome.UNCERTAIN, None),
             (
                 {"message": "Boom", "extensions": {"code": "INTERNAL_SERVER_ERROR"}},
                 Outcome.UNCERTAIN,
@@ -588,16 +690,7 @@ class TestXledgerPost:
 
 class TestXledgerReading:
     def page(self, field_name: str, nodes: list[dict], *, cursor: str, more: bool) -> dict:
-        return {
-            "data": {
-                field_name: {
-                    "edges": [
-                        {"cursor": f"{cursor}-{n}", "node": node} for n, node in enumerate(nodes)
-                    ],
-                    "pageInfo": {"hasNextPage": more, "endCursor": f"{cursor}-end"},
-                }
-            }
-        }
+        return xl_page(field_name, nodes, cursor=cursor, more=more)
 
     def test_accounts_are_read_page_by_page_until_the_last(self, mocked):
         first = [{"dbId": 1, "code": "2910", "description": "Gjeld til ansatte"}]
@@ -611,7 +704,14 @@ class TestXledgerReading:
             ("7130", "Reisekostnad"),
         ]
         assert sent_json(mocked.calls[0])["variables"] == {"first": 1, "after": None}
-        assert sent_json(mocked.calls[1])["variables"] == {"first": 1, "after": "p1-end"}
+        # The last edge's cursor: public clients never ask for endCursor.
+        assert sent_json(mocked.calls[1])["variables"] == {"first": 1, "after": "p1-0"}
+        assert "endCursor" not in sent_json(mocked.calls[0])["query"]
+
+    def test_issue10_item5_a_page_promising_more_without_a_cursor_raises(self, mocked):
+        mocked.post(XL_URL, json=self.page("glImportItems", [], cursor="x", more=True))
+        with pytest.raises(ConnectorError):
+            xl.XledgerConnector(xl_config()).lookup(["VH-1-101"])
 
     def test_cost_centers_are_the_values_of_the_configured_object_kind(self, mocked):
         values = [{"dbId": 7, "code": "300", "description": "Ledsagertjeneste"}]
@@ -620,7 +720,9 @@ class TestXledgerReading:
         assert [(c.code, c.name, c.dimension) for c in centers] == [
             ("300", "Ledsagertjeneste", "101")
         ]
-        assert sent_json(mocked.calls[0])["variables"]["kind"] == 101
+        body = sent_json(mocked.calls[0])
+        assert body["variables"]["kind"] == "101"
+        assert "$kind: Int64String" in body["query"]
 
     def test_without_a_chosen_kind_test_connection_offers_the_kinds_instead(self, mocked):
         kinds = [{"dbId": 101, "name": "Avdeling"}, {"dbId": 102, "name": "Prosjekt"}]
@@ -641,11 +743,59 @@ class TestXledgerReading:
             {"dbId": 901, "extIdentifier": "VH-1-101"},
         ]
         mocked.post(XL_URL, json=self.page("glImportItems", nodes, cursor="g", more=False))
-        found = xl.XledgerConnector(xl_config()).lookup(["VH-1-101", "VH-1-102"])
-        assert found == {"VH-1-101": "900"}
+        half = [{"dbId": 700, "extIdentifier": "VH-1-102"}]
+        mocked.post(XL_URL, json=self.page("transactions", half, cursor="t", more=False))
+        found = xl.XledgerConnector(xl_config()).lookup(["VH-1-101", "VH-1-102", "VH-1-103"])
+        assert found == {"VH-1-101": Found("900"), "VH-1-102": Found("700", complete=False)}
         body = sent_json(mocked.calls[0])
-        assert "extIdentifier_in: $refs" in body["query"]
-        assert body["variables"]["refs"] == ["VH-1-101", "VH-1-102"]
+        assert "glImportItems(" in body["query"] and "extIdentifier_in: $refs" in body["query"]
+        assert body["variables"]["refs"] == ["VH-1-101", "VH-1-102", "VH-1-103"]
+        # Posted transactions are asked only for what the import items did not hold whole.
+        body = sent_json(mocked.calls[1])
+        assert "transactions(" in body["query"]
+        assert body["variables"]["refs"] == ["VH-1-102", "VH-1-103"]
+
+    def test_issue10_item8_settle_reads_posted_vouchers_then_every_lines_errors(self, mocked):
+        held = {"VH-1-101": "900", "VH-1-102": "902", "VH-1-103": "904"}
+        posted = [
+            {"dbId": "71", "extIdentifier": "VH-1-101"},
+            {"dbId": "70", "extIdentifier": "VH-1-101"},
+        ]
+        waiting = [
+            {"dbId": "902", "extIdentifier": "VH-1-102"},
+            {"dbId": "903", "extIdentifier": "VH-1-102"},
+            {"dbId": "904", "extIdentifier": "VH-1-103"},
+            {"dbId": "905", "extIdentifier": "VH-1-103"},
+        ]
+        errors = [
+            # Only the credit line is named: the voucher is refused all the same.
+            {"transactionDbId": "903", "errorLevel": "Error", "message": "Period is closed"},
+            {"transactionDbId": "905", "errorLevel": "Warning", "message": "Long text"},
+        ]
+        mocked.post(XL_URL, json=self.page("transactions", posted, cursor="t", more=False))
+        mocked.post(XL_URL, json=self.page("glImportItems", waiting, cursor="g", more=False))
+        mocked.post(XL_URL, json=self.page("glImportItemErrors", errors, cursor="e", more=False))
+        settled = xl.XledgerConnector(xl_config()).settle(held)
+
+        assert {r: (s.state, s.erp_id, s.message) for r, s in settled.items()} == {
+            "VH-1-101": (Settlement.POSTED, "70", ""),
+            "VH-1-102": (Settlement.REJECTED, "902", "Period is closed"),
+            "VH-1-103": (Settlement.WAITING, "", ""),
+        }
+        assert settled["VH-1-103"] == Settled(Settlement.WAITING)
+        assert sent_json(mocked.calls[1])["variables"]["refs"] == ["VH-1-102", "VH-1-103"]
+        error_query = sent_json(mocked.calls[2])
+        assert "$ids: [Int64String!]" in error_query["query"]
+        assert sorted(error_query["variables"]["ids"]) == ["902", "903", "904", "905"]
+
+    def test_issue10_item8_settle_that_cannot_be_answered_raises(self, mocked):
+        mocked.post(
+            XL_URL,
+            json={"errors": [{"message": "Field 'extIdentifier_in' is not defined by type 'X'."}]},
+        )
+        with pytest.raises(ConnectorError) as caught:
+            xl.XledgerConnector(xl_config()).settle({"VH-1-101": "900"})
+        assert "extIdentifier_in" in caught.value.message
 
     def test_a_refused_token_makes_test_connection_fail_in_plain_words(self, mocked):
         mocked.post(
@@ -663,15 +813,20 @@ class TestXledgerReading:
         )
         assert XL_TOKEN not in str(caught.value)
 
-    def test_no_credits_left_is_told_to_the_admin_as_such(self, mocked):
-        mocked.post(
-            XL_URL,
-            json={"errors": [{"message": "x", "code": "BAD_REQUEST.INSUFFICIENT_CREDITS"}]},
-        )
+    def test_issue10_item7_no_credits_left_waits_until_reset_at_and_says_so(self, mocked):
+        reset_at = datetime.now(UTC).timestamp() + 600
+        error = {
+            "message": "x",
+            "code": "BAD_REQUEST.INSUFFICIENT_CREDITS",
+            "extensions": {"resetAt": datetime.fromtimestamp(reset_at, UTC).isoformat()},
+        }
+        mocked.post(XL_URL, json={"errors": [error]})
         with pytest.raises(ConnectorError) as caught:
             xl.XledgerConnector(xl_config()).list_accounts()
-        assert caught.value.outcome is Outcome.AUTHENTICATION
-        assert "no API credits left" in caught.value.message
+        assert caught.value.outcome is Outcome.RATE_LIMITED
+        assert 590 <= caught.value.retry_after <= 600
+        assert "API credits" in caught.value.message
+        assert "in about 10 minutes" in caught.value.message
 
     def test_a_lookup_that_cannot_be_answered_raises(self, mocked):
         mocked.post(XL_URL, body="Service Unavailable", status=503)

@@ -1,10 +1,19 @@
 """Xledger: GraphQL over one endpoint (see reference/erp-contracts.md, "Xledger").
 
-A posting becomes a balanced voucher of two GL import items sent with
-`addGLImportItems`: the expense account debited with the cost center, the
-payable account credited with the claimant as subledger. Both carry the
-posting's reference in `extIdentifier`, which is how `lookup` finds a voucher
-again after an uncertain send.
+A posting becomes one voucher of two GL import items sent with `addGLImportItems`,
+formed as Xledger's own example forms one (help centre article 33393587744786): both
+lines share one `trRegNumber` (the posting's number, so a resend carries the same
+one), `invoiceAmount` equals `amount`, `jobLevel {dbSubId: 1}`. The expense account is
+debited with the cost center; the payable account is credited, with the claimant as
+subledger when the integration asks for it. Both lines carry the posting's reference
+in `extIdentifier`, which is how `lookup` finds a voucher again after an uncertain send.
+
+An answer with ids is not yet a posted voucher: Xledger's import job may still refuse
+it (`glImportItemErrors`), so this connector settles later (`settle`).
+
+Facts no public source confirms are each read in ONE function whose docstring says
+UNCONFIRMED: `_import_items_by_reference`, `_transactions_by_reference`,
+`_import_item_errors` and `_input_index`.
 """
 
 from __future__ import annotations
@@ -14,9 +23,11 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 import requests
@@ -28,9 +39,12 @@ from .base import (
     ConnectionReport,
     CostCenter,
     Dimension,
+    Found,
     Outcome,
     Posting,
     PostResult,
+    Settled,
+    Settlement,
     truncate,
 )
 from .http import (
@@ -59,19 +73,33 @@ logging.getLogger("requests_oauthlib.oauth2_session").setLevel(logging.INFO)
 
 ERP = "Xledger"
 
+OAUTH2_NOTE = (
+    "Xledger documents API tokens for its GraphQL API; OAuth2 client credentials are "
+    "supported because the product asks for them, and the token URL must be on the ERP "
+    "allow-list."
+)
+
 # Xledger accepts at most 500 nodes per addGLImportItems call; a posting is two.
 MAX_NODES_PER_CALL = 500
 NODES_PER_POSTING = 2
 
-# Burst and concurrency limits answer without Retry-After; the burst window is
-# about 5 seconds (client code reports ~20 requests per 5 s).
+# Burst and concurrency limits answer without a wait; the burst window is about 5
+# seconds (client code reports ~20 requests per 5 s).
 DEFAULT_RATE_LIMIT_WAIT_S = 5.0
+# Out of credits without `extensions.resetAt`: the official sample waits about 20 minutes.
+CREDITS_WAIT_S = 20 * 60.0
 
 # A cached OAuth2 token with less than this left is fetched again.
 TOKEN_REFRESH_MARGIN_S = 300
 
-# References per lookup query: keeps the filter list (and the query) small.
+# References per lookup query, ids per error query: keeps each filter list small.
 LOOKUP_CHUNK = 250
+ID_CHUNK = 500
+
+# trRegNumber is a GraphQL Int: 32 bits, signed.
+MAX_TR_REG_NUMBER = 2**31 - 1
+# Xledger's example sets jobLevel { dbSubId: 1 } on every line; public clients do too.
+JOB_LEVEL_SUB_ID = 1
 
 
 @dataclass(frozen=True)
@@ -216,60 +244,117 @@ def _oauth2_failure(error: OAuth2Error) -> Failure:
 
 # --- GraphQL errors ---------------------------------------------------------------------------
 
-AUTH_MESSAGE = "bad format for api token"
+AUTH_MESSAGE = "bad format for api token"  # compared lower-cased: Xledger writes "API Token"
 AUTH_CODES = {"UNAUTHENTICATED"}
 RATE_CODES = {"BAD_REQUEST.BURST_RATE_LIMIT_REACHED", "BAD_REQUEST.CONCURRENCY_LIMIT_REACHED"}
 CREDITS_CODE = "BAD_REQUEST.INSUFFICIENT_CREDITS"
-VALIDATION_CODE = "BAD_REQUEST.VALIDATION"
-NO_CREDITS = (
-    "The Xledger account has no API credits left. An Xledger administrator "
-    "must add credits before anything can be sent."
-)
+TIMED_OUT = "timed out"  # "Your query timed out." comes without a code
 
 
 def _error_code(error: dict[str, Any]) -> str:
-    extensions = error.get("extensions") or {}
-    return str(error.get("code") or extensions.get("code") or "")
+    extensions = error.get("extensions")
+    extensions = extensions if isinstance(extensions, dict) else {}
+    return str(error.get("code") or extensions.get("code") or "").upper()
 
 
-def _error_client_id(error: dict[str, Any]) -> str | None:
-    client_id = (error.get("extensions") or {}).get("clientId")
-    return str(client_id) if client_id else None
-
-
-def graphql_failure(errors: list[dict[str, Any]], *, write: bool) -> Failure:
-    """What GraphQL errors in an HTTP 200 answer mean, the most decisive first.
-
-    INSUFFICIENT_CREDITS is classed AUTHENTICATION: the account has run out of
-    paid API credits, which no retry fixes and an admin must fix at once; the
-    AUTHENTICATION class is the one that stops the run and alerts immediately.
-    """
-    codes = {_error_code(e) for e in errors}
-    messages = "; ".join(str(e.get("message", "")) for e in errors)
-    body = truncate(json.dumps({"errors": errors}, ensure_ascii=False))
-    if codes & AUTH_CODES or any(AUTH_MESSAGE in str(e.get("message", "")).lower() for e in errors):
-        return Failure(Outcome.AUTHENTICATION, Cause.HTTP, messages, None, 200, body)
-    if CREDITS_CODE in codes:
-        return Failure(
-            Outcome.AUTHENTICATION, Cause.HTTP, messages, None, 200, body, admin=NO_CREDITS
-        )
-    if codes & RATE_CODES:
-        return Failure(
-            Outcome.RATE_LIMITED, Cause.HTTP, messages, DEFAULT_RATE_LIMIT_WAIT_S, 200, body
-        )
-    if any("INTERNAL" in code or "TIMEOUT" in code for code in codes):
-        # The server failed while executing: a write may have been done.
-        outcome = Outcome.UNCERTAIN if write else Outcome.TRANSIENT
-        return Failure(outcome, Cause.HTTP, messages, None, 200, body)
-    # Validation, syntax, an unknown field: the same request will fail again.
-    return Failure(Outcome.PERMANENT, Cause.HTTP, messages, None, 200, body)
+def _message(error: dict[str, Any]) -> str:
+    return str(error.get("message", ""))
 
 
 def _is_credential_error(errors: list[dict[str, Any]]) -> bool:
+    return any(_error_code(e) in AUTH_CODES or AUTH_MESSAGE in _message(e).lower() for e in errors)
+
+
+def _reset_wait(errors: list[dict[str, Any]], default: float, now: datetime | None = None) -> float:
+    """Seconds until `extensions.resetAt` (ISO 8601) of these errors, else `default`."""
+    waits = []
+    for error in errors:
+        extensions = error.get("extensions")
+        reset_at = extensions.get("resetAt") if isinstance(extensions, dict) else None
+        try:
+            when = datetime.fromisoformat(str(reset_at).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        waits.append(max(0.0, (when - (now or datetime.now(UTC))).total_seconds()))
+    return max(waits) if waits else default
+
+
+def _no_credits_words(wait: float) -> str:
+    minutes = max(1, round(wait / 60))
+    return (
+        "Xledger's API credits for the current period are used up. Sending continues by "
+        f"itself when they are renewed, in about {minutes} minutes."
+    )
+
+
+def _server_failed(errors: list[dict[str, Any]]) -> bool:
     return any(
-        _error_code(e) in AUTH_CODES or AUTH_MESSAGE in str(e.get("message", "")).lower()
+        TIMED_OUT in _message(e).lower()
+        or "INTERNAL" in _error_code(e)
+        or "TIMEOUT" in _error_code(e)
         for e in errors
     )
+
+
+def graphql_failure(errors: list[dict[str, Any]], *, write: bool) -> Failure:
+    """What GraphQL errors that name no input mean for the whole request.
+
+    Recognised: a refused token (AUTHENTICATION); the burst, concurrency and credit
+    limits (RATE_LIMITED: the request was refused before anything was done; credits
+    wait until `extensions.resetAt`, else about 20 minutes as Xledger's sample does);
+    a timeout or server failure. Anything else on a write is UNCERTAIN: it may have
+    come after the write was done, and an error the connector cannot read must never
+    turn postings into permanent failures. On a read it is PERMANENT (the same query
+    fails the same way), which reaches the admin as a ConnectorError.
+    """
+    codes = {_error_code(e) for e in errors}
+    messages = "; ".join(_message(e) for e in errors)
+    body = truncate(json.dumps({"errors": errors}, ensure_ascii=False))
+
+    def failure(outcome: Outcome, retry_after: float | None = None, admin: str = "") -> Failure:
+        return Failure(outcome, Cause.HTTP, messages, retry_after, 200, body, admin=admin)
+
+    if _is_credential_error(errors):
+        return failure(Outcome.AUTHENTICATION)
+    if CREDITS_CODE in codes:
+        wait = _reset_wait(errors, CREDITS_WAIT_S)
+        return failure(Outcome.RATE_LIMITED, wait, _no_credits_words(wait))
+    if codes & RATE_CODES:
+        return failure(Outcome.RATE_LIMITED, _reset_wait(errors, DEFAULT_RATE_LIMIT_WAIT_S))
+    if write:
+        return failure(Outcome.UNCERTAIN)
+    return failure(Outcome.TRANSIENT if _server_failed(errors) else Outcome.PERMANENT)
+
+
+def _input_index(error: dict[str, Any], client_ids: list[str]) -> int | None:
+    """Which input of the mutation an error is about, or None when it names none.
+
+    UNCONFIRMED: how (and whether) Xledger names the input an error belongs to. Read
+    here: a `path` with "inputs" followed by the input's index (["addGLImportItems",
+    "inputs", 3]), `extensions.index` / `extensions.inputIndex`, or an
+    `extensions.clientId` we sent. Any other shape names no input, and an error that
+    names no input never makes a posting PERMANENT.
+    """
+
+    def index(value: Any) -> int | None:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return value if ok and 0 <= value < len(client_ids) else None
+
+    path = error.get("path")
+    if isinstance(path, list):
+        for before, after in pairwise(path):
+            if before == "inputs" and index(after) is not None:
+                return after
+    extensions = error.get("extensions")
+    if not isinstance(extensions, dict):
+        return None
+    for key in ("index", "inputIndex"):
+        if index(extensions.get(key)) is not None:
+            return extensions[key]
+    client_id = extensions.get("clientId")
+    return client_ids.index(client_id) if client_id in client_ids else None
 
 
 # --- the voucher ------------------------------------------------------------------------------
@@ -291,32 +376,42 @@ def format_amount(amount: Decimal) -> str:
     return f"{quantized:f}"
 
 
-def voucher_inputs(posting: Posting, config: XledgerConfig) -> list[dict[str, Any]]:
-    """The two balanced AddGLImportItemsInput of one posting: debit expense, credit payable."""
+def _line(posting: Posting, config: XledgerConfig, account: str, amount: Decimal) -> dict:
+    """One GL import item, every field as in Xledger's own addGLImportItems example."""
     day = posting.posting_date.isoformat()
-    common: dict[str, Any] = {
+    text_amount = format_amount(amount)
+    return {
+        "trRegNumber": posting.number,  # shared by the voucher's lines; the same on a resend
+        "account": {"code": account},
+        "amount": text_amount,
+        "invoiceAmount": text_amount,
         "currency": {"code": posting.currency},
         "postedDate": day,
         "invoiceDate": day,
+        # An approved expense is owed at once: no payment terms to add.
+        "dueDate": day,
         "text": posting.description,
         "transactionSource": {"code": config.transaction_source},
+        "jobLevel": {"dbSubId": JOB_LEVEL_SUB_ID},
         "extIdentifier": posting.reference,
         "invoiceNumber": posting.reference,
     }
-    debit: dict[str, Any] = {
-        "account": {"code": posting.expense_account},
-        "amount": format_amount(posting.amount),
-        **common,
-        "yourReference": posting.claimant_reference,
-    }
+
+
+def voucher_inputs(posting: Posting, config: XledgerConfig) -> list[dict[str, Any]]:
+    """The two balanced AddGLImportItemsInput of one posting: debit expense, credit payable.
+
+    Every value is derived from the posting and the config alone, so a resend is the
+    same voucher.
+    """
+    debit = _line(posting, config, posting.expense_account, posting.amount)
+    if posting.claimant_reference:
+        debit["yourReference"] = posting.claimant_reference
     if posting.cost_center:
         debit[f"glObject{config.cost_center_object}"] = {"code": posting.cost_center}
-    credit: dict[str, Any] = {
-        "account": {"code": posting.payable_account},
-        "amount": format_amount(-posting.amount),
-        **common,
-    }
-    if posting.claimant_reference:
+    credit = _line(posting, config, posting.payable_account, -posting.amount)
+    if config.claimant_subledger and posting.claimant_reference:
+        # Only on request: the code must name an existing employee or supplier in Xledger.
         credit["subledger"] = {"code": posting.claimant_reference}
     return [
         {"clientId": f"{posting.reference}:D", "node": debit},
@@ -330,11 +425,13 @@ mutation AddGLImportItems($inputs: [AddGLImportItemsInput!]!) {
 }
 """
 
+# Reads select only pageInfo { hasNextPage } and take the cursor from the last edge, as
+# public clients do (endCursor is unconfirmed); ids travel as Int64String (Queries.cs).
 ACCOUNTS = """
 query Accounts($first: Int, $after: String) {
   accounts(first: $first, after: $after) {
     edges { cursor node { dbId code description } }
-    pageInfo { hasNextPage endCursor }
+    pageInfo { hasNextPage }
   }
 }
 """
@@ -343,16 +440,16 @@ OBJECT_KINDS = """
 query ObjectKinds($first: Int, $after: String) {
   objectKinds(first: $first, after: $after) {
     edges { cursor node { dbId name } }
-    pageInfo { hasNextPage endCursor }
+    pageInfo { hasNextPage }
   }
 }
 """
 
 OBJECT_VALUES = """
-query ObjectValues($first: Int, $after: String, $kind: Int) {
+query ObjectValues($first: Int, $after: String, $kind: Int64String) {
   objectValues(first: $first, after: $after, filter: {objectKindDbId: $kind}) {
     edges { cursor node { dbId code description } }
-    pageInfo { hasNextPage endCursor }
+    pageInfo { hasNextPage }
   }
 }
 """
@@ -361,14 +458,64 @@ GL_IMPORT_ITEMS_BY_REFERENCE = """
 query GLImportItemsByReference($first: Int, $after: String, $refs: [String!]) {
   glImportItems(first: $first, after: $after, filter: {extIdentifier_in: $refs}) {
     edges { cursor node { dbId extIdentifier } }
-    pageInfo { hasNextPage endCursor }
+    pageInfo { hasNextPage }
+  }
+}
+"""
+
+TRANSACTIONS_BY_REFERENCE = """
+query TransactionsByReference($first: Int, $after: String, $refs: [String!]) {
+  transactions(first: $first, after: $after, filter: {extIdentifier_in: $refs}) {
+    edges { cursor node { dbId extIdentifier } }
+    pageInfo { hasNextPage }
+  }
+}
+"""
+
+GL_IMPORT_ITEM_ERRORS = """
+query GLImportItemErrors($first: Int, $after: String, $ids: [Int64String!]) {
+  glImportItemErrors(first: $first, after: $after, filter: {transactionDbId_in: $ids}) {
+    edges { cursor node { transactionDbId errorLevel message } }
+    pageInfo { hasNextPage }
   }
 }
 """
 
 
+@dataclass
+class _Answer:
+    """One mutation answer, read per input: what it echoed and which errors name which input."""
+
+    echoed: dict[str, dict[str, Any]]  # clientId -> edge
+    named: dict[str, list[dict[str, Any]]]  # clientId -> the errors naming that input
+    unnamed: list[dict[str, Any]]  # errors that name no input
+
+    @classmethod
+    def read(cls, body: dict[str, Any], batch: list[dict[str, Any]]) -> _Answer:
+        client_ids = [node["clientId"] for node in batch]
+        try:
+            edges = body["data"]["addGLImportItems"]["edges"]
+            echoed = {e["clientId"]: e for e in edges if e["clientId"] in client_ids}
+        except (KeyError, TypeError):
+            echoed = {}
+        named: dict[str, list[dict[str, Any]]] = {}
+        unnamed: list[dict[str, Any]] = []
+        for error in body.get("errors") or []:
+            if not isinstance(error, dict):
+                unnamed.append({"message": str(error)})
+                continue
+            index = _input_index(error, client_ids)
+            if index is None:
+                unnamed.append(error)
+            else:
+                named.setdefault(client_ids[index], []).append(error)
+        return cls(echoed, named, unnamed)
+
+
 class XledgerConnector:
     batch_size = MAX_NODES_PER_CALL // NODES_PER_POSTING  # 250
+    # An answer with ids is not yet a posted voucher: the import job may refuse it later.
+    settles_later = True
 
     def __init__(self, config: XledgerConfig) -> None:
         self.config = config
@@ -418,7 +565,9 @@ class XledgerConnector:
         for index, posting in enumerate(postings):
             problem = _local_problem(posting, seen)
             seen.add(posting.reference)
-            if problem:
+            if posting.existing_id:
+                results[index] = _half_voucher_held(posting)
+            elif problem:
                 results[index] = PostResult(posting.reference, Outcome.PERMANENT, message=problem)
             else:
                 inputs[index] = voucher_inputs(posting, self.config)
@@ -427,18 +576,16 @@ class XledgerConnector:
             pending = self._send(postings, pending, inputs, results, started)
         return [results[index] for index in range(len(postings))]
 
-    def lookup(self, references: list[str]) -> dict[str, str]:
-        wanted = list(dict.fromkeys(references))
-        wanted_set = set(wanted)
-        found: dict[str, str] = {}
+    def lookup(self, references: list[str]) -> dict[str, Found]:
         with admin_errors(self):
-            for start in range(0, len(wanted), LOOKUP_CHUNK):
-                for node in self._import_items_by_reference(wanted[start : start + LOOKUP_CHUNK]):
-                    reference = node.get("extIdentifier")
-                    if reference in wanted_set:
-                        # Both lines of a voucher carry the reference; the first seen names it.
-                        found.setdefault(reference, str(node["dbId"]))
-        return found
+            return self._find(references)
+
+    def settle(self, held: dict[str, str]) -> dict[str, Settled]:
+        settled: dict[str, Settled] = {}
+        with admin_errors(self):
+            for chunk in _chunks(list(held), LOOKUP_CHUNK):
+                settled.update(self._settle_chunk(chunk, held))
+        return settled
 
     # --- posting ------------------------------------------------------------------------
 
@@ -452,8 +599,10 @@ class XledgerConnector:
     ) -> list[int]:
         """Send one mutation for `pending`; returns the postings to send again at once.
 
-        The mutation is all or nothing: when some inputs are invalid nothing is
-        stored, so those postings are refused and the others go again right away.
+        A posting is PERMANENT only when an error names one of its inputs; one the
+        answer echoes whole is SUCCEEDED; anything else is UNCERTAIN, except postings of
+        a call refused for others' inputs, which go again once a lookup shows that
+        Xledger holds nothing of them.
         """
         batch = [node for index in pending for node in inputs[index]]
         try:
@@ -466,72 +615,145 @@ class XledgerConnector:
                     postings[index], inputs[index], error.failure, started
                 )
             return []
-        errors = body.get("errors")
-        if not errors:
-            self._record_success(postings, pending, inputs, results, body, status, started)
-            return []
-        by_client = _validation_errors_by_client_id(errors) or {}
-        refused = {
-            index
-            for index in pending
-            if any(node["clientId"] in by_client for node in inputs[index])
-        }
-        if not refused:
-            failure = graphql_failure(errors, write=True)
+        answer = _Answer.read(body, batch)
+        if answer.unnamed and not answer.named and not answer.echoed:
+            # Nothing in the answer is about one posting: it is about the request.
+            failure = graphql_failure(answer.unnamed, write=True)
             for index in pending:
                 results[index] = self._result(postings[index], inputs[index], failure, started)
             return []
-        for index in refused:
-            own = [e for node in inputs[index] for e in by_client.get(node["clientId"], [])]
-            failure = Failure(
-                Outcome.PERMANENT,
-                Cause.HTTP,
-                "; ".join(dict.fromkeys(str(e.get("message", "")) for e in own)),
-                None,
-                status,
-                truncate(json.dumps({"errors": own}, ensure_ascii=False)),
-            )
+        unresolved = []
+        for index in pending:
+            result = self._own_result(postings[index], inputs[index], answer, status, started)
+            if result is None:
+                unresolved.append(index)
+            else:
+                results[index] = result
+        if not unresolved:
+            return []
+        if answer.named and not answer.echoed and not answer.unnamed:
+            return self._resend_if_absent(postings, unresolved, inputs, results, started)
+        failure = (
+            graphql_failure(answer.unnamed, write=True)
+            if answer.unnamed
+            else _unconfirmed(status, body)
+        )
+        for index in unresolved:
             results[index] = self._result(postings[index], inputs[index], failure, started)
-        return [index for index in pending if index not in refused]
+        return []
 
-    def _record_success(
+    def _own_result(
         self,
-        postings: list[Posting],
-        pending: list[int],
-        inputs: dict[int, list[dict[str, Any]]],
-        results: dict[int, PostResult],
-        body: dict[str, Any],
+        posting: Posting,
+        inputs: list[dict[str, Any]],
+        answer: _Answer,
         status: int,
         started: float,
-    ) -> None:
-        try:
-            edges = body["data"]["addGLImportItems"]["edges"]
-            by_client = {edge["clientId"]: edge for edge in edges}
-        except (KeyError, TypeError):
-            by_client = {}
-        for index in pending:
-            own = [by_client[n["clientId"]] for n in inputs[index] if n["clientId"] in by_client]
-            if len(own) != len(inputs[index]):
-                # Answered without echoing our lines: it may or may not be stored.
-                failure = Failure(
-                    Outcome.UNCERTAIN,
-                    Cause.OTHER,
-                    "Xledger answered without confirming this voucher's lines.",
-                    None,
-                    status,
-                    truncate(json.dumps(body, ensure_ascii=False)),
-                )
-                results[index] = self._result(postings[index], inputs[index], failure, started)
-                continue
-            results[index] = PostResult(
-                reference=postings[index].reference,
+    ) -> PostResult | None:
+        """What the answer says about this posting's own lines; None when it says nothing."""
+        client_ids = [node["clientId"] for node in inputs]
+        errors = [e for cid in client_ids for e in answer.named.get(cid, [])]
+        stored = [answer.echoed[cid] for cid in client_ids if cid in answer.echoed]
+        if errors:
+            return self._refused(posting, inputs, errors, bool(stored), status, started)
+        if len(stored) == len(client_ids):
+            return PostResult(
+                reference=posting.reference,
                 outcome=Outcome.SUCCEEDED,
-                erp_id=str(own[0]["node"]["dbId"]),
-                payload={"inputs": inputs[index]},
+                erp_id=str(stored[0]["node"]["dbId"]),
+                payload={"inputs": inputs},
                 response_status=status,
-                response_body=truncate(json.dumps({"edges": own}, ensure_ascii=False)),
+                response_body=truncate(json.dumps({"edges": stored}, ensure_ascii=False)),
                 duration_ms=ms_since(started),
             )
+        if stored:
+            # Part of the voucher is in Xledger: it must be looked up, never simply resent.
+            failure = Failure(
+                Outcome.UNCERTAIN,
+                Cause.OTHER,
+                f"Xledger confirmed only part of voucher {posting.reference}.",
+                None,
+                status,
+                truncate(json.dumps({"edges": stored}, ensure_ascii=False)),
+            )
+            return self._result(posting, inputs, failure, started, partial=True)
+        return None
+
+    def _refused(
+        self,
+        posting: Posting,
+        inputs: list[dict[str, Any]],
+        errors: list[dict[str, Any]],
+        partly_stored: bool,
+        status: int,
+        started: float,
+    ) -> PostResult:
+        message = "; ".join(dict.fromkeys(_message(e) for e in errors))
+        if partly_stored:
+            message += " " + _half_voucher_words(posting.reference)
+        failure = Failure(
+            Outcome.PERMANENT,
+            Cause.HTTP,
+            message,
+            None,
+            status,
+            truncate(json.dumps({"errors": errors}, ensure_ascii=False)),
+        )
+        return self._result(posting, inputs, failure, started, partial=partly_stored)
+
+    def _resend_if_absent(
+        self,
+        postings: list[Posting],
+        unresolved: list[int],
+        inputs: dict[int, list[dict[str, Any]]],
+        results: dict[int, PostResult],
+        started: float,
+    ) -> list[int]:
+        """Postings of a call refused for other postings' inputs: the ones to send again.
+
+        A refusal that names some inputs and echoes none reads as "nothing was stored"
+        (all or nothing), but that is unconfirmed: an Xledger that kept the valid inputs
+        without echoing them would get duplicates from a blind resend. One lookup settles
+        it; when the lookup cannot answer, they are UNCERTAIN.
+        """
+        try:
+            found = self._find([postings[index].reference for index in unresolved])
+        except CallFailed as error:
+            failure = Failure(
+                Outcome.UNCERTAIN,
+                error.failure.cause,
+                "Xledger refused other postings of the same call, and whether it kept this "
+                f"one could not be checked: {error.failure.message}",
+                None,
+                error.failure.status,
+                error.failure.body,
+            )
+            for index in unresolved:
+                results[index] = self._result(postings[index], inputs[index], failure, started)
+            return []
+        resend = []
+        for index in unresolved:
+            posting = postings[index]
+            hit = found.get(posting.reference)
+            if hit is None:
+                resend.append(index)
+            elif hit.complete:
+                results[index] = PostResult(
+                    reference=posting.reference,
+                    outcome=Outcome.SUCCEEDED,
+                    erp_id=hit.erp_id,
+                    message="Xledger kept this voucher although its answer did not say so.",
+                    payload={"inputs": inputs[index]},
+                    duration_ms=ms_since(started),
+                )
+            else:
+                failure = Failure(
+                    Outcome.UNCERTAIN, Cause.OTHER, _half_voucher_words(posting.reference)
+                )
+                results[index] = self._result(
+                    posting, inputs[index], failure, started, partial=True
+                )
+        return resend
 
     def _result(
         self,
@@ -539,9 +761,103 @@ class XledgerConnector:
         inputs: list[dict[str, Any]],
         failure: Failure,
         started: float,
+        *,
+        partial: bool = False,
     ) -> PostResult:
         payload = {"inputs": inputs}
-        return failed_result(posting.reference, payload, failure, started, self.config.secrets())
+        result = failed_result(posting.reference, payload, failure, started, self.config.secrets())
+        return replace(result, partial=True) if partial else result
+
+    # --- finding vouchers again -----------------------------------------------------------
+
+    def _find(self, references: list[str]) -> dict[str, Found]:
+        """The vouchers Xledger holds under these references, whole or in part.
+
+        GL import items first (waiting for, or refused by, the import job); only the
+        references not found whole there are looked for among posted transactions, since
+        the import job may take its items out of glImportItems.
+        """
+        wanted = list(dict.fromkeys(references))
+        found: dict[str, Found] = {}
+        for chunk in _chunks(wanted, LOOKUP_CHUNK):
+            importing = _by_reference(self._import_items_by_reference(chunk), chunk)
+            rest = [r for r in chunk if len(importing.get(r, [])) < NODES_PER_POSTING]
+            posted = _by_reference(self._transactions_by_reference(rest), rest) if rest else {}
+            for reference in chunk:
+                hit = _found(posted.get(reference, []), importing.get(reference, []))
+                if hit is not None:
+                    found[reference] = hit
+        return found
+
+    def _settle_chunk(self, references: list[str], held: dict[str, str]) -> dict[str, Settled]:
+        posted = _by_reference(self._transactions_by_reference(references), references)
+        settled = {
+            reference: Settled(
+                Settlement.POSTED,
+                erp_id=_first_id(posted[reference]),
+                response_body=truncate(json.dumps(posted[reference], ensure_ascii=False)),
+            )
+            for reference in references
+            if posted.get(reference)
+        }
+        rest = [r for r in references if r not in settled]
+        if not rest:
+            return settled
+        # Every line's id, not only the one the mutation answered with: the import job
+        # may name any line of a voucher it refuses.
+        owner = {str(held[r]): r for r in rest if held[r]}
+        for reference, lines in _by_reference(self._import_items_by_reference(rest), rest).items():
+            owner.update({str(line["dbId"]): reference for line in lines})
+        refusals: dict[str, list[dict[str, Any]]] = {}
+        for error in self._import_item_errors(list(owner)):
+            reference = owner.get(str(error.get("transactionDbId")))
+            if reference and not _is_warning(error):
+                refusals.setdefault(reference, []).append(error)
+        for reference in rest:
+            errors = refusals.get(reference)
+            settled[reference] = (
+                Settled(
+                    Settlement.REJECTED,
+                    message="; ".join(dict.fromkeys(_message(e) for e in errors)),
+                    erp_id=held[reference],
+                    response_body=truncate(json.dumps(errors, ensure_ascii=False)),
+                )
+                if errors
+                else Settled(Settlement.WAITING)
+            )
+        return settled
+
+    def _import_items_by_reference(self, references: list[str]) -> list[dict[str, Any]]:
+        """GL import items whose extIdentifier is one of `references`.
+
+        UNCONFIRMED for the real Xledger: that `glImportItems` accepts the filter
+        `extIdentifier_in`. If it does not, Xledger answers a GraphQL error, this raises
+        (CallFailed), and nothing is claimed found or resent.
+        """
+        return list(
+            self._paged("glImportItems", GL_IMPORT_ITEMS_BY_REFERENCE, {"refs": references})
+        )
+
+    def _transactions_by_reference(self, references: list[str]) -> list[dict[str, Any]]:
+        """Posted transactions whose extIdentifier is one of `references`.
+
+        UNCONFIRMED for the real Xledger: that the import job carries `extIdentifier`
+        onto the transactions it posts, and that `transactions` accepts the filter
+        `extIdentifier_in`. If not, this raises (CallFailed) and nothing is claimed posted.
+        """
+        return list(self._paged("transactions", TRANSACTIONS_BY_REFERENCE, {"refs": references}))
+
+    def _import_item_errors(self, db_ids: list[str]) -> list[dict[str, Any]]:
+        """What the import job wrote into glImportItemErrors about these GL import items.
+
+        UNCONFIRMED for the real Xledger: that a refused item's errors carry its dbId in
+        `transactionDbId` and can be filtered by `transactionDbId_in`, and that
+        `errorLevel` tells warnings (which do not stop a voucher) from errors.
+        """
+        errors: list[dict[str, Any]] = []
+        for chunk in _chunks(db_ids, ID_CHUNK):
+            errors += self._paged("glImportItemErrors", GL_IMPORT_ITEM_ERRORS, {"ids": chunk})
+        return errors
 
     # --- reading ------------------------------------------------------------------------
 
@@ -570,22 +886,17 @@ class XledgerConnector:
                 name=str(node.get("description") or ""),
                 dimension=str(kind),
             )
-            for node in self._paged("objectValues", OBJECT_VALUES, {"kind": kind})
+            for node in self._paged("objectValues", OBJECT_VALUES, {"kind": str(kind)})
         ]
-
-    def _import_items_by_reference(self, references: list[str]) -> Iterator[dict[str, Any]]:
-        """GL import items whose extIdentifier is one of `references`.
-
-        UNCONFIRMED for the real Xledger: that `glImportItems` accepts the filter
-        `extIdentifier_in` (the sandbox does). If it does not, this is the one
-        function to change (e.g. to `transactions` filtered by extIdentifier).
-        """
-        return self._paged("glImportItems", GL_IMPORT_ITEMS_BY_REFERENCE, {"refs": references})
 
     def _paged(
         self, field_name: str, query: str, variables: dict[str, Any]
     ) -> Iterator[dict[str, Any]]:
-        """Every node of a Relay connection, following `after` until hasNextPage is false."""
+        """Every node of a Relay connection, `after` the last edge's cursor while hasNextPage.
+
+        A page that promises more but gives no usable cursor raises: a lookup that read
+        only part of the answer could call a voucher absent and have it sent twice.
+        """
         after: str | None = None
         while True:
             page = {**variables, "first": self.config.page_size, "after": after}
@@ -596,14 +907,15 @@ class XledgerConnector:
                 connection = body["data"][field_name]
                 edges = connection["edges"]
                 has_next = bool(connection["pageInfo"]["hasNextPage"])
-                cursor = connection["pageInfo"].get("endCursor") or (
-                    edges[-1]["cursor"] if edges else None
-                )
-            except (KeyError, TypeError, IndexError):
+                nodes = [edge["node"] for edge in edges]
+                cursor = edges[-1].get("cursor") if edges else None
+            except (KeyError, TypeError, AttributeError):
                 raise CallFailed(_unexpected_answer(write=False)) from None
-            yield from (edge["node"] for edge in edges)
-            if not has_next or not cursor or cursor == after:
+            yield from nodes
+            if not has_next:
                 return
+            if not cursor or cursor == after:
+                raise CallFailed(_unexpected_answer(write=False))
             after = cursor
 
     # --- one GraphQL call ---------------------------------------------------------------
@@ -715,6 +1027,12 @@ def _local_problem(posting: Posting, seen: set[str]) -> str:
     """Why a posting cannot be sent at all, or ""."""
     if posting.reference in seen:
         return f"The reference {posting.reference} appears twice in the same batch."
+    if not 1 <= posting.number <= MAX_TR_REG_NUMBER:
+        # trRegNumber groups the voucher's lines and makes a resend recognisable.
+        return (
+            f"The record has no usable voucher number ({posting.number}); Xledger needs "
+            f"one from 1 to {MAX_TR_REG_NUMBER}."
+        )
     try:
         format_amount(posting.amount)
     except (TypeError, ValueError) as error:
@@ -722,17 +1040,67 @@ def _local_problem(posting: Posting, seen: set[str]) -> str:
     return ""
 
 
-def _validation_errors_by_client_id(
-    errors: list[dict[str, Any]],
-) -> dict[str, list[dict[str, Any]]] | None:
-    """Validation errors keyed by the input they name; None if any error is of another kind."""
-    by_client: dict[str, list[dict[str, Any]]] = {}
-    for error in errors:
-        client_id = _error_client_id(error)
-        if _error_code(error) != VALIDATION_CODE or client_id is None:
-            return None
-        by_client.setdefault(client_id, []).append(error)
-    return by_client
+def _half_voucher_words(reference: str) -> str:
+    return (
+        f"Xledger holds part of voucher {reference}: finance must remove it in Xledger "
+        "before it is sent again."
+    )
+
+
+def _half_voucher_held(posting: Posting) -> PostResult:
+    """A posting a lookup found in part: never sent, since Xledger cannot complete a voucher."""
+    return PostResult(
+        reference=posting.reference,
+        outcome=Outcome.PERMANENT,
+        message=f"{_half_voucher_words(posting.reference)} (GL import item {posting.existing_id})",
+        partial=True,
+    )
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _by_reference(nodes: Iterable[dict[str, Any]], wanted: list[str]) -> dict[str, list[dict]]:
+    wanted_set = set(wanted)
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for node in nodes:
+        reference = node.get("extIdentifier")
+        if reference in wanted_set:
+            grouped.setdefault(reference, []).append(node)
+    return grouped
+
+
+def _first_id(lines: list[dict[str, Any]]) -> str:
+    """The lowest dbId of a voucher's lines: its debit line, the id `post` answered with."""
+    ids = [str(line["dbId"]) for line in lines]
+    return min(ids, key=lambda db_id: (len(db_id), db_id))
+
+
+def _found(posted: list[dict[str, Any]], importing: list[dict[str, Any]]) -> Found | None:
+    """A voucher is whole when posted or waiting with both its lines; else in part, or absent."""
+    for lines in (posted, importing):
+        if len(lines) >= NODES_PER_POSTING:
+            return Found(_first_id(lines))
+    lines = posted or importing
+    return Found(_first_id(lines), complete=False) if lines else None
+
+
+def _is_warning(error: dict[str, Any]) -> bool:
+    return str(error.get("errorLevel") or "").strip().lower() in ("warning", "info", "information")
+
+
+def _unconfirmed(status: int, body: dict[str, Any]) -> Failure:
+    # Answered without echoing our lines or naming them: it may or may not be stored.
+    return Failure(
+        Outcome.UNCERTAIN,
+        Cause.OTHER,
+        "Xledger answered without confirming this voucher's lines.",
+        None,
+        status,
+        truncate(json.dumps(body, ensure_ascii=False)),
+    )
 
 
 def _unexpected_answer(*, write: bool, body: str = "") -> Failure:

@@ -9,6 +9,7 @@ from typing import Any
 from .faults import Faults, FaultSettingsError
 from .state import SandboxState
 from .web import Request, Response, dumps, json_response, text_response
+from .xledger import import_all
 
 
 def ledger(state: SandboxState) -> dict[str, Any]:
@@ -18,6 +19,12 @@ def ledger(state: SandboxState) -> dict[str, Any]:
             dumps(
                 {
                     "xledger": {name: e.items for name, e in state.xledger.items()},
+                    "xledger_transactions": {
+                        name: e.transactions for name, e in state.xledger.items()
+                    },
+                    "xledger_import_errors": {
+                        name: e.import_errors for name, e in state.xledger.items()
+                    },
                     "business_central": {
                         company.name: {
                             "journalLines": company.journal_lines,
@@ -53,11 +60,14 @@ def handle(state: SandboxState, request: Request) -> Response:
     if route == "/_sandbox/reset" and method == "POST":
         state.reset()
         return json_response(200, {"reset": True})
+    if route == "/_sandbox/xledger/import" and method == "POST":
+        # Xledger's import job, run on demand (assumption xledger_import "deferred").
+        return json_response(200, import_all(state))
     if route == "/_sandbox/requests" and method == "GET":
         with state.lock:
             return json_response(200, {erp: dict(c) for erp, c in state.counts.items()})
     known = {"/_sandbox", "/_sandbox/ledger", "/_sandbox/faults", "/_sandbox/reset"}
-    if route in known | {"/_sandbox/requests"}:
+    if route in known | {"/_sandbox/requests", "/_sandbox/xledger/import"}:
         return json_response(405, {"error": f"{method} is not allowed on {request.path}"})
     return json_response(404, {"error": f"no such control endpoint: {request.path}"})
 
@@ -86,7 +96,9 @@ def _table(caption: str, columns: list[tuple[str, str]], rows: list[dict[str, An
 
 XLEDGER_COLUMNS = [
     ("dbId", "dbId"),
+    ("Voucher (trRegNumber)", "trRegNumber"),
     ("Reference (extIdentifier)", "extIdentifier"),
+    ("Status", "status"),
     ("Posted date", "postedDate"),
     ("Account", "account"),
     ("Amount", "amount"),

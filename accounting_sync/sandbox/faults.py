@@ -23,6 +23,23 @@ ERPS = ("xledger", "business_central")
 # the connectors stay safe either way: never a duplicate, never a false "synced".
 ASSUMPTIONS: dict[str, tuple[Any, ...]] = {
     # --- Xledger -------------------------------------------------------------------------
+    # Whether glImportItems and transactions take the filter extIdentifier_in; without it a
+    # query using it is a GraphQL validation error ("Field 'extIdentifier_in' is not defined").
+    "xledger_ext_identifier_filter": (True, False),
+    # How addGLImportItems treats a call with invalid inputs: store none of it, or store the
+    # valid inputs (echoed in data) and refuse the invalid ones (in errors).
+    "xledger_item_errors": ("all_or_nothing", "per_item"),
+    # Whether an input error names its input (path ["addGLImportItems", "inputs", <index>])
+    # or only gives a message.
+    "xledger_error_names_input": ("path", "none"),
+    # When the import job turns accepted GL import items into transactions (or rejects them):
+    # on POST /_sandbox/xledger/import, or at once after the mutation.
+    "xledger_import": ("deferred", "immediate"),
+    # How a well-formed but unknown or revoked API token is answered: like a malformed one
+    # (HTTP 200, "Bad format for API Token. ..."), or HTTP 401 UNAUTHENTICATED.
+    "xledger_revoked_token": ("bad_format", "unauthenticated_401"),
+    # Whether GL import items the import job posted leave glImportItems or stay listed.
+    "xledger_imported_items": ("removed", "kept"),
     # --- Business Central ----------------------------------------------------------------
     # Whether `$filter=<Code field> eq 'literal'` matches a literal in another case than
     # the stored, upper-cased value. "exact": only the upper-cased literal matches.
@@ -47,6 +64,10 @@ class Faults:
     retry_after_s: int = 1
     drop_after_commit_rate: float = 0.0
     permanent_error_rate: float = 0.0
+    late_rejection_rate: float = 0.0
+    insufficient_credits_rate: float = 0.0
+    credits_reset_s: int = 1200
+    query_timeout_rate: float = 0.0
     # Business Central: that fraction of dimension set line POSTs answer 503 before doing
     # anything (a journal line that exists without its cost center).
     dimension_error_rate: float = 0.0
@@ -90,7 +111,7 @@ def _validate(name: str, value: Any) -> Any:
         if value not in (None, *ERPS):
             raise FaultSettingsError('only must be null, "xledger" or "business_central"')
         return value
-    if name in ("latency_ms", "retry_after_s"):
+    if name in ("latency_ms", "retry_after_s", "credits_reset_s"):
         if not _is_int(value) or value < 0:
             raise FaultSettingsError(f"{name} must be a non-negative integer")
         return value
@@ -196,6 +217,20 @@ class FaultInjector:
     def dimension_error(self, erp: str) -> bool:
         return self.applies(erp) and self._draw(self.faults.dimension_error_rate)
 
+    def late_rejection(self, erp: str, reference: str | None) -> bool:
+        """Stable per reference and seed (salted apart from permanent_error_rate)."""
+        if not reference or not self.applies(erp):
+            return False
+        fraction = _stable_fraction(self.faults.seed, "late", reference)
+        return fraction < self.faults.late_rejection_rate
+
+    def insufficient_credits(self, erp: str) -> bool:
+        return self.applies(erp) and self._draw(self.faults.insufficient_credits_rate)
+
+    def query_timeout(self, erp: str) -> bool:
+        """Drawn after a write was carried out: the answer becomes a message-only timeout."""
+        return self.applies(erp) and self._draw(self.faults.query_timeout_rate)
+
     def credentials_expired(self, erp: str) -> bool:
         return self.applies(erp) and self.faults.expired_credentials
 
@@ -204,3 +239,9 @@ class FaultInjector:
 
     def retry_after(self) -> str:
         return str(math.ceil(self.faults.retry_after_s))
+
+
+def _stable_fraction(seed: int, salt: str, reference: str) -> float:
+    """A number in [0, 1) fixed by seed, salt and reference: the same reference, the same fate."""
+    digest = hashlib.sha256(f"{seed}:{salt}:{reference}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64

@@ -31,8 +31,15 @@ class XledgerEntity:
     accounts: list[dict[str, Any]]
     object_kinds: list[dict[str, Any]]
     object_values: list[dict[str, Any]]
-    items: list[dict[str, Any]] = field(default_factory=list)  # the posted GL import items
+    # Every GL import item accepted, with its "status": pending (waiting for the import
+    # job), imported (became transactions) or rejected (its errors in import_errors).
+    items: list[dict[str, Any]] = field(default_factory=list)
     next_item_db_id: int = 900001
+    transactions: list[dict[str, Any]] = field(default_factory=list)  # posted by the import
+    next_transaction_db_id: int = 700001
+    import_errors: list[dict[str, Any]] = field(default_factory=list)  # glImportItemErrors
+    next_error_db_id: int = 800001
+    next_call_id: int = 1  # one per addGLImportItems call: a voucher is never split across
 
     def __post_init__(self) -> None:
         self.accounts_by_code = {a["code"]: a for a in self.accounts}
