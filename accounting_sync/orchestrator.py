@@ -169,6 +169,8 @@ class Orchestrator:
         # the ERP's id of that part, which `post` completes instead of creating anew.
         self.existing: dict[int, str] = {}
         self.settles_later = False
+        self.sent_here: set[int] = set()  # records this run counted as sent
+        self.settled: Counter[str] = Counter()  # what `settle` decided: "sent" (posted), "failed"
 
     # --- the run ----------------------------------------------------------------------
 
@@ -193,6 +195,9 @@ class Orchestrator:
                 records = self._skip_unmapped(records)
                 records = self._resolve_uncertain(connector, records)
                 self._send_all(connector, records)
+                if self.settles_later and records:
+                    # Ask at once: where the ERP imports quickly, the run ends with them posted.
+                    self._settle(connector, self._awaiting_among(records))
             finally:
                 close = getattr(connector, "close", None)
                 if close:
@@ -308,8 +313,17 @@ class Orchestrator:
             ).order_by("pk")
         )
 
+    def _awaiting_among(self, records: list[FinancialRecord]) -> list[FinancialRecord]:
+        return list(
+            FinancialRecord.objects.filter(
+                pk__in=[record.pk for record in records], state=State.AWAITING
+            ).order_by("pk")
+        )
+
     def _settle(self, connector: Connector, awaiting: list[FinancialRecord]) -> None:
         """Ask the ERP what became of records it accepted: posted, rejected, or not yet."""
+        if not awaiting:
+            return
         try:
             answers = connector.settle({r.reference: r.erp_document_id for r in awaiting})
         except ConnectorError as error:
@@ -327,7 +341,8 @@ class Orchestrator:
             next_retry_at=later
         )
         if decided:
-            SyncRun.objects.filter(pk=self.run.pk).update(total=F("total") + len(decided))
+            earlier = sum(1 for record, _ in decided if record.pk not in self.sent_here)
+            SyncRun.objects.filter(pk=self.run.pk).update(total=F("total") + earlier)
             self._write_results(decided, final=True)
 
     @staticmethod
@@ -455,8 +470,7 @@ class Orchestrator:
             before = previous.get(record.pk, {})
             logs.append(self._log_row(record, result, before))
             counter = self._apply(record, result, now, awaiting)
-            if not (final and counter == "sent"):  # counted as sent when it was sent
-                counts[counter] += 1
+            counts.update(self._counted(record, counter, final))
             if result.outcome != Outcome.SUCCEEDED:
                 self.error_classes[result.outcome] += 1
         # Succeeded records all take the same values but their ERP id: one plain UPDATE
@@ -565,10 +579,26 @@ class Orchestrator:
             record.next_retry_at = None  # automatic retries used up; Retry is manual now
         return "failed"
 
-    def _progress(self, sent: int = 0, failed: int = 0, skipped: int = 0) -> None:
+    def _counted(self, record: FinancialRecord, counter: str, final: bool) -> dict[str, int]:
+        """What one record adds to the run's counters.
+
+        A settlement is the ERP's later word on a record already counted as sent, by
+        this run or an earlier one: posted adds nothing to "sent" again, and refused
+        moves a record this run counted as sent over to "failed".
+        """
+        if not final:
+            if counter == "sent":
+                self.sent_here.add(record.pk)
+            return {counter: 1}
+        self.settled[counter] += 1
+        if record.pk in self.sent_here:
+            return {"sent": -1, "failed": 1} if counter == "failed" else {}
+        return {"failed": 1} if counter == "failed" else {"posted": 1}
+
+    def _progress(self, sent: int = 0, failed: int = 0, skipped: int = 0, posted: int = 0) -> None:
         self.counts.update(sent=sent, failed=failed, skipped=skipped)
         SyncRun.objects.filter(pk=self.run.pk).update(
-            done=F("done") + sent + failed + skipped,
+            done=F("done") + sent + failed + skipped + posted,
             sent=F("sent") + sent,
             failed=F("failed") + failed,
             skipped=F("skipped") + skipped,
@@ -622,4 +652,8 @@ class Orchestrator:
             parts.append(f"{run.failed} failed")
         if run.skipped:
             parts.append(f"{run.skipped} skipped")
+        if self.settled["sent"]:
+            parts.append(f"{self.settled['sent']} posted by the accounting system's import")
+        if self.settled["failed"]:
+            parts.append(f"{self.settled['failed']} refused by its import")
         return ", ".join(parts) + "."

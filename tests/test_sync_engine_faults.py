@@ -295,3 +295,46 @@ def test_business_central_posts_every_record_exactly_once_through_faults_and_two
     killed = sync_through_kills(other_org, worker, kill_at=(0.25, 0.60), time_limit=300)
 
     check_exactly_once(other_org, erp_sandbox, "business_central", killed)
+
+
+@pytest.mark.timeout(300)
+def test_issue10_item1_a_worker_killed_between_a_line_and_its_dimension_adds_only_the_dimension(
+    other_org, erp_sandbox, worker
+) -> None:
+    from tests.test_erp_contracts_engine import dimensions_per_line
+
+    configure(other_org, erp_sandbox, "business_central", first_retry_delay_seconds=1)
+    records = make_records(other_org, 150)  # a batch of 100 lines, then one of 50
+    # Each answer waits 1.5 s, so the lines stand without their dimension that long.
+    erp_sandbox.set_faults(latency_ms=1500)
+    run = start_run(other_org, SyncRun.Trigger.MANUAL)
+    tasks.run_sync.delay(run.pk)
+
+    deadline = time.monotonic() + 60
+    while not any(n == 0 for n in dimensions_per_line(erp_sandbox).values()):
+        assert time.monotonic() < deadline, "no line ever stood without its dimension"
+        time.sleep(0.05)
+    worker.kill()  # between the lines' batch and their dimensions' batch
+    orphans = {ref for ref, n in dimensions_per_line(erp_sandbox).items() if n == 0}
+    erp_sandbox.set_faults()
+    worker.start()
+
+    deadline = time.monotonic() + 120
+    while SyncRun.objects.filter(status=SyncRun.Status.RUNNING).exists() or unfinished(other_org):
+        assert time.monotonic() < deadline, progress(other_org)
+        FinancialRecord.objects.filter(organization=other_org, state=State.FAILED).update(
+            next_retry_at=timezone.now()
+        )
+        tasks.sweep()
+        time.sleep(1)
+
+    assert orphans, "the kill should have left lines without their dimension"
+    assert ledger_counts(erp_sandbox, "business_central") == {r.reference: 1 for r in records}
+    assert dimensions_per_line(erp_sandbox) == {r.reference: 1 for r in records}
+    assert set(
+        FinancialRecord.objects.filter(organization=other_org).values_list("state", flat=True)
+    ) == {State.SYNCED}
+    assert SyncRun.objects.get(pk=run.pk).error_class == "abandoned"
+    # The killed run wrote no attempt for them; the one that completed them says so.
+    completed = SyncLog.objects.filter(reference__in=orphans, status=SyncLog.Status.SUCCEEDED)
+    assert completed.count() == len(orphans)
