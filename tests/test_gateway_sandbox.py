@@ -1072,6 +1072,8 @@ FAULTS = [
     {"permanent_error_rate": 0.5},
     {"unknown_accounts": ["7130"]},
     {"expired_credentials": True},
+    {"insufficient_credits_rate": 1.0},
+    {"query_timeout_rate": 1.0},
     {"latency_ms": 700},
 ]
 

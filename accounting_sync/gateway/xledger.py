@@ -376,7 +376,7 @@ def format_amount(amount: Decimal) -> str:
     return f"{quantized:f}"
 
 
-def _line(posting: Posting, config: XledgerConfig, account: str, amount: Decimal) -> dict:
+def _line(posting: Posting, config: XledgerConfig, account: str, amount: Decimal) -> dict[str, Any]:
     """One GL import item, every field as in Xledger's own addGLImportItems example."""
     day = posting.posting_date.isoformat()
     text_amount = format_amount(amount)
@@ -805,7 +805,8 @@ class XledgerConnector:
             return settled
         # Every line's id, not only the one the mutation answered with: the import job
         # may name any line of a voucher it refuses.
-        owner = {str(held[r]): r for r in rest if held[r]}
+        # An id that is not an Int64String would make Xledger refuse the whole query.
+        owner = {str(held[r]): r for r in rest if str(held[r]).isdigit()}
         for reference, lines in _by_reference(self._import_items_by_reference(rest), rest).items():
             owner.update({str(line["dbId"]): reference for line in lines})
         refusals: dict[str, list[dict[str, Any]]] = {}
