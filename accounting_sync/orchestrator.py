@@ -192,12 +192,13 @@ class Orchestrator:
             try:
                 if awaiting:
                     self._settle(connector, awaiting)
+                claimed = records
                 records = self._skip_unmapped(records)
                 records = self._resolve_uncertain(connector, records)
                 self._send_all(connector, records)
-                if self.settles_later and records:
+                if self.settles_later and claimed:
                     # Ask at once: where the ERP imports quickly, the run ends with them posted.
-                    self._settle(connector, self._awaiting_among(records))
+                    self._settle(connector, self._awaiting_among(claimed))
             finally:
                 close = getattr(connector, "close", None)
                 if close:
@@ -340,6 +341,19 @@ class Orchestrator:
         FinancialRecord.objects.filter(pk__in=undecided, state=State.AWAITING).update(
             next_retry_at=later
         )
+        # Posted, for a record this run sent, adds nothing to what its attempt says;
+        # posted for one an earlier run sent is written down as the evidence it was.
+        decided = [
+            (record, result)
+            for record, result in decided
+            if record.pk not in self.sent_here or result.outcome != Outcome.SUCCEEDED
+        ]
+        quiet = {record.pk for record in awaiting} - undecided - {r.pk for r, _ in decided}
+        if quiet:
+            FinancialRecord.objects.filter(pk__in=quiet, state=State.AWAITING).update(
+                state=State.SYNCED, synced_at=timezone.now(), next_retry_at=None
+            )
+            Organization.touch(self.run.organization_id)
         if decided:
             earlier = sum(1 for record, _ in decided if record.pk not in self.sent_here)
             SyncRun.objects.filter(pk=self.run.pk).update(total=F("total") + earlier)
@@ -590,9 +604,9 @@ class Orchestrator:
             if counter == "sent":
                 self.sent_here.add(record.pk)
             return {counter: 1}
-        self.settled[counter] += 1
         if record.pk in self.sent_here:
             return {"sent": -1, "failed": 1} if counter == "failed" else {}
+        self.settled[counter] += 1
         return {"failed": 1} if counter == "failed" else {"posted": 1}
 
     def _progress(self, sent: int = 0, failed: int = 0, skipped: int = 0, posted: int = 0) -> None:

@@ -246,6 +246,7 @@ class TestXledgerPosting:
         assert outcomes(connector.post([xl_posting(2)])) == [Outcome.SUCCEEDED]
 
     def test_lookup_finds_a_posted_reference_and_not_an_unknown_one(self, sandbox):
+        sandbox.set_faults(assumptions={"xledger_import": "deferred"})
         connector = xl_connector(sandbox)
         [result] = connector.post([xl_posting(1)])
         found = connector.lookup(["VH-bf-1", "VH-bf-404"])
@@ -551,6 +552,7 @@ class TestXledgerIssue10Errors:
 
 class TestXledgerIssue10Settle:
     def test_issue10_item8_settle_waits_until_the_import_job_posts(self, sandbox):
+        sandbox.set_faults(assumptions={"xledger_import": "deferred"})
         connector = xl_connector(sandbox)
         assert connector.settles_later is True
         results = connector.post([xl_posting(1)])
@@ -580,7 +582,7 @@ class TestXledgerIssue10Settle:
     def test_issue10_item8_settle_reads_in_pages_and_chunks(self, sandbox, monkeypatch):
         monkeypatch.setattr(xl, "LOOKUP_CHUNK", 3)
         monkeypatch.setattr(xl, "ID_CHUNK", 4)
-        sandbox.set_faults(late_rejection_rate=0.5)
+        sandbox.set_faults(late_rejection_rate=0.5, assumptions={"xledger_import": "deferred"})
         connector = xl_connector(sandbox, page_size=2)
         results = connector.post([xl_posting(n) for n in range(8)])
         held = {r.reference: r.erp_id for r in results}

@@ -125,6 +125,8 @@ def worker(transactional_db, tmp_path, settings, erp_sandbox) -> Iterator[Worker
         "SYNC_STALE_AFTER_SECONDS": str(STALE_AFTER_SECONDS),
         # Follow-up runs after approval wait this long; keep them out of the way.
         "SYNC_APPROVAL_DELAY_SECONDS": "1",
+        # Records Xledger accepted are asked about again after a second, not two minutes.
+        "SYNC_IMPORT_CHECK_SECONDS": "1",
         "LOG_LEVEL": "INFO",
     }
     process = Worker(tmp_path, env)
@@ -196,7 +198,7 @@ def sync_through_kills(
                 # is what reaches the ERP, not when, so its retry is due now.
                 FinancialRecord.objects.filter(
                     organization=organization,
-                    state=FinancialRecord.State.FAILED,
+                    state__in=[FinancialRecord.State.FAILED, FinancialRecord.State.AWAITING],
                     next_retry_at__gt=timezone.now(),
                 ).update(next_retry_at=timezone.now())
             tasks.sweep()
@@ -251,7 +253,10 @@ def check_exactly_once(
             assert not record.needs_lookup and record.erp_document_id
             assert last.status == SyncLog.Status.SUCCEEDED
             found_by_lookup = last.payload == {"lookup": record.reference}
-            assert found_by_lookup or last.payload.get("inputs") or last.payload.get("requests")
+            # An import check that found it posted, after the run that sent it had died.
+            settled = last.payload == {"settle": record.reference}
+            sent = last.payload.get("inputs") or last.payload.get("requests")
+            assert found_by_lookup or settled or sent
 
     # The faults were in force (which requests drew one depends on timing: the kills
     # move the random stream), and both kills left a run for the sweep to close.

@@ -33,8 +33,9 @@ ASSUMPTIONS: dict[str, tuple[Any, ...]] = {
     # or only gives a message.
     "xledger_error_names_input": ("path", "none"),
     # When the import job turns accepted GL import items into transactions (or rejects them):
-    # on POST /_sandbox/xledger/import, or at once after the mutation.
-    "xledger_import": ("deferred", "immediate"),
+    # at once after the mutation, or only on POST /_sandbox/xledger/import. The engine is
+    # safe either way (records wait as "sent, awaiting import"); at once keeps the demo moving.
+    "xledger_import": ("immediate", "deferred"),
     # How a well-formed but unknown or revoked API token is answered: like a malformed one
     # (HTTP 200, "Bad format for API Token. ..."), or HTTP 401 UNAUTHENTICATED.
     "xledger_revoked_token": ("bad_format", "unauthenticated_401"),
