@@ -105,9 +105,7 @@ def test_issue10_item4_the_dashboard_says_lines_wait_in_the_journal_for_finance(
     assert "journal UTLEGG" in note and "finance reviews and posts" in note
 
 
-def test_issue10_item4_the_journal_note_is_norwegian_for_a_norwegian_reader(
-    org, org_admin
-) -> None:
+def test_issue10_item4_the_journal_note_is_norwegian_for_a_norwegian_reader(org, org_admin) -> None:
     verified_integration(org, "business_central", journal_code="UTLEGG")
     client = Client()
     client.force_login(org_admin)
