@@ -251,3 +251,38 @@ def test_issue10_item10_business_central_assumptions_flipped_never_duplicate_nor
     for record in FinancialRecord.objects.filter(organization=org, state=State.SYNCED):
         assert dims[record.reference] == 1
     assert set(counts) <= {r.reference for r in records}
+
+
+def posted_vouchers(sandbox: SandboxProcess) -> Counter[str]:
+    """reference → vouchers Xledger's import posted (two transaction lines each)."""
+    lines = sandbox.ledger()["xledger_transactions"].get("Blindeforbundet", [])
+    return Counter({ref: n // 2 for ref, n in Counter(t["extIdentifier"] for t in lines).items()})
+
+
+def test_issue10_item8_a_record_sent_again_after_a_late_rejection_is_not_refused_by_the_old_one(
+    org, erp_sandbox
+) -> None:
+    configure(org, erp_sandbox, "xledger")
+    erp_sandbox.set_faults(late_rejection_rate=1.0, assumptions={"xledger_import": "deferred"})
+    [record] = make_records(org, 1)
+    sync(org)
+    run_xledger_import(erp_sandbox)  # refuses it
+    make_due(org)
+    sync(org, "retry")
+    record.refresh_from_db()
+    assert record.state == State.FAILED and record.last_error
+
+    # Finance opens the period; an admin retries. The refused voucher is still listed.
+    erp_sandbox.set_faults(assumptions={"xledger_import": "deferred"})
+    sync(org, "retry", record_ids=[record.pk])
+    make_due(org)
+    sync(org, "retry")
+    record.refresh_from_db()
+    assert record.state == State.AWAITING, record.last_error  # not the old refusal again
+
+    run_xledger_import(erp_sandbox)
+    make_due(org)
+    sync(org, "retry")
+    record.refresh_from_db()
+    assert record.state == State.SYNCED
+    assert posted_vouchers(erp_sandbox) == {record.reference: 1}

@@ -20,6 +20,7 @@ from accounting_sync.gateway import business_central as bc
 from accounting_sync.gateway import xledger as xl
 from accounting_sync.sandbox.client import SandboxProcess
 from integrations.models import Integration, Organization
+from integrations.verify import INFORMATIONAL
 from tests.test_sync_engine import (
     BC,
     XLEDGER_ENTITY,
@@ -124,8 +125,16 @@ def all_xledger_items(sandbox: SandboxProcess) -> list[dict[str, Any]]:
 
 
 def exit_code_of(output: str) -> int:
-    """What the exit code must be for the lines printed: 1 if any is refuted."""
-    return 1 if any(": refuted — " in text for text in output.splitlines()) else 0
+    """What the exit code must be for the lines printed: 1 if any fact the connectors rely
+    on is refuted."""
+    return (
+        1
+        if any(
+            ": refuted — " in text and text.split(": refuted — ")[0] not in INFORMATIONAL
+            for text in output.splitlines()
+        )
+        else 0
+    )
 
 
 def bc_company(sandbox: SandboxProcess) -> dict[str, Any]:
@@ -150,7 +159,7 @@ def test_issue10_item11_xledger_prints_a_line_per_check_as_the_sandbox_answers(o
     # The sandbox's PageInfo has only what public clients select: hasNextPage.
     assert verdict(out, "pageInfo endCursor") == "refuted"
     assert "introspection: PageInfo has hasNextPage" in line(out, "pageInfo endCursor")
-    assert code == 1
+    assert code == 0  # the connector never asks for endCursor: nothing to fix
     assert xledger_items(erp_sandbox) == [], "read-only checks wrote to the ledger"
 
 
@@ -327,7 +336,8 @@ def test_issue10_item11_bc_journal_and_dimension_that_do_not_exist_are_refuted(
 
 @pytest.mark.parametrize(
     ("filter_case", "expected", "exit_code"),
-    [("exact", "refuted", 1), ("insensitive", "confirmed", 0)],
+    # Either answer leaves the connector safe (it looks up upper-cased): never a failure.
+    [("exact", "refuted", 0), ("insensitive", "confirmed", 0)],
 )
 def test_issue10_item11_bc_post_test_settles_the_filter_case_and_leaves_no_line(
     other_org, erp_sandbox, filter_case, expected, exit_code
@@ -367,7 +377,7 @@ def test_issue10_item11_bc_filter_case_is_settled_read_only_by_an_existing_line(
 
     assert verdict(out, FILTER_CASE) == expected
     assert lines_before[0]["externalDocumentNumber"] in line(out, FILTER_CASE)
-    assert code == (1 if expected == "refuted" else 0)
+    assert code == 0  # recorded, not a failure: the connector looks up upper-cased
     assert bc_company(erp_sandbox)["journalLines"] == lines_before  # read-only
 
 

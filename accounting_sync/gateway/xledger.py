@@ -808,7 +808,16 @@ class XledgerConnector:
         # An id that is not an Int64String would make Xledger refuse the whole query.
         owner = {str(held[r]): r for r in rest if str(held[r]).isdigit()}
         for reference, lines in _by_reference(self._import_items_by_reference(rest), rest).items():
-            owner.update({str(line["dbId"]): reference for line in lines})
+            # Lines older than the voucher held belong to an earlier send of the same
+            # record, e.g. one the import refused before a person sent it again: their
+            # errors say nothing about this one.
+            owner.update(
+                {
+                    str(line["dbId"]): reference
+                    for line in lines
+                    if _not_older(line, held[reference])
+                }
+            )
         refusals: dict[str, list[dict[str, Any]]] = {}
         for error in self._import_item_errors(list(owner)):
             reference = owner.get(str(error.get("transactionDbId")))
@@ -1073,6 +1082,21 @@ def _by_reference(nodes: Iterable[dict[str, Any]], wanted: list[str]) -> dict[st
     return grouped
 
 
+def _not_older(line: dict[str, Any], held_id: str) -> bool:
+    """Whether a GL import item was stored with or after the one held (ids only grow)."""
+    db_id = str(line.get("dbId", ""))
+    if not (db_id.isdigit() and str(held_id).isdigit()):
+        return True  # cannot tell: keep it, as before
+    return int(db_id) >= int(held_id)
+
+
+def _newest_voucher(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The lines of the latest send of a reference: after a refused import and a resend,
+    the refused voucher's lines are still listed with the same reference."""
+    ordered = sorted(lines, key=lambda line: (len(str(line["dbId"])), str(line["dbId"])))
+    return ordered[-NODES_PER_POSTING:]
+
+
 def _first_id(lines: list[dict[str, Any]]) -> str:
     """The lowest dbId of a voucher's lines: its debit line, the id `post` answered with."""
     ids = [str(line["dbId"]) for line in lines]
@@ -1083,7 +1107,7 @@ def _found(posted: list[dict[str, Any]], importing: list[dict[str, Any]]) -> Fou
     """A voucher is whole when posted or waiting with both its lines; else in part, or absent."""
     for lines in (posted, importing):
         if len(lines) >= NODES_PER_POSTING:
-            return Found(_first_id(lines))
+            return Found(_first_id(_newest_voucher(lines)))
     lines = posted or importing
     return Found(_first_id(lines), complete=False) if lines else None
 
