@@ -20,19 +20,17 @@ from django.utils import timezone
 from accounting_sync import tasks
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
 from accounting_sync.sandbox.client import SandboxProcess
-from tests.test_sync_engine import BC, configure, ledger_counts, make_records, states, sync
+from tests.test_sync_engine import (  # noqa: F401 (the autouse fixture comes with them)
+    BC,
+    _trust_the_sandbox,
+    configure,
+    ledger_counts,
+    make_records,
+    states,
+    sync,
+)
 
 State = FinancialRecord.State
-
-
-@pytest.fixture(autouse=True)
-def _trust_the_sandbox(erp_sandbox: SandboxProcess, settings) -> None:
-    from accounting_sync.gateway import business_central as bc
-    from accounting_sync.gateway import xledger as xl
-
-    settings.ERP_CA_BUNDLE = str(erp_sandbox.ca_bundle)
-    xl._tokens.clear()
-    bc._apps.clear()
 
 
 def make_due(organization) -> None:

@@ -726,15 +726,6 @@ class TestBusinessCentralConnection:
         assert result.outcome is Outcome.PERMANENT
         assert "default general journal template" in result.message
 
-    def test_issue10_item4_setup_requirements_are_plain_sentences_one_per_line(self):
-        lines = bc.SETUP_REQUIREMENTS.splitlines()
-        assert len(lines) >= 5
-        assert all(line.endswith(".") for line in lines)
-        text = bc.SETUP_REQUIREMENTS
-        assert "Microsoft Entra Applications" in text
-        assert "default general journal template" in text
-        assert "Manual Nos." in text
-
 
 class TestBusinessCentralPosting:
     def test_issue10_item1_lines_then_dimensions_land_on_the_line_id_the_201_returned(

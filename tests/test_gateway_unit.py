@@ -457,11 +457,6 @@ class TestXledgerVoucher:
         assert "voucher number" in result.message
         assert not mocked.calls
 
-    def test_issue10_item9_the_oauth2_note_says_what_xledger_documents(self):
-        assert "API tokens" in xl.OAUTH2_NOTE
-        assert "OAuth2 client credentials" in xl.OAUTH2_NOTE
-        assert "allow-list" in xl.OAUTH2_NOTE
-
     def test_the_cost_center_goes_to_the_configured_gl_object(self):
         inputs = xl.voucher_inputs(posting(), xl_config(cost_center_object=1))
         assert inputs[0]["node"]["glObject1"] == {"code": "300"}

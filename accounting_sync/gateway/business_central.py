@@ -81,27 +81,6 @@ POSTING_ACCOUNT = "Posting"
 # Applications"); automation-apis-using-s2s-authentication.md.
 ENTRA_APPLICATIONS_PAGE = "Microsoft Entra Applications"
 
-# What a tenant needs before this connector works, for the setup page: one sentence a line.
-SETUP_REQUIREMENTS = "\n".join(
-    (
-        "Register an application in Microsoft Entra ID with a client secret, give it the "
-        "Dynamics 365 Business Central application permission API.ReadWrite.All, and grant "
-        "admin consent.",
-        f'In Business Central, open the page "{ENTRA_APPLICATIONS_PAGE}", add the application '
-        "by its client ID, set its State to Enabled, and assign permission sets that let it "
-        "read accounts, dimensions and journals and write general journal lines.",
-        "Create the journal (for example UTLEGG) as a batch under the default general journal "
-        "template (GENERAL; GENERELT in Norwegian): the API shows and accepts only those.",
-        "Give that journal batch no number series, or one that allows manual numbers "
-        '("Manual Nos."), because every line carries its own document number (the record\'s '
-        "reference); the API cannot check this, and posting the journal fails without it.",
-        "Map expenses and the payable account only to posting accounts that are not blocked "
-        "and allow direct posting.",
-        "Choose the dimension that holds the cost centers (for example AVDELING); its values "
-        "must exist in the company.",
-        "Expenses are sent in the company's local currency.",
-    )
-)
 
 # Field limits of a journal line.
 DOCUMENT_NUMBER_MAX = 20

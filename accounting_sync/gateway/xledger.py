@@ -73,12 +73,6 @@ logging.getLogger("requests_oauthlib.oauth2_session").setLevel(logging.INFO)
 
 ERP = "Xledger"
 
-OAUTH2_NOTE = (
-    "Xledger documents API tokens for its GraphQL API; OAuth2 client credentials are "
-    "supported because the product asks for them, and the token URL must be on the ERP "
-    "allow-list."
-)
-
 # Xledger accepts at most 500 nodes per addGLImportItems call; a posting is two.
 MAX_NODES_PER_CALL = 500
 NODES_PER_POSTING = 2
