@@ -162,8 +162,10 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
-# ERP hosts the server may contact (https only); the sandbox's host in development
-# and tests only. See integrations/validators.py.
+# ERP hosts the server may contact (https only), checked at save and on every request
+# (accounting_sync/gateway/http.py, AllowList): `host` means port 443 only, `host:8443`
+# that port, `host:*` 443 or any port from 1024. With DEBUG, `localhost:*` for the ERP
+# sandbox (8443 in the demo, a random port in tests).
 ERP_ALLOWED_HOSTS = get_list(
     "ERP_ALLOWED_HOSTS",
     [
@@ -172,7 +174,12 @@ ERP_ALLOWED_HOSTS = get_list(
         "api.businesscentral.dynamics.com",
         "login.microsoftonline.com",
     ],
-) + (["localhost"] if DEBUG else [])
+) + (["localhost:*"] if DEBUG else [])
+# The hosts Business Central's sign-in address may name: it receives the client secret,
+# so Microsoft's own sign-in host, not just any allowed host; with DEBUG the sandbox's.
+ERP_SIGN_IN_HOSTS = get_list("ERP_SIGN_IN_HOSTS", ["login.microsoftonline.com"]) + (
+    ["localhost"] if DEBUG else []
+)
 # CA bundle the connectors trust: empty for the public CAs (certifi); in
 # development the ERP sandbox writes one under var/sandbox that also holds them.
 ERP_CA_BUNDLE = env.str("ERP_CA_BUNDLE", default="") or (

@@ -17,7 +17,13 @@ def ca_bundle() -> str | bool:
     return path if path and Path(path).is_file() else True
 
 
+def allowed_hosts() -> tuple[str, ...]:
+    """ERP_ALLOWED_HOSTS for the connectors' gate, which checks it on every request."""
+    return tuple(settings.ERP_ALLOWED_HOSTS)
+
+
 def build_connector(integration) -> Connector:
+    # Empty when the address changed since the secrets were typed (Integration.credentials).
     secrets = integration.credentials()
     if integration.connector == integration.Connector.XLEDGER:
         return XledgerConnector(
@@ -33,6 +39,7 @@ def build_connector(integration) -> Connector:
                 cost_center_kind_db_id=integration.cost_center_kind_db_id,
                 claimant_subledger=integration.xledger_claimant_subledger,
                 ca_bundle=ca_bundle(),
+                allowed_hosts=allowed_hosts(),
             )
         )
     return BusinessCentralConnector(
@@ -47,5 +54,6 @@ def build_connector(integration) -> Connector:
             journal_code=integration.journal_code,
             cost_center_dimension=integration.cost_center_dimension,
             ca_bundle=ca_bundle(),
+            allowed_hosts=allowed_hosts(),
         )
     )

@@ -186,9 +186,21 @@ class IntegrationSettingsForm(forms.ModelForm):
         saved = self.instance.credentials() if self.instance.has_credentials else {}
         same_system = self.instance.pk and self.instance.connector == connector
         for name in self._secret_names(connector, data.get("xledger_auth")):
-            if not data.get(name) and not (same_system and saved.get(name)):
+            if data.get(name) or name in self.errors:
+                continue
+            if same_system and saved.get(name) and self.changes_address:
+                # A saved secret is never sent to an address it was not typed for.
+                self.add_error(name, _("Type the secret again: the address changed."))
+            elif not (same_system and saved.get(name)):
                 self.add_error(name, _("This is needed to connect."))
         return data
+
+    @property
+    def changes_address(self) -> bool:
+        """Whether this save changes where secrets are sent (the system or an address)."""
+        if self.switches_system:
+            return True
+        return any(name in self.changed_data for name in Integration.ADDRESS_FIELDS)
 
     @staticmethod
     def _secret_names(connector: str, xledger_auth: str | None) -> tuple[str, ...]:
@@ -217,12 +229,16 @@ class IntegrationSettingsForm(forms.ModelForm):
         integration = self.instance
         created = integration.pk is None
         switching = self.switches_system
+        new_address = not created and self.changes_address and integration.has_credentials
         was_enabled = integration.enabled
         with transaction.atomic():
             if switching:
                 # The other system's secrets and account codes mean nothing here.
-                integration.credentials_ciphertext = ""
                 integration.mappings.all().delete()
+            if new_address:
+                # Only what was typed in this save goes to the new address (clean() asked
+                # for every secret again); nothing saved for the old one is kept.
+                integration.credentials_ciphertext = ""
             integration = super().save(commit=False)
             secrets_changed = integration.set_credentials(self.secrets())
             if created or self.changed_connection_fields() or secrets_changed:
@@ -239,13 +255,16 @@ class IntegrationSettingsForm(forms.ModelForm):
                     fields=fields,
                     created=created,
                 )
-            if secrets_changed:
+            if secrets_changed or new_address:
+                # In English, like the trail's other reasons.
+                reason = {"reason": "the address changed: saved secrets cleared"}
                 AdminAction.record(
                     actor,
                     organization,
                     AdminAction.Kind.CREDENTIALS_CHANGED,
                     connector=integration.connector,
                     fields=secrets_changed,
+                    **(reason if new_address else {}),
                 )
             if was_enabled and not integration.enabled:
                 AdminAction.record(

@@ -17,7 +17,13 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from integrations import crypto
-from integrations.validators import validate_erp_url
+from integrations.validators import (
+    validate_company_id,
+    validate_environment,
+    validate_erp_url,
+    validate_sign_in_url,
+    validate_tenant_id,
+)
 
 
 def validate_time_zone(value: str) -> None:
@@ -204,6 +210,11 @@ class Integration(models.Model):
         "cost_center_kind_db_id",
         "cost_center_dimension",
     )
+    # Where the secrets are sent: changing any of these (or the system) makes the saved
+    # secrets unusable until they are typed again, so none reaches a new address.
+    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ("base_url", "authority_host", "token_url")
+    # The key, inside the ciphertext, of the address the secrets were typed for.
+    _SECRETS_ADDRESS_KEY = "_for_address"
 
     organization = models.OneToOneField(
         Organization, on_delete=models.CASCADE, related_name="integration"
@@ -219,7 +230,7 @@ class Integration(models.Model):
     )
     authority_host = models.URLField(
         blank=True,
-        validators=[validate_erp_url],
+        validators=[validate_sign_in_url],
         help_text=gettext_lazy("Business Central: the Entra ID (Azure AD) sign-in host."),
     )
     xledger_auth = models.CharField(
@@ -228,9 +239,10 @@ class Integration(models.Model):
     token_url = models.URLField(blank=True, validators=[validate_erp_url])
     client_id = models.CharField(max_length=200, blank=True)
     oauth_scope = models.CharField(max_length=200, blank=True)
-    tenant_id = models.CharField(max_length=100, blank=True)
-    environment = models.CharField(max_length=100, blank=True)
-    company_id = models.CharField(max_length=100, blank=True)
+    # These three go into URL paths: only their documented shapes are taken.
+    tenant_id = models.CharField(max_length=100, blank=True, validators=[validate_tenant_id])
+    environment = models.CharField(max_length=100, blank=True, validators=[validate_environment])
+    company_id = models.CharField(max_length=100, blank=True, validators=[validate_company_id])
 
     # Where the cost center goes, and what is credited.
     cost_center_object = models.PositiveSmallIntegerField(
@@ -324,17 +336,37 @@ class Integration(models.Model):
     def has_credentials(self) -> bool:
         return bool(self.credentials_ciphertext)
 
+    def secrets_address(self) -> str:
+        """The system and addresses the secrets are sent to, as one comparable string."""
+        return "\n".join([self.connector, *(getattr(self, f) for f in self.ADDRESS_FIELDS)])
+
     def credentials(self) -> dict[str, str]:
-        return crypto.decrypt(self.credentials_ciphertext)
+        """The saved secrets, or none when the address changed since they were typed.
+
+        The settings form asks for them again when the address changes; this holds
+        for any other way of changing it too (Django's admin, a shell). Secrets saved
+        before the address was kept with them are taken as they are.
+        """
+        stored = crypto.decrypt(self.credentials_ciphertext)
+        address = stored.pop(self._SECRETS_ADDRESS_KEY, None)
+        if address is not None and address != self.secrets_address():
+            return {}
+        return stored
 
     def set_credentials(self, secrets: dict[str, str]) -> list[str]:
-        """Store the given secrets (blank ones keep the saved value); return what changed."""
+        """Store the given secrets (blank ones keep the saved value); return what changed.
+
+        Call it after the address fields hold their new values: the secrets are
+        bound to the address they are saved with.
+        """
         current = self.credentials()
         changed = [name for name, value in secrets.items() if value and current.get(name) != value]
-        if changed:
+        bound = crypto.decrypt(self.credentials_ciphertext).get(self._SECRETS_ADDRESS_KEY)
+        if changed or (current and bound != self.secrets_address()):
             current.update({name: secrets[name] for name in changed})
             # Only the fields the current kind of connection uses are kept.
             kept = {name: current[name] for name in self.secret_fields if current.get(name)}
+            kept[self._SECRETS_ADDRESS_KEY] = self.secrets_address()
             self.credentials_ciphertext = crypto.encrypt(kept)
             self.credentials_updated_at = timezone.now()
         return changed

@@ -244,10 +244,24 @@ class _OneShotServer:
         self.sock.close()
 
 
+def _socket_session(connect_timeout: float = 5, read_timeout: float = 60) -> requests.Session:
+    """A session whose gate lets plain http to 127.0.0.1 through: these tests are about
+    what a socket does, against a bare TCP server (the gate has its own tests)."""
+    session = gw_http.make_session(
+        True,
+        allowed=gw_http.AllowList.parse(["127.0.0.1:*"]),
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    )
+    session.mount("http://", gw_http._TimeoutAdapter((connect_timeout, read_timeout)))
+    del session.request  # the gate's check before preparing, which refuses plain http
+    return session
+
+
 class TestRealSockets:
     def test_a_connection_closed_after_the_request_arrived_is_uncertain(self):
         server = _OneShotServer("drop")
-        session = gw_http.make_session(True, connect_timeout=2, read_timeout=5)
+        session = _socket_session(connect_timeout=2, read_timeout=5)
         try:
             with pytest.raises(requests.RequestException) as caught:
                 session.post(f"http://127.0.0.1:{server.port}/graphql", json={"q": 1})
@@ -258,7 +272,7 @@ class TestRealSockets:
 
     def test_no_answer_within_the_read_timeout_is_uncertain(self):
         server = _OneShotServer("slow")
-        session = gw_http.make_session(True, connect_timeout=2, read_timeout=0.3)
+        session = _socket_session(connect_timeout=2, read_timeout=0.3)
         try:
             with pytest.raises(requests.RequestException) as caught:
                 session.post(f"http://127.0.0.1:{server.port}/graphql", json={"q": 1})
@@ -271,14 +285,14 @@ class TestRealSockets:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        session = gw_http.make_session(True, connect_timeout=2, read_timeout=2)
+        session = _socket_session(connect_timeout=2, read_timeout=2)
         with pytest.raises(requests.RequestException) as caught:
             session.post(f"http://127.0.0.1:{port}/graphql", json={})
         failure = gw_http.classify_failure(caught.value)
         assert (failure.outcome, failure.cause) == (Outcome.TRANSIENT, gw_http.Cause.REFUSED)
 
     def test_the_session_never_retries_a_write_on_its_own(self):
-        session = gw_http.make_session(True)
+        session = gw_http.make_session(True, allowed=gw_http.AllowList.parse([]))
         assert session.get_adapter("https://x.test").max_retries.total == 0
 
 

@@ -49,6 +49,7 @@ from .base import (
     truncate,
 )
 from .http import (
+    AllowList,
     CallFailed,
     Cause,
     Failure,
@@ -62,6 +63,7 @@ from .http import (
     log_call,
     make_session,
     ms_since,
+    port_of,
 )
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,34 @@ FLOAT_EXACT_DIGITS = 15
 
 TWO_PLACES = Decimal("0.01")
 
+# The shapes of what goes into the API's and the sign-in's URL paths. Checked when an
+# integration is saved (integrations/validators.py uses these) and again before any
+# call, so a value saved earlier, or set elsewhere, can never change a request's path.
+GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# A tenant is its GUID or one of its domain names (contoso.onmicrosoft.com).
+TENANT_DOMAIN = re.compile(
+    r"(?=.{4,253}\Z)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,63}"
+)
+# Business Central environment names: letters, digits, '-' and '_', at most 30.
+ENVIRONMENT = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]{0,29}")
+
+
+def is_tenant(value: str) -> bool:
+    return bool(GUID.fullmatch(value) or TENANT_DOMAIN.fullmatch(value))
+
+
+def is_environment(value: str) -> bool:
+    return bool(ENVIRONMENT.fullmatch(value))
+
+
+def is_company_id(value: str) -> bool:
+    return bool(GUID.fullmatch(value))
+
+
+def _segment(value: str) -> str:
+    """A value as one URL path segment: even a shape check missed cannot add a '/' or '..'."""
+    return quote(value, safe="")
+
 
 @dataclass(frozen=True)
 class BusinessCentralConfig:
@@ -110,6 +140,9 @@ class BusinessCentralConfig:
     connect_timeout: float = 5
     read_timeout: float = 60
     page_size: int = 1000
+    # ERP_ALLOWED_HOSTS entries (see http.AllowList). None: exactly the configured
+    # addresses' origins, so a connector built without a list still goes nowhere else.
+    allowed_hosts: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.page_size <= 20_000:
@@ -117,15 +150,41 @@ class BusinessCentralConfig:
 
     @property
     def authority(self) -> str:
-        return f"{self.authority_host.rstrip('/')}/{self.tenant_id}"
+        return f"{self.authority_host.rstrip('/')}/{_segment(self.tenant_id)}"
 
     @property
     def api_root(self) -> str:
         base = self.api_base_url.rstrip("/")
-        return f"{base}/v2.0/{self.tenant_id}/{self.environment}/api/v2.0"
+        return f"{base}/v2.0/{_segment(self.tenant_id)}/{_segment(self.environment)}/api/v2.0"
+
+    @property
+    def company_path(self) -> str:
+        return f"companies({_segment(self.company_id)})"
 
     def secrets(self) -> tuple[str, ...]:
         return (self.client_secret,) if self.client_secret else ()
+
+    @property
+    def allow_list(self) -> AllowList:
+        if self.allowed_hosts is not None:
+            return AllowList.parse(self.allowed_hosts)
+        return AllowList.of_urls(self.api_base_url, self.authority_host)
+
+    def path_problem(self) -> str:
+        """Why tenant, environment or company cannot go into a URL path, in words; or ""."""
+        if not is_tenant(self.tenant_id):
+            return (
+                f"The tenant ID {self.tenant_id!r} is neither a GUID nor a domain name such as "
+                "contoso.onmicrosoft.com. Check the tenant ID."
+            )
+        if not is_environment(self.environment):
+            return (
+                f"The environment {self.environment!r} is not an environment name (letters, "
+                "digits, '-' and '_', at most 30). Check the environment."
+            )
+        if not is_company_id(self.company_id):
+            return f"The company ID {self.company_id!r} is not a GUID. Check the company ID."
+        return ""
 
 
 # --- MSAL: one application object per credential set ------------------------------------------
@@ -158,20 +217,52 @@ def msal_app(config: BusinessCentralConfig) -> msal.ConfidentialClientApplicatio
         config.client_id,
         client_credential=config.client_secret,
         authority=config.authority,
-        # Our pooled session: it trusts the configured CA bundle and has timeouts.
+        # Our pooled session: it trusts the configured CA bundle, has timeouts, and its
+        # gate checks every address MSAL asks for (discovery, token) against the
+        # allow-list and refuses redirects.
         http_client=make_session(
             config.ca_bundle,
+            allowed=config.allow_list,
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
         ),
-        # The authority host is already checked against our allow-list when the
-        # integration is saved; instance discovery would instead ask Microsoft's
-        # public endpoint whether the host is known (a call to the internet we do
-        # not need, and one that fails for any authority Microsoft does not list).
+        # The authority host is checked against our allow-list (at save, and by the
+        # session's gate on every call); instance discovery would instead ask
+        # Microsoft's public endpoint whether the host is known (a call to the
+        # internet we do not need, and one that fails for any authority Microsoft
+        # does not list).
         instance_discovery=False,
     )
+    # Building the app read the discovery document; nothing has been sent with the
+    # secret yet. Where that document says to send it is checked before anything is.
+    _check_token_endpoint(str(getattr(app.authority, "token_endpoint", "")), config)
     with _apps_lock:
         return _apps.setdefault(key, app)
+
+
+def _check_token_endpoint(endpoint: str, config: BusinessCentralConfig) -> None:
+    """The client secret goes only to the sign-in host itself, over https.
+
+    MSAL posts the secret to whatever `token_endpoint` the tenant's discovery
+    document names. Entra ID names its own host; a document that names another
+    (a tampered answer, a wrong sign-in address) must not receive the secret, even
+    when that host is on the allow-list for another purpose.
+    """
+    target, authority = urlsplit(endpoint), urlsplit(config.authority_host)
+    same_origin = (target.scheme, target.hostname, port_of(endpoint)) == (
+        "https",
+        authority.hostname,
+        port_of(config.authority_host),
+    )
+    if same_origin and config.allow_list.problem(endpoint) is None:
+        return
+    words = (
+        f"The sign-in configuration of tenant {config.tenant_id} names a token endpoint at "
+        f"{host_of(endpoint) or 'no usable address'}, not on the sign-in host "
+        f"{host_of(config.authority_host)} over https. The client secret was not sent. "
+        "Check the sign-in address."
+    )
+    raise CallFailed(Failure(Outcome.AUTHENTICATION, Cause.NOT_ALLOWED, words, admin=words))
 
 
 def forget_app(config: BusinessCentralConfig) -> None:
@@ -348,11 +439,12 @@ class BusinessCentralConnector:
         self.config = config
         self._session = make_session(
             config.ca_bundle,
+            allowed=config.allow_list,
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
         )
         self._api = config.api_root
-        self._company_path = f"companies({config.company_id})"
+        self._company_path = config.company_path
         self._journal_id: str | None = None
 
     def close(self) -> None:
@@ -1068,6 +1160,12 @@ class BusinessCentralConnector:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _token(self) -> str:
+        # Every call starts here: a tenant, environment or company that could change a
+        # request's path (saved before it was checked, or set elsewhere) stops it first.
+        if problem := self.config.path_problem():
+            raise CallFailed(
+                Failure(Outcome.AUTHENTICATION, Cause.BAD_ADDRESS, problem, admin=problem)
+            )
         started = time.monotonic()
         try:
             app = msal_app(self.config)

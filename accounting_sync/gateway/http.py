@@ -16,14 +16,14 @@ import enum
 import logging
 import ssl
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http.client import RemoteDisconnected
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -60,16 +60,47 @@ class _TimeoutAdapter(HTTPAdapter):
         return super().send(request, timeout=timeout or self._default_timeout, **kwargs)
 
 
+class _GuardedAdapter(_TimeoutAdapter):
+    """The one gate every ERP request passes: allow-list before sending, no redirects after.
+
+    Every request of a session made here goes through `send`: our own calls, MSAL's
+    discovery and token calls, requests-oauthlib's token call, every
+    `@odata.nextLink`, and any redirect requests would follow. So the check holds
+    on every request, not only when an address is saved, and no caller can skip it.
+    """
+
+    def __init__(self, timeout: tuple[float, float], allowed: AllowList, **kwargs: Any) -> None:
+        self._allowed = allowed
+        super().__init__(timeout, **kwargs)
+
+    def send(self, request, timeout=None, **kwargs):  # type: ignore[override]
+        problem = self._allowed.problem(request.url)
+        if problem:
+            # Refused before a byte is sent: no header (credentials) leaves the server.
+            raise AddressRefused(_not_allowed_failure(request.url, problem), request=request)
+        response = super().send(request, timeout=timeout, **kwargs)
+        if 300 <= response.status_code < 400:
+            # Never followed and never read: the answer of a host we were sent to by
+            # mistake must not end up in sync logs that admins and auditors read.
+            status, location = response.status_code, response.headers.get("Location", "")
+            response.close()
+            raise AddressRefused(_redirect_failure(request.url, status, location), request=request)
+        return response
+
+
 def make_session(
     ca_bundle: str | bool = True,
     *,
+    allowed: AllowList,
     connect_timeout: float = 5,
     read_timeout: float = 60,
 ) -> requests.Session:
-    """A pooled session that verifies TLS against `ca_bundle` (a path, or True for certifi)."""
+    """A pooled session that verifies TLS against `ca_bundle` (a path, or True for certifi)
+    and sends only to `allowed` addresses."""
     return configure_session(
         requests.Session(),
         ca_bundle,
+        allowed=allowed,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
     )
@@ -79,23 +110,32 @@ def configure_session(
     session: requests.Session,
     ca_bundle: str | bool = True,
     *,
+    allowed: AllowList,
     connect_timeout: float = 5,
     read_timeout: float = 60,
 ) -> requests.Session:
-    """Give `session` (also a requests-oauthlib OAuth2Session) our pool, trust and timeouts.
+    """Give `session` (also a requests-oauthlib OAuth2Session) our gate, pool, trust and timeouts.
 
     `max_retries=0`: urllib3 must never resend a request on its own. A POST that
     is silently resent after the connection dropped is exactly how a ledger gets
     a duplicate; retries are the sync engine's decision, after a lookup.
     """
-    adapter = _TimeoutAdapter(
+    adapter = _GuardedAdapter(
         (connect_timeout, read_timeout),
+        allowed,
         pool_connections=POOL_SIZE,
         pool_maxsize=POOL_SIZE,
         max_retries=0,
     )
+    # Both schemes go to the gate, which refuses plain http: an adapter mounted for
+    # https only would let requests answer "no adapter" for http, a less clear refusal.
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+    # The gate raises on any 3xx before requests could follow it; this is the second lock.
+    session.max_redirects = 0
+    # The gate sees the request as requests prepared it, which drops a port 0 (and so
+    # would send to 443): the address as the caller wrote it is checked first, too.
+    session.request = _checked_before_preparing(session.request, allowed)  # type: ignore[method-assign]
     session.verify = ca_bundle
     # Not the environment's settings: REQUESTS_CA_BUNDLE would replace `verify`
     # (requests applies it over a session's own), ~/.netrc could replace our
@@ -105,6 +145,169 @@ def configure_session(
     session.headers["User-Agent"] = USER_AGENT
     session.headers["Accept"] = "application/json"
     return session
+
+
+def _checked_before_preparing(
+    request: Callable[..., requests.Response], allowed: AllowList
+) -> Callable[..., requests.Response]:
+    def checked_request(method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        problem = allowed.problem(str(url))
+        if problem:
+            raise AddressRefused(_not_allowed_failure(str(url), problem))
+        return request(method, url, *args, **kwargs)
+
+    return checked_request
+
+
+# --- the allow-list -----------------------------------------------------------------------------
+
+HTTPS_PORT = 443
+# `host:*` (the sandbox in development and tests, which listens on 8443 or on a random
+# port) still never reaches a system service: 443 or an unprivileged port only.
+FIRST_UNPRIVILEGED_PORT = 1024
+MAX_PORT = 65535
+ANY_PORT = -1
+
+
+class Refusal(enum.StrEnum):
+    """Why an address may not be contacted (the settings form words each one)."""
+
+    SCHEME = "scheme"  # not https
+    USERINFO = "userinfo"  # a user name or password in the address
+    HOST = "host"  # not on the allow-list
+    PORT = "port"  # not a port the allow-list entry permits (or not a port at all)
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """The ERP addresses the server may contact: https, an allowed host, an allowed port.
+
+    Entries are `host` (port 443 only), `host:port` (that port only) or `host:*`
+    (443 or any port from 1024 up: meant for `localhost` with DEBUG, where the ERP
+    sandbox listens on 8443 or, in tests, on a random port).
+    """
+
+    entries: frozenset[tuple[str, int]]
+
+    @classmethod
+    def parse(cls, names: Iterable[str]) -> AllowList:
+        """From ERP_ALLOWED_HOSTS; raises ValueError for an entry that is not host[:port|:*]."""
+        return cls(frozenset(_entry(name) for name in names if name.strip()))
+
+    @classmethod
+    def of_urls(cls, *urls: str) -> AllowList:
+        """Exactly the origins of these addresses (a connector built without a list)."""
+        entries = set()
+        for url in urls:
+            parts = urlsplit(url)
+            try:
+                port = parts.port or HTTPS_PORT
+            except ValueError:
+                continue  # not an address at all: it allows nothing
+            if parts.scheme == "https" and parts.hostname:
+                entries.add((parts.hostname.lower(), port))
+        return cls(frozenset(entries))
+
+    def problem(self, url: str) -> Refusal | None:
+        """Why `url` may not be contacted, or None when it may."""
+        parts = urlsplit(url)
+        if parts.scheme != "https":
+            return Refusal.SCHEME
+        if parts.username or parts.password:
+            return Refusal.USERINFO
+        host = (parts.hostname or "").lower()
+        if not host or not any(entry_host == host for entry_host, _port in self.entries):
+            return Refusal.HOST
+        port = port_of(url)
+        if port is None or not self._port_allowed(host, port):
+            return Refusal.PORT
+        return None
+
+    def _port_allowed(self, host: str, port: int) -> bool:
+        if (host, port) in self.entries:
+            return True
+        wildcard = (host, ANY_PORT) in self.entries
+        return wildcard and (port == HTTPS_PORT or FIRST_UNPRIVILEGED_PORT <= port <= MAX_PORT)
+
+
+def port_of(url: str) -> int | None:
+    """The port an https address connects to, or None when it names no usable port (0, 99999)."""
+    try:
+        port = urlsplit(url).port
+    except ValueError:  # out of range or not a number
+        return None
+    if port is None:
+        return HTTPS_PORT
+    return port if 1 <= port <= MAX_PORT else None
+
+
+def _entry(name: str) -> tuple[str, int]:
+    host, colon, port = name.strip().lower().rpartition(":")
+    if not colon:
+        return port, HTTPS_PORT  # no port named: rpartition put the host last
+    if port == "*":
+        return host, ANY_PORT
+    if not port.isdigit() or not 1 <= int(port) <= MAX_PORT or not host:
+        raise ValueError(f"ERP_ALLOWED_HOSTS entry {name!r} is not host, host:port or host:*")
+    return host, int(port)
+
+
+class AddressRefused(requests.RequestException):
+    """An ERP request refused by the gate: an address not allowed, or a redirect answer."""
+
+    def __init__(self, failure: Failure, **kwargs: Any) -> None:
+        super().__init__(failure.message, **kwargs)
+        self.failure = failure
+
+
+def _origin_words(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "an address without a host"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    shown = f"{host}:{port}" if port and port != HTTPS_PORT else host
+    return shown if parts.scheme == "https" else f"{shown} over plain {parts.scheme or 'http'}"
+
+
+def _not_allowed_failure(url: str, problem: Refusal) -> Failure:
+    # A configuration error, nothing was sent: AUTHENTICATION stops the run and raises
+    # an alert at once, and no record burns a retry on an address that cannot work.
+    words = (
+        f"The ERP address {_origin_words(url)} is not one this server may contact "
+        f"({_REFUSAL_WORDS[problem]}). Nothing was sent. Check the address."
+    )
+    return Failure(Outcome.AUTHENTICATION, Cause.NOT_ALLOWED, words, admin=words)
+
+
+_REFUSAL_WORDS = {
+    Refusal.SCHEME: "only https is used",
+    Refusal.USERINFO: "an address must not hold a user name or password",
+    Refusal.HOST: "the host is not on ERP_ALLOWED_HOSTS",
+    Refusal.PORT: "only port 443, or a port ERP_ALLOWED_HOSTS names, is used",
+}
+
+
+def _redirect_failure(url: str, status: int, location: str) -> Failure:
+    """A 3xx answer, never followed.
+
+    Why a refusal and not UNCERTAIN: Xledger's GraphQL endpoint and Business Central's
+    OData API never answer an API call with a redirect. A 3xx comes from something in
+    front of the API (a moved or mistyped address, an http-to-https rewrite, a proxy's
+    sign-in page), so the request did not reach the API and nothing was carried out.
+    Every other record would get the same answer, so it is a configuration error like
+    refused credentials (AUTHENTICATION): the run stops, records stay pending without
+    burning retries, an admin fixes the address. (The one 3xx that may follow a
+    processed POST, 303 See Other after a web form, is not something these APIs send.)
+    """
+    if location:
+        target = _origin_words(urljoin(url, location))
+        words = f"The ERP address redirected to {target}; check the address."
+    else:
+        words = f"The ERP address answered with a redirect (HTTP {status}); check the address."
+    words += " The redirect was not followed."
+    return Failure(Outcome.AUTHENTICATION, Cause.REDIRECT, words, None, status, admin=words)
 
 
 def host_of(url: str) -> str:
@@ -125,6 +328,8 @@ class Cause(enum.StrEnum):
     READ_TIMEOUT = "read_timeout"
     DROPPED = "dropped"
     BAD_ADDRESS = "bad_address"
+    NOT_ALLOWED = "not_allowed"  # refused by the allow-list before sending
+    REDIRECT = "redirect"  # a 3xx answer, never followed
     HTTP = "http"
     OTHER = "other"
 
@@ -281,6 +486,9 @@ def classify_failure(
     `write=False` (reads, lookups, token calls) turns UNCERTAIN into TRANSIENT:
     a read that may or may not have happened is simply read again.
     """
+    if isinstance(error, AddressRefused):
+        # The gate already knows what it refused and why; a read or a write alike.
+        return error.failure
     if isinstance(error, requests.HTTPError) and error.response is not None:
         # raise_for_status() inside a library (MSAL's discovery): classify the status.
         response = error.response
@@ -348,6 +556,8 @@ _NETWORK_WORDS = {
     Cause.READ_TIMEOUT: "No answer came in time after the request was sent.",
     Cause.DROPPED: "The connection was closed after the request was sent, without an answer.",
     Cause.BAD_ADDRESS: "The address is not a valid URL.",
+    Cause.NOT_ALLOWED: "The address is not one this server may contact.",
+    Cause.REDIRECT: "The address answered with a redirect.",
     Cause.OTHER: "The request could not be completed.",
     Cause.HTTP: "The server refused the request.",
 }

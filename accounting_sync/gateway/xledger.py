@@ -48,6 +48,7 @@ from .base import (
     truncate,
 )
 from .http import (
+    AllowList,
     CallFailed,
     Cause,
     Failure,
@@ -113,6 +114,9 @@ class XledgerConfig:
     connect_timeout: float = 5
     read_timeout: float = 60
     page_size: int = 1000
+    # ERP_ALLOWED_HOSTS entries (see http.AllowList). None: exactly the configured
+    # addresses' origins, so a connector built without a list still goes nowhere else.
+    allowed_hosts: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.auth not in ("token", "oauth2"):
@@ -128,6 +132,12 @@ class XledgerConfig:
 
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.api_token, self.client_secret) if s)
+
+    @property
+    def allow_list(self) -> AllowList:
+        if self.allowed_hosts is not None:
+            return AllowList.parse(self.allowed_hosts)
+        return AllowList.of_urls(self.graphql_url, *([self.token_url] if self.token_url else []))
 
 
 # --- OAuth2 client credentials: one token per credential set, shared by connectors ------------
@@ -172,6 +182,7 @@ def _fetch_token(config: XledgerConfig) -> _Token:
     configure_session(
         oauth,
         config.ca_bundle,
+        allowed=config.allow_list,
         connect_timeout=config.connect_timeout,
         read_timeout=config.read_timeout,
     )
@@ -515,6 +526,7 @@ class XledgerConnector:
         self.config = config
         self._session = make_session(
             config.ca_bundle,
+            allowed=config.allow_list,
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
         )
