@@ -6,6 +6,11 @@ columns are read (as tuples, not model instances): the payload and response bodi
 stay in the database, and a million rows export in seconds, not minutes.
 
 The column names are stable English on purpose: they are read by programs.
+
+The CSV is opened in Excel, so every text cell that Excel would read as a formula is
+neutralised (OWASP, "CSV Injection"): claimant names and categories come from the
+volunteer app, error messages and ERP ids from the ERPs, and none of them may run.
+The JSON export is read by programs, not spreadsheets: its values stay as stored.
 """
 
 from __future__ import annotations
@@ -69,9 +74,19 @@ def _batches(rows: Iterator[tuple]) -> Iterator[list[tuple]]:
 # Free text may hold the separator, a quote or a line break; everything else is a
 # number, a code or a hash. Quoted exactly as the csv module quotes (QUOTE_MINIMAL).
 _NEEDS_QUOTES = re.compile(r'[;"\r\n]')
+# What a spreadsheet reads as the start of a formula (OWASP's list). A text cell that
+# starts with one gets a leading apostrophe, which Excel shows as text and never runs.
+FORMULA_START = frozenset("=+-@\t\r")
 
 
 def _text(value: str) -> str:
+    """A text cell: neutralised if it could be read as a formula, then quoted if needed.
+
+    Only ever called on text columns: numbers (amounts included, negative or not) are
+    written by the callers below and stay numbers.
+    """
+    if value[:1] in FORMULA_START:
+        value = "'" + value
     return '"' + value.replace('"', '""') + '"' if _NEEDS_QUOTES.search(value) else value
 
 
@@ -90,12 +105,14 @@ def csv_line(row: tuple, zone) -> str:
         claimant, attempt, trigger, status, error_class, error_message, response_status,
         duration_ms, erp_id, retries_attempt, prev_hash, row_hash,
     ) = row  # fmt: skip
+    # Every text column goes through _text, codes and hashes too: they are never
+    # formulas today, and a check costs less than a future column slipping through.
     fields = (
         str(pk), time.astimezone(zone).isoformat(), _text(organization), _text(reference),
-        record_type, _text(category), str(amount).replace(".", ","), currency,
-        _text(claimant), str(attempt), trigger, status, error_class, _text(error_message),
-        _number(response_status), str(duration_ms), _text(erp_id),
-        _number(retries_attempt), prev_hash, row_hash,
+        _text(record_type), _text(category), str(amount).replace(".", ","), _text(currency),
+        _text(claimant), str(attempt), _text(trigger), _text(status), _text(error_class),
+        _text(error_message), _number(response_status), str(duration_ms), _text(erp_id),
+        _number(retries_attempt), _text(prev_hash), _text(row_hash),
     )  # fmt: skip
     return ";".join(fields) + "\r\n"
 
