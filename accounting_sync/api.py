@@ -10,7 +10,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from accounting_sync.inbound import ingest, validate_batch
+from accounting_sync.inbound import ingest, parse_body, validate_batch
 from accounting_sync.tasks import request_approval_sync
 from integrations.models import ApiKey
 
@@ -62,7 +62,7 @@ def receive_records(request: HttpRequest) -> JsonResponse:
             "Send the records as JSON with 'Content-Type: application/json'.",
         )
     try:
-        payload = json.loads(request.body)
+        payload = parse_body(request.body)  # numbers bounded: see inbound.MAX_NUMBER_LENGTH
     except (UnicodeDecodeError, json.JSONDecodeError) as problem:
         return _error(
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE,

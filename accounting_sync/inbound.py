@@ -7,6 +7,7 @@ Storage is all or nothing: one bad or conflicting record and nothing is stored.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -47,6 +48,49 @@ CURRENCIES = {currency.name for currency in iso4217.Currency}
 CLOCK_SKEW = timedelta(minutes=5)
 
 Errors = dict[str, list[str]]
+
+# No field takes a JSON number, so no number literal needs more characters than this.
+# Longer ones are never converted: Python refuses to turn more than 4,300 digits into an
+# int (ValueError, a 500 before this bound) and the conversion's cost grows with length.
+MAX_NUMBER_LENGTH = 64
+# An unknown field's name is echoed in `errors`; a hostile name is cut to this length.
+MAX_ECHOED_NAME = 64
+
+
+class OversizedNumber:
+    """Stands in for a JSON number literal too long to read. It is not a str, so every
+    field refuses it with its ordinary message, naming the field, and nothing breaks."""
+
+    __slots__ = ("length",)
+
+    def __init__(self, literal: str) -> None:
+        self.length = len(literal)
+
+    def __repr__(self) -> str:
+        return f"<number of {self.length} characters>"
+
+
+def _bounded(convert: type[int] | type[float]):
+    def parse(literal: str) -> int | float | OversizedNumber:
+        if len(literal) > MAX_NUMBER_LENGTH:
+            return OversizedNumber(literal)
+        return convert(literal)
+
+    return parse
+
+
+def parse_body(body: bytes) -> Any:
+    """The request's JSON, with every number literal's size bounded before it is read.
+
+    Raises what json.loads raises for a body that is not JSON (ValueError,
+    UnicodeDecodeError, RecursionError); never ValueError for a number's size.
+    """
+    return json.loads(body, parse_int=_bounded(int), parse_float=_bounded(float))
+
+
+def _echoed(name: str) -> str:
+    """A field name as `errors` repeats it: a hostile one is cut short, not echoed whole."""
+    return name if len(name) <= MAX_ECHOED_NAME else name[:MAX_ECHOED_NAME] + "…"
 
 
 class _Invalid(Exception):
@@ -169,7 +213,7 @@ def validate_record(item: Any) -> tuple[ValidatedRecord | None, Errors]:
         return None, {"": ["each record must be a JSON object"]}
     errors: Errors = {}
     for unknown in sorted(set(item) - ALLOWED_FIELDS):
-        errors[unknown] = ["is not a known field"]
+        errors[_echoed(unknown)] = ["is not a known field"]
 
     def check(name: str, reader, *args) -> Any:
         try:
@@ -193,7 +237,7 @@ def validate_record(item: Any) -> tuple[ValidatedRecord | None, Errors]:
         errors["claimant"] = ['must be an object with "reference" and "name"']
     else:
         for unknown in sorted(set(claimant) - CLAIMANT_FIELDS):
-            errors[f"claimant.{unknown}"] = ["is not a known field"]
+            errors[f"claimant.{_echoed(unknown)}"] = ["is not a known field"]
         for name, max_length in (("reference", 64), ("name", 200)):
             try:
                 content[f"claimant_{name}"] = _text(claimant, name, max_length)
