@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 
 import django_filters
+from django.core.validators import RegexValidator
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -67,10 +68,19 @@ class AuditLogFilter(ScopedFilterSet):
         choices=Integration.Connector.choices,
         empty_label=_("Any accounting system"),
     )
+    # Bounded to what a reference can be: the filter is named in the export's trail
+    # entry, which must describe an export, not carry a message.
     reference = django_filters.CharFilter(
         label=_("Record reference"),
         lookup_expr="startswith",
         help_text=_("The whole reference (VH-1-42) or its start (VH-1-)."),
+        max_length=SyncLog._meta.get_field("reference").max_length,
+        validators=[
+            RegexValidator(
+                r"\A[A-Za-z0-9-]*\Z",
+                _("A reference holds only letters, digits and hyphens, such as VH-1-42."),
+            )
+        ],
     )
 
     class Meta:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import date
 from functools import partial
 
 from django.contrib import messages
@@ -44,32 +46,50 @@ def _filtered(request: HttpRequest, organization, queryset) -> AuditLogFilter:
     )
 
 
-def keyset_page(queryset: QuerySet, before: str | None, after: str | None):
+# A row id as the URL carries it: ASCII digits ("²".isdigit() is true too), and few
+# enough of them to fit the database's 64-bit ids.
+_CURSOR = re.compile(r"[0-9]{1,18}")
+
+
+def _cursor(value: str | None) -> int | None:
+    """The edge row's id, or None for no cursor (anything else is not one)."""
+    return int(value) if value and _CURSOR.fullmatch(value) else None
+
+
+def keyset_page(
+    queryset: QuerySet, visible: QuerySet, before: str | None, after: str | None
+) -> tuple[list, bool, bool]:
     """Newest first, PAGE_SIZE at a time: page 1,000 costs what page 1 does.
 
     Ordered by time, then id, which the (organization, -created_at, -id) index serves
     and a date range narrows. The cursor in the URL is the edge row's id; its time is
-    read inside the same query.
+    read inside the same query, and only from `visible` (the rows this viewer may see):
+    another organization's id must not place the page, or its time could be probed.
+    A cursor that resolves to nothing there answers 404, as an unknown id does.
     """
-    edge_id = after if after and after.isdigit() else before
-    if not (edge_id and edge_id.isdigit()):
+    newer_than = _cursor(after)
+    edge_id = newer_than if newer_than is not None else _cursor(before)
+    if edge_id is None:
         rows = list(queryset.order_by("-created_at", "-id")[: PAGE_SIZE + 1])
         return rows[:PAGE_SIZE], False, len(rows) > PAGE_SIZE
-    edge_id = int(edge_id)
-    edge_time = Subquery(
-        queryset.model.objects.filter(pk=edge_id).order_by().values("created_at")[:1]
-    )
-    if after and after.isdigit():
+    edge_time = Subquery(visible.filter(pk=edge_id).order_by().values("created_at")[:1])
+    if newer_than is not None:
         newer = queryset.filter(created_at__gte=edge_time).exclude(
             created_at=edge_time, id__lte=edge_id
         )
         rows = list(newer.order_by("created_at", "id")[: PAGE_SIZE + 1])
-        return rows[:PAGE_SIZE][::-1], len(rows) > PAGE_SIZE, True
-    older = queryset.filter(created_at__lte=edge_time).exclude(
-        created_at=edge_time, id__gte=edge_id
-    )
-    rows = list(older.order_by("-created_at", "-id")[: PAGE_SIZE + 1])
-    return rows[:PAGE_SIZE], True, len(rows) > PAGE_SIZE
+        page = rows[:PAGE_SIZE][::-1], len(rows) > PAGE_SIZE, True
+    else:
+        older = queryset.filter(created_at__lte=edge_time).exclude(
+            created_at=edge_time, id__gte=edge_id
+        )
+        rows = list(older.order_by("-created_at", "-id")[: PAGE_SIZE + 1])
+        page = rows[:PAGE_SIZE], True, len(rows) > PAGE_SIZE
+    # An empty page is rare (the links never lead to one), so only then is the cursor
+    # itself looked up: a normal page keeps its single query.
+    if not rows and not visible.filter(pk=edge_id).exists():
+        raise Http404(_("No such page."))
+    return page
 
 
 def _page_context(request: HttpRequest, filterset, rows, has_newer, has_older) -> dict:
@@ -111,6 +131,7 @@ def audit_log(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     page = keyset_page(
         # The list shows neither payload nor response: they stay in the database.
         filterset.qs.select_related("record", "organization").defer("payload", "response_body"),
+        queryset,
         request.GET.get("before"),
         request.GET.get("after"),
     )
@@ -136,6 +157,7 @@ def admin_trail(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     )
     page = keyset_page(
         filterset.qs.select_related("organization"),
+        queryset,
         request.GET.get("before"),
         request.GET.get("after"),
     )
@@ -252,12 +274,15 @@ def audit_export(request: HttpRequest, fmt: str, slug: str | None = None) -> Htt
     matched = filterset.qs
     count = matched.count()
     chains = _chain_heads(organization, matched)
+    applied = _applied_filter(filterset)
+    # What was exported, described by the server: never the caller's query string, or
+    # any text (?note=…) could be written into the trail by following a link.
     AdminAction.record(
         request.user,
         organization,
         AdminAction.Kind.AUDIT_EXPORTED,
         format=fmt,
-        filter=request.GET.dict(),
+        filter=applied,
         rows=count,
     )
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
@@ -268,7 +293,7 @@ def audit_export(request: HttpRequest, fmt: str, slug: str | None = None) -> Htt
     else:
         meta = {
             "exported_at": timezone.localtime().isoformat(),
-            "filter": request.GET.dict(),
+            "filter": applied,  # as the trail records it
             "rows": count,
             "chain_heads": chains,
         }
@@ -277,6 +302,23 @@ def audit_export(request: HttpRequest, fmt: str, slug: str | None = None) -> Htt
     response["X-Row-Count"] = str(count)
     response["X-Chain-Heads"] = json.dumps(chains)
     return response
+
+
+def _applied_filter(filterset: AuditLogFilter) -> dict[str, str]:
+    """The filters the export applied, from the validated form: only known filters with
+    a value, each as plain text (a date as YYYY-MM-DD, an organization as its slug)."""
+    if not filterset.form.is_bound:
+        return {}
+    applied = {}
+    for name, value in filterset.form.cleaned_data.items():
+        if value in (None, ""):
+            continue
+        if isinstance(value, Organization):
+            value = value.slug
+        elif isinstance(value, date):
+            value = value.isoformat()
+        applied[name] = str(value)
+    return applied
 
 
 def _chain_heads(organization, matched: QuerySet[SyncLog]) -> dict[str, str]:
