@@ -157,8 +157,10 @@ def test_s6_2_retry_selected_by_keyboard_alone(
 
     # The button is disabled while the retry runs: the focus goes to the list's status
     # line instead of being lost, and the outcome is announced.
+    # A function, not a bare expression: Playwright runs an expression through eval(),
+    # which the page's Content-Security-Policy refuses.
     page.wait_for_function(
-        "document.activeElement && document.activeElement.id === 'failed-status'"
+        "() => document.activeElement && document.activeElement.id === 'failed-status'"
     )
     expect(page.locator("#announcer")).to_contain_text(
         "Retry finished: 2 sent, 0 still failing.", timeout=WORKER_TIMEOUT
