@@ -200,6 +200,7 @@ def failed_records(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_GET
+@live.poll
 def failed_records_live(request: HttpRequest, slug: str) -> HttpResponse:
     """The list's live part: 204 with no further query while nothing has changed."""
     organization = organization_for(request.user, slug)

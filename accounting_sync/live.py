@@ -9,6 +9,8 @@ htmx to stop polling after it swaps in the final state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.http import HttpRequest, HttpResponse
 
 # htmx stops polling an element whose request is answered with this status.
@@ -21,3 +23,16 @@ def unchanged(request: HttpRequest, version: object) -> bool:
 
 def no_change() -> HttpResponse:
     return HttpResponse(status=204)
+
+
+def poll(view: Callable) -> Callable:
+    """Marks a live part's fragment view. Its requests are the page refreshing itself, not
+    the person doing something: they do not keep an idle session alive
+    (accounts.middleware.SessionTimeoutMiddleware), or a forgotten tab never times out.
+    Put it nearest the function: the decorators above copy the mark (functools.wraps)."""
+    view.live_poll = True
+    return view
+
+
+def is_poll(view: Callable) -> bool:
+    return getattr(view, "live_poll", False)

@@ -492,6 +492,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
+@live.poll
 def overview_live(request: HttpRequest) -> HttpResponse:
     """The live table and totals (S5.6): 204 after one aggregate query when nothing changed."""
     require_global_admin(request.user)

@@ -32,6 +32,7 @@ def organization_home(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_GET
+@live.poll
 def dashboard_live(request: HttpRequest, slug: str) -> HttpResponse:
     """The dashboard's live part (S4.6): 204 at once while nothing has changed."""
     organization = organization_for(request.user, slug)

@@ -46,6 +46,7 @@ def alert_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@live.poll
 def alert_badge(request: HttpRequest) -> HttpResponse:
     """The header badge, polled with the count it shows (`?v=`): 204 while unchanged."""
     if not request.user.is_authenticated:

@@ -31,6 +31,13 @@ class AdminAction(ChainedModel):
         SYNC_TRIGGERED = "sync_triggered", _("Sync triggered")
         SCHEDULE_CHANGED = "schedule_changed", _("Schedule changed")
         AUDIT_EXPORTED = "audit_exported", _("Audit log exported")
+        # Logging in (accounts/): platform entries, no organization.
+        LOGIN_LOCKED = "login_locked", _("Login locked after failed attempts")
+        LOGIN_UNLOCKED = "login_unlocked", _("Login unlocked")
+        TWO_FACTOR_ENABLED = "two_factor_enabled", _("Two-factor authentication turned on")
+        TWO_FACTOR_DISABLED = "two_factor_disabled", _("Two-factor authentication turned off")
+        RECOVERY_CODES_RENEWED = "recovery_codes_renewed", _("New recovery codes made")
+        TWO_FACTOR_REQUIRED = "two_factor_required", _("Two-factor requirement changed")
 
     organization = models.ForeignKey(
         "integrations.Organization",
@@ -107,11 +114,15 @@ DETAIL_LABELS = {
     "fields": _("Fields changed"),
     "filter": _("Filter"),
     "format": _("Format"),
+    "ip_address": _("Address"),
     "prefix": _("Key prefix"),
     "records": _("Records chosen"),
+    "required": _("Required of the organization's admins"),
     "rows": _("Rows"),
     "run": _("Sync number"),
+    "scope": _("Locked"),
     "trigger": _("Trigger"),
+    "username": _("Username"),
     "via": _("Done through"),
 }
 

@@ -213,6 +213,7 @@ def verify_now(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_GET
+@live.poll
 def chain_badge(request: HttpRequest, slug: str) -> HttpResponse:
     """The badge's live part while a verification runs: 204 while nothing changed, the
     final state with 286 (stop polling) once it is done."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from csp.constants import NONE, SELF
@@ -54,6 +55,11 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_celery_beat",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
+    "accounts",
     "integrations",
     "accounting_sync",
     "audit",
@@ -76,6 +82,13 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # After authentication: whether the session passed the second factor (user.is_verified).
+    "django_otp.middleware.OTPMiddleware",
+    # Idle timeout first (an idle session ends before anything else), then the second factor.
+    "accounts.middleware.SessionTimeoutMiddleware",
+    "accounts.middleware.TwoFactorMiddleware",
+    # Last: turns a refused login into the lockout page (accounts.lockout).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -126,6 +139,33 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# Password guessing (accounts/lockout.py): django-axes counts failed logins, on the app's
+# login and /admin/login/ alike, per user at one address, per user and per address, each
+# with its own limit; reaching one locks logins for that scope for the cool-off period.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked login before the password
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_FAILURE_LIMITS = {"username+ip_address": 5, "username": 10, "ip_address": 20}
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "username", "ip_address"]
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMITS["username+ip_address"]
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_HANDLER = "accounts.lockout.LockoutHandler"
+AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.locked_out_response"
+# Tries while locked do not push the end further: the page can say when it ends.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Unlocking happens on the app's page, which records it in the trail; not in Django admin.
+AXES_ENABLE_ADMIN = False
+
+# Sessions: logged out after SESSION_IDLE_SECONDS without a page view (live polls do not
+# count, see accounts/middleware.py) and SESSION_COOKIE_AGE after logging in, whatever.
+SESSION_IDLE_SECONDS = get_int("SESSION_IDLE_SECONDS", 30 * 60, minimum=60)
+SESSION_COOKIE_AGE = 12 * 60 * 60
+
+# Second factor (accounts/two_factor.py): TOTP apps, with one-time recovery codes.
+OTP_TOTP_ISSUER = "Voluntary Ledger"
+
 LANGUAGE_CODE = "en"  # for a browser that asks for neither language
 # The person picks one in the header (a cookie); until then the browser's Accept-Language.
 LANGUAGES = [("en", "English"), ("nb", "Norsk bokmål")]
@@ -157,7 +197,10 @@ STORAGES = {
 
 # Production hardening; `manage.py check --deploy` reports nothing with DEBUG=false.
 SECURE_SSL_REDIRECT = get_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
-if get_bool("BEHIND_TLS_PROXY", default=False):
+# Behind the proxy its X-Forwarded-Proto is trusted, and the last X-Forwarded-For address
+# (the one it appended) is the client's for login throttling; never without it.
+BEHIND_TLS_PROXY = get_bool("BEHIND_TLS_PROXY", default=False)
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG

@@ -72,6 +72,7 @@ urlpatterns = [
     ),
     path("api/v1/records", sync_api.receive_records, name="api_records"),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("", include("accounts.urls")),
     path("", include("audit.urls")),
     path("", include("alerts.urls")),
     path("admin/", admin.site.urls),

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.db import models
 from django.http import HttpRequest
 
+from audit.models import AdminAction
 from integrations.models import ApiKey, Integration, Membership, Organization
 
 
@@ -26,10 +27,23 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "time_zone", "created_at")
+    list_display = ("name", "slug", "time_zone", "require_two_factor", "created_at")
+    list_filter = ("require_two_factor",)
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     inlines = [MembershipInline]
+
+    def save_model(self, request: HttpRequest, obj: Organization, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        # Who asked for (or dropped) the second factor goes in the organization's trail.
+        if "require_two_factor" in form.changed_data:
+            AdminAction.record(
+                request.user,
+                obj,
+                AdminAction.Kind.TWO_FACTOR_REQUIRED,
+                required=obj.require_two_factor,
+                via="admin",
+            )
 
 
 @admin.register(Integration)

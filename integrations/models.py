@@ -43,6 +43,12 @@ class Organization(models.Model):
     # Goes up whenever something a live page shows changes (records arrive, a run starts,
     # progresses or ends, the integration changes): a poll compares it and stops there.
     live_version = models.PositiveBigIntegerField(default=0)
+    # Set by a global admin: the organization's admins (not its auditors) must use a second
+    # factor (accounts/two_factor.py). Global admins always must.
+    require_two_factor = models.BooleanField(
+        default=False,
+        verbose_name=gettext_lazy("require two-factor authentication of its admins"),
+    )
 
     class Meta:
         ordering = ["name"]

@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounting_sync import live
 from audit.models import AdminAction
 from integrations.access import (
     is_global_admin,
@@ -128,6 +129,7 @@ def integration_settings(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_GET
+@live.poll
 def integration_connection(request: HttpRequest, slug: str) -> HttpResponse:
     """The connection card alone; polled while a test runs."""
     organization = organization_for(request.user, slug)

@@ -117,7 +117,57 @@ def auditor(org):
 
 @pytest.fixture
 def global_admin(db):
-    return make_user("global-admin", superuser=True)
+    """A global admin who has set up two-factor authentication, as every one must."""
+    user = make_user("global-admin", superuser=True)
+    give_second_factor(user)
+    return user
+
+
+# --- the second factor (accounts/two_factor.py) --------------------------------------------
+
+
+def give_second_factor(user):
+    """A confirmed authenticator app for the user, as if they had set one up."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
+
+
+def totp_code(user, *, fresh: bool = True) -> str:
+    """The code the user's app shows now. `fresh`: forget the last code used, so that a
+    test may log the same person in twice within one 30-second step (django-otp refuses a
+    code from a step already used, which protects real logins from replay)."""
+    from django_otp.oath import totp
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.get(user=user, confirmed=True)
+    if fresh:
+        TOTPDevice.objects.filter(pk=device.pk).update(last_t=-1)
+    code = totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits)
+    return f"{code:0{device.digits}d}"
+
+
+@pytest.fixture(autouse=True)
+def _force_login_includes_second_factor() -> Iterator[None]:
+    """`client.force_login(user)` stands for a whole login, so for someone with an app it
+    stands for the second step too: the session is marked verified, as django_otp.login
+    would. Only for the stand-in request the test client makes; a login through the real
+    pages still asks for the code (the tests of the second step rely on that)."""
+    from django.contrib.auth.signals import user_logged_in
+    from django.http import HttpRequest
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    def mark_verified(sender, request, user, **kwargs) -> None:
+        if type(request) is not HttpRequest:  # a real request (WSGIRequest): not force_login
+            return
+        device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+        if device is not None:
+            request.session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+
+    user_logged_in.connect(mark_verified, dispatch_uid="tests-force-login-otp")
+    yield
+    user_logged_in.disconnect(dispatch_uid="tests-force-login-otp")
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Page, expect
 from accounting_sync.models import FinancialRecord, SyncRun
 from audit.models import AdminAction
 from integrations.models import ApiKey, CategoryMapping, ConnectionTest, Integration, Membership
-from tests.browser import accessibility_violations, log_in
+from tests.browser import accessibility_violations, log_in, pass_second_step
 from tests.conftest import PASSWORD
 from tests.test_audit_log import make_attempts
 
@@ -54,6 +54,8 @@ NOT_PAGES = {
     "alert_dismiss": "POST only",
     "audit_export": "a CSV or JSON download",
     "global_audit_export": "a CSV or JSON download",
+    "two_factor_disable": "POST only",
+    "lockout_unlock": "POST only",
 }
 
 
@@ -79,10 +81,14 @@ PAGES: dict[str, Callable[[dict], str]] = {
     "global_audit_log": lambda site: reverse("global_audit_log"),
     "global_admin_trail": lambda site: reverse("global_admin_trail"),
     "alert_list": lambda site: reverse("alert_list"),
+    "two_factor": lambda site: reverse("two_factor"),
+    "lockouts": lambda site: reverse("lockouts"),
 }
 # Pages only other people see: the login page (anyone), the organization chooser (someone
 # in two organizations), and the error pages.
 OTHER_PAGES = {"login", "home"}
+# The login's second step and the recovery codes shown once: tests/test_browser_two_factor.py.
+OTHER_PAGES |= {"two_factor_verify", "two_factor_recovery_codes"}
 
 
 def named_routes(patterns, namespace: str = "") -> set[str]:
@@ -162,6 +168,7 @@ def log_in_as(page: Page, base_url: str, username: str, language: str) -> None:
     page.get_by_label(password_label).fill(PASSWORD)
     page.get_by_role("button", name=button, exact=True).click()
     page.wait_for_load_state()
+    pass_second_step(page, username)
 
 
 def problems_on(page: Page, language: str) -> list[str]:

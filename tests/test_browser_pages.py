@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser import accessibility_violations, log_in
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, totp_code
 
 pytestmark = pytest.mark.browser
 
@@ -35,6 +35,10 @@ def test_a_global_admin_lands_on_the_overview_and_switches_organization_by_keybo
     page.keyboard.type(global_admin.username)
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    # Then the second factor (issue 12 item 2), the cursor again in its field.
+    expect(page.get_by_label("Authentication code")).to_be_focused()
+    page.keyboard.type(totp_code(global_admin))
     page.keyboard.press("Enter")
 
     expect(page).to_have_url(f"{live_server.url}/orgs/")
