@@ -91,3 +91,32 @@ def test_the_demo_seed_refuses_to_run_in_production(db, settings) -> None:
     with pytest.raises(CommandError, match="DEBUG=true only"):
         call_command("seed_demo")
     assert not Organization.objects.exists()
+
+
+def test_issue12_item2_the_demo_global_admin_logs_in_with_the_printed_demo_key(
+    seeded, capsys
+) -> None:
+    from django.core.management import call_command
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from integrations.management.commands.seed_demo import demo_totp_key_base32
+
+    device = TOTPDevice.objects.get(user__username="global-admin")
+    assert device.confirmed
+    call_command("seed_demo")
+    assert demo_totp_key_base32() in capsys.readouterr().out
+    call_command("demo_code")
+    code = capsys.readouterr().out.strip()
+    assert len(code) == 6 and device.verify_token(code)
+
+
+def test_issue12_item2_demo_code_refuses_in_production_and_for_other_keys(seeded, settings) -> None:
+    from django.core.management import CommandError, call_command
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    TOTPDevice.objects.update(key="00" * 20)  # a key someone set up themselves
+    with pytest.raises(CommandError, match="no demo authenticator"):
+        call_command("demo_code")
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="DEBUG=true only"):
+        call_command("demo_code")

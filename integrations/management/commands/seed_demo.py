@@ -6,6 +6,7 @@ DEBUG off, because the demo passwords are printed and well known.
 
 from __future__ import annotations
 
+import base64
 import random
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounting_sync.inbound import ingest, validate_batch
 from integrations.models import Integration, Membership, Organization
@@ -41,6 +43,14 @@ CLAIMANTS = [
     ("V-1006", "Nils Ødegård"),
 ]
 RECORDS_PER_ORGANIZATION = 20
+# The demo global admin's authenticator key (global admins must use two factors). It is
+# public like the passwords; `manage.py demo_code` prints the code it gives now.
+DEMO_TOTP_KEY = "564c2d64656d6f2d676c6f62616c2d61646d696e"
+
+
+def demo_totp_key_base32() -> str:
+    """The key as an authenticator app takes it when typed in."""
+    return base64.b32encode(bytes.fromhex(DEMO_TOTP_KEY)).decode()
 
 
 class Command(BaseCommand):
@@ -104,6 +114,10 @@ class Command(BaseCommand):
             Membership.objects.get_or_create(
                 user=user, organization=organizations[slug], defaults={"role": role}
             )
+        if roles is None and not TOTPDevice.objects.filter(user=user).exists():
+            TOTPDevice.objects.create(
+                user=user, name="Demo authenticator", key=DEMO_TOTP_KEY, confirmed=True
+            )
 
     def _records(self, organization: Organization) -> int:
         """Send the demo records through the same path as the inbound API."""
@@ -149,4 +163,9 @@ class Command(BaseCommand):
                 else ", ".join(f"{role} of {slug}" for slug, role in roles.items())
             )
             lines.append(f"    {username:<13} / {password:<18} {where}")
+        lines += [
+            "  global-admin also needs a code from an authenticator app: type the key",
+            f"    {demo_totp_key_base32()} into one,",
+            "    or run `.venv/bin/python manage.py demo_code` for the code it gives now.",
+        ]
         self.stdout.write("\n".join(lines) + "\n")
