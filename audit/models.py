@@ -38,6 +38,8 @@ class AdminAction(ChainedModel):
         TWO_FACTOR_DISABLED = "two_factor_disabled", _("Two-factor authentication turned off")
         RECOVERY_CODES_RENEWED = "recovery_codes_renewed", _("New recovery codes made")
         TWO_FACTOR_REQUIRED = "two_factor_required", _("Two-factor requirement changed")
+        # Who may see and change an organization: granted in Django's admin (integrations/admin.py).
+        MEMBERSHIP_CHANGED = "membership_changed", _("Membership changed")
 
     organization = models.ForeignKey(
         "integrations.Organization",
@@ -108,6 +110,7 @@ class AdminAction(ChainedModel):
 
 # The details' keys as the trail names them; an unknown key is shown as it is.
 DETAIL_LABELS = {
+    "change": _("Change"),
     "changes": _("Changes"),
     "connector": _("Accounting system"),
     "created": _("First setup"),
@@ -116,12 +119,15 @@ DETAIL_LABELS = {
     "format": _("Format"),
     "ip_address": _("Address"),
     "prefix": _("Key prefix"),
+    "previous_role": _("Previous role"),
     "records": _("Records chosen"),
     "required": _("Required of the organization's admins"),
+    "role": _("Role"),
     "rows": _("Rows"),
     "run": _("Sync number"),
     "scope": _("Locked"),
     "trigger": _("Trigger"),
+    "user": _("Person"),
     "username": _("Username"),
     "via": _("Done through"),
 }

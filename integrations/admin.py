@@ -33,6 +33,54 @@ class OrganizationAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
     inlines = [MembershipInline]
 
+    def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
+        """Memberships are granted here: who gave whom which role, or took it, is trailed."""
+        # By person: a deleted membership has lost its primary key by the time it is trailed.
+        before = {m.user_id: m.role for m in Membership.objects.filter(organization=form.instance)}
+        super().save_formset(request, form, formset, change)
+        if formset.model is not Membership:
+            return
+        for membership in formset.new_objects:
+            self._trail(request, form.instance, membership, "added", membership.role)
+        for membership, _fields in formset.changed_objects:
+            self._trail(
+                request,
+                form.instance,
+                membership,
+                "changed",
+                membership.role,
+                before.get(membership.user_id, ""),
+            )
+        for membership in formset.deleted_objects:
+            self._trail(
+                request,
+                form.instance,
+                membership,
+                "removed",
+                "",
+                before.get(membership.user_id, ""),
+            )
+
+    @staticmethod
+    def _trail(
+        request: HttpRequest,
+        organization: Organization,
+        membership: Membership,
+        change: str,
+        role: str,
+        was: str = "",
+    ) -> None:
+        AdminAction.record(
+            request.user,
+            organization,
+            AdminAction.Kind.MEMBERSHIP_CHANGED,
+            user=membership.user.username,
+            change=change,
+            role=role,
+            previous_role=was,
+            via="admin",
+        )
+
     def save_model(self, request: HttpRequest, obj: Organization, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
         # Who asked for (or dropped) the second factor goes in the organization's trail.
