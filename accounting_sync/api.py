@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
+from functools import wraps
 from http import HTTPStatus
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from accounting_sync.inbound import ingest, parse_body, validate_batch
 from accounting_sync.tasks import request_approval_sync
-from integrations.models import ApiKey
+from integrations.models import ApiKey, Organization
+
+logger = logging.getLogger(__name__)
+
+# How long the volunteer app is asked to wait before sending again when the
+# database cannot be reached (a restart or failover usually takes this long).
+DATABASE_RETRY_AFTER_SECONDS = 30
 
 
 def _error(status: HTTPStatus, code: str, message: str, **extra) -> JsonResponse:
@@ -20,6 +30,36 @@ def _error(status: HTTPStatus, code: str, message: str, **extra) -> JsonResponse
     if status == HTTPStatus.UNAUTHORIZED:
         response["WWW-Authenticate"] = 'Bearer realm="records"'
     return response
+
+
+def _database_unavailable_is_503(
+    view: Callable[[HttpRequest], JsonResponse],
+) -> Callable[[HttpRequest], JsonResponse]:
+    """A database that cannot be reached is a 503 with Retry-After, not a 500: the volunteer
+    app then sends the request again. Storage is one transaction and the request is
+    idempotent by source_id, so a retry after an outage can only store it once."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest) -> JsonResponse:
+        try:
+            return view(request)
+        except (OperationalError, InterfaceError) as problem:
+            logger.warning(
+                "Inbound records refused with 503: the database cannot be reached (%s: %s)",
+                type(problem).__name__,
+                problem,
+            )
+            response = _error(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The records could not be stored: the database cannot be reached. Send the "
+                f"same request again in {DATABASE_RETRY_AFTER_SECONDS} seconds; a record that "
+                "was stored after all is then answered as unchanged.",
+            )
+            response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+            return response
+
+    return wrapper
 
 
 def _api_key(request: HttpRequest) -> ApiKey | None:
@@ -36,8 +76,24 @@ def _declared_length(request: HttpRequest) -> int:
         return 0
 
 
+def _request_sync(organization: Organization) -> None:
+    """Ask for the approval sync; the records are stored, so whatever fails here the
+    answer stays 201 and the sweep starts the run later (a lost trigger)."""
+    try:
+        request_approval_sync(organization)
+    except (OperationalError, InterfaceError) as problem:
+        logger.warning(
+            "Records of organization %s stored, but the approval sync was not requested "
+            "(%s: %s); the sweep will start it.",
+            organization.pk,
+            type(problem).__name__,
+            problem,
+        )
+
+
 @csrf_exempt  # authenticated by API key, not by a browser session
 @require_POST
+@_database_unavailable_is_503
 def receive_records(request: HttpRequest) -> JsonResponse:
     key = _api_key(request)
     if key is None:
@@ -111,7 +167,7 @@ def receive_records(request: HttpRequest) -> JsonResponse:
             conflicts=result.conflicts,
         )
     if result.created:
-        request_approval_sync(key.organization)
+        _request_sync(key.organization)
     body = {
         "created": result.created,
         "unchanged": len(result.outcomes) - result.created,

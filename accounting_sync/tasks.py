@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from celery import shared_task
 from celery.exceptions import MaxRetriesExceededError
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from kombu.exceptions import OperationalError as BrokerUnavailable
+from redis.exceptions import RedisError
 
 from accounting_sync.models import FinancialRecord, SyncEvent, SyncRun, WorkerHeartbeat
 from accounting_sync.orchestrator import (
@@ -23,12 +28,19 @@ from accounting_sync.orchestrator import (
 )
 from alerts import hooks as alert_hooks
 from integrations.models import Integration, Organization
+from integrations.schedule import last_firing
 
 logger = logging.getLogger(__name__)
 
 # A scheduled run that fails on a network error is tried again this many times (S9.4).
 SCHEDULED_RETRIES = 3
 SCHEDULED_FIRST_RETRY_SECONDS = 60
+# What publishing a task raises when the broker cannot be reached: kombu wraps most
+# connection errors, redis-py's and socket errors can still come through unwrapped.
+BROKER_ERRORS = (BrokerUnavailable, RedisError, OSError)
+# One quick retry only: the caller may be an HTTP request, and a lost trigger is
+# picked up by the sweep anyway (`_organizations_with_lost_triggers`).
+ENQUEUE_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5}
 
 
 @shared_task(bind=True, ignore_result=True)
@@ -71,6 +83,8 @@ def scheduled_sync(self, organization_id: int) -> None:
     )
     if not integration.enabled or not integration.is_schedule_day(timezone.now()):
         return
+    if not self.request.retries and _already_ran_for_this_firing(integration):
+        return  # a message that waited in the queue while workers were down (issue 13)
     # A retry takes what the failed attempt left, even where the records' own backoff
     # has not run out yet: otherwise it could find nothing due, end "succeeded", and
     # the failure would never be reported (S9.4).
@@ -98,6 +112,24 @@ def scheduled_sync(self, organization_id: int) -> None:
         alert_hooks.event_recorded(event)  # S9.4: the admins get an in-app alert
 
 
+def _already_ran_for_this_firing(integration: Integration) -> bool:
+    """True when a scheduled run has started since beat's latest firing.
+
+    Beat keeps firing while workers are down, and on restart every queued message
+    arrives at once: all but the first find the run the first one started and stand
+    down, so each due schedule runs once. Without a schedule (Manual only) there is
+    no firing to compare with, and the task runs as asked.
+    """
+    fired = last_firing(integration, timezone.now())
+    if fired is None:
+        return False
+    return SyncRun.objects.filter(
+        organization_id=integration.organization_id,
+        trigger=SyncRun.Trigger.SCHEDULE,
+        started_at__gte=fired,
+    ).exists()
+
+
 def retry_candidates(integration: Integration) -> list[int]:
     """Records a retried scheduled sync takes: waiting or failed, but not refused for good."""
     State = FinancialRecord.State
@@ -115,11 +147,19 @@ def retry_candidates(integration: Integration) -> list[int]:
 @shared_task(ignore_result=True)
 def sweep() -> None:
     """Close runs whose worker died, then start runs for failed records that are due,
-    and import checks for records sent but awaiting the ERP's import."""
+    for pending records whose approval trigger was lost, and import checks for records
+    sent but awaiting the ERP's import."""
     recover_stale_runs()
     retries = _organizations_due(FinancialRecord.State.FAILED)
-    checks = _organizations_due(FinancialRecord.State.AWAITING) - retries
-    for trigger, due in ((SyncRun.Trigger.RETRY, retries), (SyncRun.Trigger.CHECK, checks)):
+    lost = _organizations_with_lost_triggers() - retries
+    checks = _organizations_due(FinancialRecord.State.AWAITING) - retries - lost
+    for trigger, due in (
+        (SyncRun.Trigger.RETRY, retries),
+        # An approval run: it stands in for the approval trigger that never arrived and
+        # takes the same records (all sendable); "Retry" would suggest a failure.
+        (SyncRun.Trigger.APPROVAL, lost),
+        (SyncRun.Trigger.CHECK, checks),
+    ):
         for organization in Organization.objects.filter(pk__in=due):
             try:
                 run = start_run(organization, trigger)
@@ -141,6 +181,72 @@ def _organizations_due(state: str) -> set[int]:
     )
 
 
+# Older than any arrival time: stands in for "no run yet" in a comparison.
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _organizations_with_lost_triggers() -> set[int]:
+    """Organizations syncing after each approval whose approval trigger went missing
+    (broker down at enqueue, a message lost): a pending record older than
+    SYNC_LOST_TRIGGER_SECONDS that arrived after the last run that could have taken it,
+    while no run is going or has just finished (a follow-up may be on its way).
+
+    "Arrived after the last run" keeps the sweep from looping on records a run left
+    pending on purpose (expired credentials, a kind not included). One query; each
+    correlated part is a range probe on an index: pending records by
+    (organization, state, received_at), runs by (organization, started_at), the running
+    one by its partial unique index and recent ones by (organization, finished_at).
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.SYNC_LOST_TRIGGER_SECONDS)
+    runs = SyncRun.objects.filter(organization=OuterRef("organization_id"))
+    # Import checks and Retry Selected never take new pending records.
+    last_start = (
+        runs.filter(record_ids__isnull=True)
+        .exclude(trigger=SyncRun.Trigger.CHECK)
+        .order_by("-started_at")
+        .values("started_at")[:1]
+    )
+    waiting = FinancialRecord.objects.filter(
+        organization=OuterRef("organization_id"),
+        state=FinancialRecord.State.PENDING,
+        received_at__lt=cutoff,
+        received_at__gt=Coalesce(OuterRef("last_start"), Value(EPOCH)),
+    )
+    busy = runs.filter(Q(status=SyncRun.Status.RUNNING) | Q(finished_at__gte=cutoff))
+    return set(
+        Integration.objects.filter(enabled=True, sync_after_approval=True)
+        .annotate(last_start=Subquery(last_start))
+        .filter(Exists(waiting))
+        .exclude(Exists(busy))
+        .values_list("organization_id", flat=True)
+    )
+
+
+def enqueue_approval_sync(organization_id: int) -> bool:
+    """Queue an approval sync after the usual delay; False when the broker is unreachable.
+
+    Never raises for the broker: the records are stored, and the sweep starts the run
+    once they have waited SYNC_LOST_TRIGGER_SECONDS. One warning line, no traceback:
+    during an outage every approval would otherwise log a page of it.
+    """
+    try:
+        sync_after_approval.apply_async(
+            (organization_id,),
+            countdown=settings.SYNC_APPROVAL_DELAY_SECONDS,
+            retry_policy=ENQUEUE_RETRY_POLICY,
+        )
+    except BROKER_ERRORS as problem:
+        logger.warning(
+            "Could not queue the approval sync of organization %s (broker unreachable: %s: %s); "
+            "the sweep will start it.",
+            organization_id,
+            type(problem).__name__,
+            problem,
+        )
+        return False
+    return True
+
+
 def follow_up(run: SyncRun) -> None:
     """Records approved while the run was going are sent by a next run, not left waiting."""
     integration = Integration.objects.get(organization_id=run.organization_id)
@@ -152,20 +258,14 @@ def follow_up(run: SyncRun) -> None:
         sendable(integration.organization, integration), state=FinancialRecord.State.PENDING
     ).exists()
     if still_pending:
-        sync_after_approval.apply_async(
-            (run.organization_id,), countdown=settings.SYNC_APPROVAL_DELAY_SECONDS
-        )
+        enqueue_approval_sync(run.organization_id)
 
 
 def request_approval_sync(organization: Organization) -> None:
     """Called by the inbound API once new records are committed."""
     integration = Integration.objects.filter(organization=organization).first()
     if integration and integration.enabled and integration.sync_after_approval:
-        transaction.on_commit(
-            lambda: sync_after_approval.apply_async(
-                (organization.pk,), countdown=settings.SYNC_APPROVAL_DELAY_SECONDS
-            )
-        )
+        transaction.on_commit(partial(enqueue_approval_sync, organization.pk))
 
 
 class SyncRefused(Exception):

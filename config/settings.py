@@ -309,6 +309,14 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 SYNC_STALE_AFTER_SECONDS = get_int("SYNC_STALE_AFTER_SECONDS", 300, minimum=5)
 SYNC_APPROVAL_DELAY_SECONDS = get_int("SYNC_APPROVAL_DELAY_SECONDS", 5)
 SYNC_SWEEP_SECONDS = get_int("SYNC_SWEEP_SECONDS", 30, minimum=1)
+# Pending records this old with no run since they arrived lost their approval trigger
+# (broker down at enqueue, a lost message): the sweep starts the run. Several approval
+# delays, so the sweep never races the trigger it stands in for.
+SYNC_LOST_TRIGGER_SECONDS = get_int(
+    "SYNC_LOST_TRIGGER_SECONDS",
+    max(60, 4 * SYNC_APPROVAL_DELAY_SECONDS),
+    minimum=SYNC_APPROVAL_DELAY_SECONDS + 1,
+)
 # How long a record sent to Xledger waits before its import is asked about again.
 SYNC_IMPORT_CHECK_SECONDS = get_int("SYNC_IMPORT_CHECK_SECONDS", 120, minimum=1)
 

@@ -8,6 +8,7 @@ inputs that choice needs; everything else is derived here, on demand:
 - `describe` says in English and Norwegian Bokmål when syncs happen (a page shows the
   reader's language);
 - `next_runs` lists the next moments beat will actually fire, in the organization's zone;
+- `last_firing` says when beat last fired, so a queued-up firing can stand down;
 - `sync_periodic_task` keeps django-celery-beat's `PeriodicTask` in step with it.
 
 Times are wall-clock times in the organization's time zone: "daily at 02:00" stays
@@ -26,7 +27,7 @@ import calendar
 import re
 import zoneinfo
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from celery.schedules import crontab
 from cron_descriptor import ExpressionDescriptor, Options
@@ -337,6 +338,28 @@ def next_runs(
     except StopIteration:  # cronsim gives up after 50 years without a match
         pass
     return runs
+
+
+# A worker's clock may be a little behind beat's: a message beat sent at 02:00:00 can
+# arrive at 01:59:59 by the worker's clock and must still count as the 02:00 firing.
+# Far below cron's one-minute resolution, so it never reaches the next firing.
+CLOCK_SLACK = timedelta(seconds=5)
+
+
+def last_firing(integration: Integration, now: datetime | None = None) -> datetime | None:
+    """When beat last fired the organization's schedule, at or before `now` (aware, UTC);
+    None without a schedule. Read as beat reads it, like `next_runs`: the wall-clock time
+    in the organization's zone, a nonexistent one with the offset from before the change."""
+    expression = cron_for(integration)
+    if expression is None:
+        return None
+    zone = zoneinfo.ZoneInfo(integration.organization.time_zone)
+    wall = ((now or timezone.now()) + CLOCK_SLACK).astimezone(zone).replace(tzinfo=None)
+    try:
+        scheduled = next(CronSim(expression, wall, reverse=True))  # strictly before `wall`
+    except StopIteration:
+        return None
+    return scheduled.replace(tzinfo=zone).astimezone(UTC)
 
 
 def _dst_note(scheduled: datetime, moment: datetime, zone: zoneinfo.ZoneInfo) -> str:
