@@ -70,6 +70,9 @@ class FinancialRecord(models.Model):
     )
     # The last send may have reached the ERP: look it up by reference before resending.
     needs_lookup = models.BooleanField(default=False)
+    # Lookups in a row the ERP could not answer. They space the next lookup (backoff)
+    # instead of `retry_count`: a lookup sends nothing, so it never spends a retry.
+    lookup_failures = models.PositiveIntegerField(default=0)
 
     received_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -179,6 +182,10 @@ class SyncRun(models.Model):
     message = models.TextField(blank=True)
     skip_reasons = models.JSONField(default=dict, blank=True)  # reason → count
     error_class = models.CharField(max_length=20, blank=True)  # why a whole run failed
+    # The ids of the batch being posted right now ([] between batches), so that when the
+    # worker dies only these are looked up and the rest it held go back unsent. None: not
+    # known (the run never got to claim, or predates this field): all it held are looked up.
+    in_flight = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]

@@ -5,8 +5,13 @@ Exactly once rests on three things (DESIGN.md, "Sending exactly once"):
   UPDATE, and at most one run per organization is running (a partial unique index);
 - every record carries a deterministic reference into the ERP, so a send whose
   outcome is unknown (`needs_lookup`) is looked up before it is ever sent again;
-- a run whose worker died is closed by `recover_stale_runs`, and the records it
-  held are marked for lookup, since they may have reached the ERP.
+- a run whose worker died is closed by `recover_stale_runs`: the batch it was
+  posting (`SyncRun.in_flight`) is marked for lookup, since it may have reached the
+  ERP; what it held but never sent goes back to the queue as it was.
+
+A lookup sends nothing, so it never spends a retry, and an uncertain record always
+has its next lookup planned: it ends `failed` for good only when the ERP refused it,
+or when a lookup showed it is not there and its automatic retries are used up.
 """
 
 from __future__ import annotations
@@ -46,6 +51,16 @@ BACKOFF_CAP_SECONDS = 6 * 3600
 RATE_LIMIT_RESENDS = 3
 RATE_LIMIT_MAX_WAIT_SECONDS = 60
 NETWORK_CLASSES = {Outcome.TRANSIENT, Outcome.UNCERTAIN, Outcome.RATE_LIMITED}
+# References asked about in one `lookup` call, whose answers are written before the next
+# call: a failed call holds back these, not every uncertain record (Business Central
+# asks 50 per request, Xledger 250).
+LOOKUP_CHUNK = 50
+# Lookup calls failing in a row before the run takes the ERP to be down and leaves the
+# rest of the lookups to a later run (each failed call can take a full timeout).
+LOOKUP_FAILURES_IN_A_ROW = 2
+# Lookup errors after which no further lookup is tried in the run: more calls cannot
+# help (credentials) or would only add to what the ERP asked us to slow down from.
+LOOKUP_STOPPERS = {Outcome.AUTHENTICATION, Outcome.RATE_LIMITED}
 
 
 class RunAlreadyGoing(Exception):
@@ -114,28 +129,60 @@ def recover_stale_runs(now=None) -> list[SyncRun]:
                 finished_at=now,
                 error_class="abandoned",
                 message="The sync stopped because its worker stopped answering. The records "
-                "it held are checked in the accounting system before anything is sent again.",
+                "it was sending are checked in the accounting system before they are sent "
+                "again; those it had not sent yet go back to the queue.",
             ):
                 continue
-            held = FinancialRecord.objects.filter(claimed_by=run, state=State.SENDING)
-            count = held.update(
-                state=State.FAILED,
-                needs_lookup=True,
-                next_retry_at=now,
-                claimed_by=None,
-                last_error="The sync was interrupted; checking the accounting system first.",
-            )
+            looked_up, returned = hand_back(run.pk, now)
             SyncEvent.objects.create(
                 organization_id=run.organization_id,
                 run=run,
                 kind=SyncEvent.Kind.RUN_ABANDONED,
-                message=f"Sync {run.pk} stopped when its worker died; {count} records will be "
-                "looked up in the accounting system before they are sent again.",
+                message=f"Sync {run.pk} stopped when its worker died; {looked_up} records it "
+                "was sending will be looked up in the accounting system before they are sent "
+                f"again, and {returned} it had not sent yet go back to the queue.",
             )
             Organization.touch(run.organization_id)
         run.refresh_from_db()
         closed.append(run)
     return closed
+
+
+def hand_back(run_id: int, now) -> tuple[int, int]:
+    """Free what a stopped run still holds; say how many (marked for lookup, returned).
+
+    Only the batch it was posting may have reached the ERP: that is marked for lookup.
+    The rest it never sent goes back failed and due now, so the sweep's next retry run
+    takes it at once (pending would wait for the next approval or schedule: the sweep
+    starts runs for due failed records, and its lost-trigger check skips records that
+    arrived before a run). No retry is spent; retries, error and an earlier lookup
+    mark stay as they were. A run that never said what it was posting (in_flight None)
+    has all of it looked up.
+    The sweep calls it in the transaction that closed the run's row, so the run cannot
+    mark another batch in flight (`_mark_in_flight`) between the read and these updates.
+    """
+    in_flight = SyncRun.objects.values_list("in_flight", flat=True).get(pk=run_id)
+    held = FinancialRecord.objects.filter(claimed_by_id=run_id, state=State.SENDING)
+    maybe_sent = held if in_flight is None else held.filter(pk__in=in_flight)
+    looked_up = maybe_sent.update(
+        state=State.FAILED,
+        needs_lookup=True,
+        next_retry_at=now,
+        claimed_by=None,
+        last_error="The sync was interrupted while sending it; checking the accounting "
+        "system first.",
+        updated_at=now,
+    )
+    # Each update below re-reads `held`: what an earlier one moved is no longer sending.
+    never_failed = held.filter(last_error="").update(
+        state=State.FAILED,
+        next_retry_at=now,
+        claimed_by=None,
+        last_error="The sync was interrupted before sending it; it is sent shortly.",
+        updated_at=now,
+    )
+    returned = held.update(state=State.FAILED, next_retry_at=now, claimed_by=None, updated_at=now)
+    return looked_up, never_failed + returned
 
 
 def sendable(organization: Organization, integration: Integration, now=None) -> Q:
@@ -206,9 +253,10 @@ class Orchestrator:
             self._finish(self.stop_reason)
         except Exception:
             logger.exception("sync run %s failed", self.run.pk)
-            self._release(State.FAILED, needs_lookup=True)
+            with transaction.atomic():
+                hand_back(self.run.pk, timezone.now())
             self._finish(
-                "The sync stopped on an unexpected error; the records it held are "
+                "The sync stopped on an unexpected error; the records it was sending are "
                 "checked in the accounting system before they are sent again.",
                 failed=True,
             )
@@ -229,7 +277,8 @@ class Orchestrator:
         records = list(
             FinancialRecord.objects.filter(claimed_by=self.run, state=State.SENDING).order_by("pk")
         )
-        SyncRun.objects.filter(pk=self.run.pk).update(total=len(records))
+        # in_flight [] from here on: nothing of this run is in the ERP until a batch is marked.
+        SyncRun.objects.filter(pk=self.run.pk).update(total=len(records), in_flight=[])
         Organization.touch(self.run.organization_id)
         return records
 
@@ -260,38 +309,84 @@ class Orchestrator:
     def _resolve_uncertain(
         self, connector: Connector, records: list[FinancialRecord]
     ) -> list[FinancialRecord]:
-        """Records whose last send may have arrived: found in the ERP → synced, not sent."""
+        """Records whose last send may have arrived are looked up, in chunks whose answers
+        are written as they come; returns the records still to send.
+
+        Found whole → synced, not sent. Found in part → only the missing part is sent.
+        Not there → sent, unless its automatic retries are used up (then failed for good,
+        unless a person asked for exactly these). A chunk whose lookup fails is held back
+        for a later run, no retry spent, and the next chunk is still tried; after
+        LOOKUP_FAILURES_IN_A_ROW failed chunks, or an error in LOOKUP_STOPPERS, the rest
+        are held back too without asking.
+        """
         uncertain = [record for record in records if record.needs_lookup]
         if not uncertain:
             return records
-        try:
-            found = connector.lookup([record.reference for record in uncertain])
-        except ConnectorError as error:
-            # Without an answer nothing may be resent: hold them back for later.
-            held = {record.pk for record in uncertain}
+        decided: set[int] = set()  # found, held back or given up: not sent by this run
+        failures = 0
+        parts = list(chunks(uncertain, LOOKUP_CHUNK))
+        for index, chunk in enumerate(parts):
+            if not self._still_running():
+                # The sweep closed this run and gave its records back: send nothing.
+                self.stop_reason = "The sync was closed by the sweep; it sends nothing more."
+                return []
+            self._beat()  # a long lookup phase must never look like a dead worker
+            try:
+                found = connector.lookup([record.reference for record in chunk])
+            except ConnectorError as error:
+                failures += 1
+                decided.update(self._hold_back(chunk, error))
+                if error.outcome in LOOKUP_STOPPERS or failures >= LOOKUP_FAILURES_IN_A_ROW:
+                    rest = [record for later in parts[index + 1 :] for record in later]
+                    decided.update(self._hold_back(rest, error, asked=False))
+                    break
+                continue
+            failures = 0
+            decided.update(self._resolved(chunk, found))
+        return [record for record in records if record.pk not in decided]
+
+    def _hold_back(
+        self, records: list[FinancialRecord], error: ConnectorError, asked: bool = True
+    ) -> set[int]:
+        """Without an answer nothing may be resent: write why, plan the next lookup."""
+        if records:
             self._write_results(
-                [(record, self._lookup_failed(record, error)) for record in uncertain]
+                [(record, self._lookup_failed(record, error, asked)) for record in records]
             )
-            return [record for record in records if record.pk not in held]
-        whole: dict[str, Found] = {}
-        for record in uncertain:
+        return {record.pk for record in records}
+
+    def _resolved(self, chunk: list[FinancialRecord], found: dict[str, Found]) -> set[int]:
+        """Write what one chunk's lookup answered; return the records not to send."""
+        pairs: list[tuple[FinancialRecord, PostResult]] = []
+        for record in chunk:
             hit = found.get(record.reference)
             if hit is not None and hit.complete:
-                whole[record.reference] = hit
+                pairs.append((record, self._found(record, hit.erp_id)))
             elif hit is not None:
                 # Part of it is there (a line without its dimension): complete that part,
-                # never send the whole again.
+                # never send the whole again; this is no new send, so any budget allows it.
                 self.existing[record.pk] = hit.erp_id
-        confirmed = [record for record in uncertain if record.reference in whole]
-        if confirmed:
-            self._write_results(
-                [
-                    (record, self._found(record, whole[record.reference].erp_id))
-                    for record in confirmed
-                ]
-            )
-        done = {record.pk for record in confirmed}
-        return [record for record in records if record.pk not in done]
+            elif self._send_budget_spent(record):
+                pairs.append((record, self._absent(record)))
+        if pairs:
+            self._write_results(pairs)
+        return {record.pk for record, _ in pairs}
+
+    def _send_budget_spent(self, record: FinancialRecord) -> bool:
+        """No automatic send is left; a person's Retry of chosen records still sends."""
+        asked = self.run.trigger == SyncRun.Trigger.RETRY and self.run.record_ids is not None
+        return not asked and record.retry_count > self.integration.automatic_retries
+
+    @staticmethod
+    def _absent(record: FinancialRecord) -> PostResult:
+        # TRANSIENT: the send it was uncertain about certainly did not arrive.
+        return PostResult(
+            reference=record.reference,
+            outcome=Outcome.TRANSIENT,
+            message="Not in the accounting system: the last send did not arrive, and the "
+            "automatic retries are used up. Retry sends it again.",
+            payload={"lookup": record.reference, "found": False},
+        )
 
     @staticmethod
     def _found(record: FinancialRecord, erp_id: str) -> PostResult:
@@ -379,14 +474,24 @@ class Orchestrator:
             response_body=settled.response_body,
         )
 
-    def _lookup_failed(self, record: FinancialRecord, error: ConnectorError) -> PostResult:
+    @staticmethod
+    def _lookup_failed(
+        record: FinancialRecord, error: ConnectorError, asked: bool = True
+    ) -> PostResult:
         outcome = (
             Outcome.AUTHENTICATION if error.outcome == Outcome.AUTHENTICATION else Outcome.UNCERTAIN
         )
+        if asked:
+            message = f"Could not check the accounting system before resending: {error.message}"
+        else:
+            message = (
+                "Not checked in the accounting system yet: its lookups just before failed "
+                f"({error.message}). It is checked at the next attempt."
+            )
         return PostResult(
             reference=record.reference,
             outcome=outcome,
-            message=f"Could not check the accounting system before resending: {error.message}",
+            message=message,
             retry_after=error.retry_after,
             payload={"lookup": record.reference},
         )
@@ -405,6 +510,9 @@ class Orchestrator:
                     "were not sent and stay pending."
                 )
                 return
+            if not self._mark_in_flight(batch):
+                self.stop_reason = "The sync was closed by the sweep; it sends nothing more."
+                return
             results = self._send(connector, batch)
             self._write_results(list(zip(batch, results, strict=True)))
             if any(result.outcome == Outcome.AUTHENTICATION for result in results):
@@ -419,6 +527,19 @@ class Orchestrator:
                 )
                 alert_hooks.event_recorded(event)  # S7.6: at once, retrying cannot fix it
                 return
+
+    def _mark_in_flight(self, batch: list[FinancialRecord]) -> bool:
+        """Say which records are about to be posted, so that if the worker dies only these
+        are looked up. False when the sweep has closed the run: then nothing may be sent.
+
+        One conditional UPDATE of the run's row: the sweep updates that row first, so
+        either it sees this batch in flight or this finds the run closed.
+        """
+        return bool(
+            SyncRun.objects.filter(pk=self.run.pk, status=SyncRun.Status.RUNNING).update(
+                in_flight=[record.pk for record in batch], heartbeat_at=timezone.now()
+            )
+        )
 
     def _send(self, connector: Connector, batch: list[FinancialRecord]) -> list[PostResult]:
         postings = [self._posting(record) for record in batch]
@@ -494,7 +615,7 @@ class Orchestrator:
         others = [record for record, result in pairs if result.outcome != Outcome.SUCCEEDED]
         with transaction.atomic():
             SyncLog.objects.bulk_create(logs)  # an attempt happened: the log always says so
-            if not self._still_running():
+            if not self._holding_run():
                 # The sweep closed this run as dead while it waited on the ERP, and its
                 # records are marked for lookup: leave them so. The next run finds what
                 # this call posted, instead of this run overwriting another run's claim.
@@ -506,6 +627,7 @@ class Orchestrator:
                     last_error="",
                     next_retry_at=self._next_check(now) if awaiting else None,
                     needs_lookup=False,
+                    lookup_failures=0,
                     claimed_by=None,
                     updated_at=now,
                 )
@@ -519,6 +641,7 @@ class Orchestrator:
                         "last_error",
                         "next_retry_at",
                         "needs_lookup",
+                        "lookup_failures",
                         "erp_document_id",
                         "synced_at",
                         "claimed_by",
@@ -526,6 +649,8 @@ class Orchestrator:
                     ],
                 )
             self._progress(**counts)
+            # Written: nothing of this run is in flight any more.
+            SyncRun.objects.filter(pk=self.run.pk).update(in_flight=[])
         alert_hooks.attempts_recorded(self.organization.pk, logs)  # S7.1, S7.2; never raises
 
     def _log_row(self, record: FinancialRecord, result: PostResult, before: dict) -> SyncLog:
@@ -562,7 +687,7 @@ class Orchestrator:
         record.updated_at = now
         if result.outcome == Outcome.SUCCEEDED:
             record.erp_document_id = result.erp_id
-            record.last_error, record.needs_lookup = "", False
+            record.last_error, record.needs_lookup, record.lookup_failures = "", False, 0
             if awaiting:
                 record.state, record.synced_at = State.AWAITING, None
                 record.next_retry_at = self._next_check(now)
@@ -574,15 +699,42 @@ class Orchestrator:
             record.state, record.last_error = State.PENDING, result.message
             return "failed"
         record.state, record.last_error = State.FAILED, result.message
-        record.retry_count += 1
-        # Whatever the ERP may hold (an uncertain write, part of a posting, a lookup that
-        # could not answer) is looked up before anything is sent again.
-        record.needs_lookup = (
-            result.outcome == Outcome.UNCERTAIN
-            or result.partial
-            or (record.needs_lookup and result.payload.get("lookup") is not None)
+        if "lookup" in result.payload:
+            self._apply_lookup(record, result, now)
+        else:
+            self._apply_send(record, result, now)
+        return "failed"
+
+    def _apply_lookup(self, record: FinancialRecord, result: PostResult, now) -> None:
+        """A lookup that did not find the record synced. It sent nothing: no retry spent."""
+        if result.payload.get("found") is False:
+            # Certainly not there, and no automatic send is left: a person must act.
+            record.needs_lookup, record.lookup_failures, record.next_retry_at = False, 0, None
+            return
+        # The ERP could not answer: the record may still be there, so it is looked up
+        # again after a backoff of its own, whatever its send budget.
+        record.needs_lookup = True
+        record.lookup_failures += 1
+        delay = backoff_seconds(
+            record.lookup_failures, self.integration.first_retry_delay_seconds, result.retry_after
         )
-        if result.outcome == Outcome.PERMANENT:
+        record.next_retry_at = now + timedelta(seconds=delay)
+
+    def _apply_send(self, record: FinancialRecord, result: PostResult, now) -> None:
+        """A send that failed spends a retry; one that may have arrived is looked up next."""
+        record.retry_count += 1
+        record.lookup_failures = 0
+        # Whatever the ERP may hold (an uncertain write, part of a posting) is looked up
+        # before anything is sent again.
+        record.needs_lookup = result.outcome == Outcome.UNCERTAIN or result.partial
+        if record.needs_lookup:
+            # Planned whatever the budget: only a lookup can say whether it is there
+            # (a spent budget then stops a resend, in `_resolve_uncertain`).
+            delay = backoff_seconds(
+                record.retry_count, self.integration.first_retry_delay_seconds, result.retry_after
+            )
+            record.next_retry_at = now + timedelta(seconds=delay)
+        elif result.outcome == Outcome.PERMANENT:
             record.next_retry_at = None  # the ERP refused the content: a person must act
         elif record.retry_count <= self.integration.automatic_retries:
             delay = backoff_seconds(
@@ -591,7 +743,6 @@ class Orchestrator:
             record.next_retry_at = now + timedelta(seconds=delay)
         else:
             record.next_retry_at = None  # automatic retries used up; Retry is manual now
-        return "failed"
 
     def _counted(self, record: FinancialRecord, counter: str, final: bool) -> dict[str, int]:
         """What one record adds to the run's counters.
@@ -626,15 +777,21 @@ class Orchestrator:
     def _still_running(self) -> bool:
         return SyncRun.objects.filter(pk=self.run.pk, status=SyncRun.Status.RUNNING).exists()
 
+    def _holding_run(self) -> bool:
+        """Still running, and the sweep kept from closing it until this transaction ends."""
+        running = SyncRun.objects.select_for_update().filter(
+            pk=self.run.pk, status=SyncRun.Status.RUNNING
+        )
+        return bool(list(running.values_list("pk", flat=True)))
+
     def _still_enabled(self) -> bool:
         return Integration.objects.filter(pk=self.integration.pk, enabled=True).exists()
 
-    def _release(self, state: str, needs_lookup: bool = False) -> None:
+    def _release(self, state: str) -> None:
         """Give back what the run still holds (none of it was sent by this run)."""
-        changes = {"state": state, "claimed_by": None}
-        if needs_lookup:
-            changes.update(needs_lookup=True, next_retry_at=timezone.now())
-        FinancialRecord.objects.filter(claimed_by=self.run, state=State.SENDING).update(**changes)
+        FinancialRecord.objects.filter(claimed_by=self.run, state=State.SENDING).update(
+            state=state, claimed_by=None
+        )
 
     def _finish(self, message: str, failed: bool = False) -> None:
         run = SyncRun.objects.get(pk=self.run.pk)

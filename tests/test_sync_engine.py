@@ -627,6 +627,7 @@ def test_a_run_closed_by_the_sweep_while_alive_leaves_its_records_for_lookup(
     orchestrator = Orchestrator(SyncRun.objects.get(pk=run.pk))
     records = orchestrator._claim()
     orchestrator.mappings = {m.category: m for m in orchestrator.integration.mappings.all()}
+    assert orchestrator._mark_in_flight(records)  # as `_send_all` does before posting
     results = orchestrator.integration.build_connector().post(
         [orchestrator._posting(record) for record in records]
     )
