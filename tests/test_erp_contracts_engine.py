@@ -11,11 +11,9 @@ flipped in the sandbox keeps the engine safe: never a duplicate, never a false "
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
 
 import pytest
 import requests
-from django.utils import timezone
 
 from accounting_sync import tasks
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
@@ -25,20 +23,13 @@ from tests.test_sync_engine import (  # noqa: F401 (the autouse fixture comes wi
     _trust_the_sandbox,
     configure,
     ledger_counts,
+    make_due,
     make_records,
     states,
     sync,
 )
 
 State = FinancialRecord.State
-
-
-def make_due(organization) -> None:
-    """Time has come for every planned retry and import check (their delays are tested
-    in test_sync_engine.py)."""
-    FinancialRecord.objects.filter(organization=organization).exclude(
-        next_retry_at__isnull=True
-    ).update(next_retry_at=timezone.now() - timedelta(seconds=1))
 
 
 def run_xledger_import(sandbox: SandboxProcess) -> None:

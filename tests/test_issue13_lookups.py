@@ -24,19 +24,13 @@ from tests.test_sync_engine import (  # noqa: F401 (the autouse fixture comes wi
     _trust_the_sandbox,
     configure,
     ledger_counts,
+    make_due,
     make_records,
     states,
     sync,
 )
 
 State = FinancialRecord.State
-
-
-def make_due(organization: Organization) -> None:
-    """Every planned retry or lookup is due (the delays themselves are asserted apart)."""
-    FinancialRecord.objects.filter(organization=organization).exclude(
-        next_retry_at__isnull=True
-    ).update(next_retry_at=timezone.now() - timedelta(seconds=1))
 
 
 def uncertain(organization: Organization, **fields) -> None:

@@ -150,6 +150,14 @@ def sync(organization: Organization, trigger: str = "manual", **kwargs: Any) -> 
     return done
 
 
+def make_due(organization: Organization) -> None:
+    """Every planned retry, lookup or import check is due now (the delays themselves are
+    asserted in their own tests)."""
+    FinancialRecord.objects.filter(organization=organization).exclude(
+        next_retry_at__isnull=True
+    ).update(next_retry_at=timezone.now() - timedelta(seconds=1))
+
+
 def states(organization: Organization) -> Counter[str]:
     return Counter(
         FinancialRecord.objects.filter(organization=organization).values_list("state", flat=True)
