@@ -38,18 +38,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-# --- what SQLite cannot do ------------------------------------------------------------------
-
-
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """`@pytest.mark.postgres_only("why")`: a test of something only a database with
-    concurrent writers can show. On SQLite (the zero-setup default) it is skipped with its
-    reason said; CI runs on PostgreSQL, where every such test runs."""
-    marker = item.get_closest_marker("postgres_only")
-    if marker is not None and settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-        pytest.skip(f"SQLite cannot show this: {marker.args[0]}")
-
-
 # --- people and organizations --------------------------------------------------------------
 
 
