@@ -94,6 +94,16 @@ def org_admin(org):
 
 
 @pytest.fixture
+def admin_client(org_admin):
+    """A test client logged in as the organization's admin."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(org_admin)
+    return client
+
+
+@pytest.fixture
 def other_admin(other_org):
     return make_user("other-admin", organization=other_org, role="admin")
 

@@ -19,13 +19,6 @@ from tests.test_sync_engine import make_records
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_client(org_admin) -> Client:
-    client = Client()
-    client.force_login(org_admin)
-    return client
-
-
 def verified_integration(org, connector: str = "xledger", **fields) -> Integration:
     Integration.objects.filter(organization=org).update(
         connector=connector,

@@ -41,13 +41,6 @@ def _trust_the_sandbox(erp_sandbox, settings) -> None:
     bc._apps.clear()
 
 
-@pytest.fixture
-def admin_client(org_admin) -> Client:
-    client = Client()
-    client.force_login(org_admin)
-    return client
-
-
 def page_url(org) -> str:
     return reverse("failed_records", kwargs={"slug": org.slug})
 

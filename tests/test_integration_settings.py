@@ -43,13 +43,6 @@ BC_FORM = {
 }
 
 
-@pytest.fixture
-def admin_client(org_admin) -> Client:
-    client = Client()
-    client.force_login(org_admin)
-    return client
-
-
 def settings_url(org) -> str:
     return reverse("integration_settings", args=[org.slug])
 

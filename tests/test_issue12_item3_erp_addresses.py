@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import pytest
 import responses
-from django.test import Client
-from django.urls import reverse
 
 from accounting_sync.gateway import business_central as bc
 from accounting_sync.gateway import http as gw_http
@@ -27,7 +25,6 @@ from tests.test_gateway_unit import (
     BC_SECRET,
     COMPANY,
     TENANT,
-    XL_SECRET,
     XL_TOKEN,
     XL_URL,
     bc_config,
@@ -36,6 +33,7 @@ from tests.test_gateway_unit import (
     xl_config,
     xl_oauth_config,
 )
+from tests.test_integration_settings import BC_FORM, XLEDGER_FORM, save
 
 EVIL = "https://evil.example.test"
 EVIL_PAGE = "<html>the page of evil.example.test: must never be kept</html>"
@@ -227,38 +225,6 @@ def test_issue12_item3_a_tenant_that_would_change_the_path_sends_nothing(mocked)
 
 # --- the settings form ---------------------------------------------------------------------
 
-XLEDGER_FORM = {
-    "connector": "xledger",
-    "base_url": "https://www.xledger.net/graphql",
-    "xledger_auth": "token",
-    "api_token": XL_TOKEN,
-    "cost_center_object": "1",
-    "cost_center_kind_db_id": "101",
-}
-BC_FORM = {
-    "connector": "business_central",
-    "base_url": "https://api.businesscentral.dynamics.com",
-    "authority_host": "https://login.microsoftonline.com",
-    "tenant_id": "3f2b9c4e-5d6a-4b7c-8e9f-0a1b2c3d4e5f",
-    "environment": "production",
-    "company_id": "8a4c2e6f-1b3d-4a5c-9e7f-6d8b0a2c4e6f",
-    "client_id": "5c1e7a92-0d3b-4f6e-9a8c-2b4d6f8a0c1e",
-    "client_secret": XL_SECRET,
-    "journal_code": "UTLEGG",
-    "cost_center_dimension": "AVDELING",
-}
-
-
-@pytest.fixture
-def admin_client(org_admin) -> Client:
-    client = Client()
-    client.force_login(org_admin)
-    return client
-
-
-def save(client: Client, org, form: dict):
-    return client.post(reverse("integration_settings", args=[org.slug]), form)
-
 
 @pytest.mark.parametrize("port", ["22", "0", "99999"])
 def test_issue12_item3_a_port_is_refused_at_save(admin_client, org, port):
@@ -366,7 +332,7 @@ def test_issue12_item3_the_stored_secret_never_reaches_a_changed_address(
     with pytest.raises(ConnectorError):
         integration.build_connector().list_accounts()
     sent = " ".join(str(c.request.headers.get("Authorization")) for c in mocked.calls)
-    assert XL_TOKEN not in sent
+    assert XLEDGER_FORM["api_token"] not in sent
 
     integration.base_url = XLEDGER_FORM["base_url"]  # back where it was typed for
-    assert integration.credentials() == {"api_token": XL_TOKEN}
+    assert integration.credentials() == {"api_token": XLEDGER_FORM["api_token"]}

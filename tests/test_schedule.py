@@ -51,13 +51,6 @@ def planned(integration: Integration, **values) -> Integration:
     return integration
 
 
-@pytest.fixture
-def admin_client(org_admin) -> Client:
-    client = Client()
-    client.force_login(org_admin)
-    return client
-
-
 def page_url(org) -> str:
     return reverse("integration_schedule", args=[org.slug])
 

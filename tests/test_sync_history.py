@@ -40,13 +40,6 @@ def history(client: Client, org, **query) -> str:
     return response.content.decode()
 
 
-@pytest.fixture
-def admin_client(org_admin) -> Client:
-    client = Client()
-    client.force_login(org_admin)
-    return client
-
-
 def test_s9_5_each_sync_shows_time_trigger_user_counts_and_skip_reasons(
     admin_client, org, org_admin
 ) -> None:
