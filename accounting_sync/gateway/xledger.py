@@ -1088,25 +1088,29 @@ def _by_reference(nodes: Iterable[dict[str, Any]], wanted: list[str]) -> dict[st
     return grouped
 
 
+def _id_order(db_id: Any) -> tuple[int, str]:
+    """Int64String ids compared as numbers without parsing: shorter is smaller."""
+    text = str(db_id)
+    return (len(text), text)
+
+
 def _not_older(line: dict[str, Any], held_id: str) -> bool:
     """Whether a GL import item was stored with or after the one held (ids only grow)."""
     db_id = str(line.get("dbId", ""))
     if not (db_id.isdigit() and str(held_id).isdigit()):
         return True  # cannot tell: keep it, as before
-    return int(db_id) >= int(held_id)
+    return _id_order(db_id) >= _id_order(held_id)
 
 
 def _newest_voucher(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The lines of the latest send of a reference: after a refused import and a resend,
     the refused voucher's lines are still listed with the same reference."""
-    ordered = sorted(lines, key=lambda line: (len(str(line["dbId"])), str(line["dbId"])))
-    return ordered[-NODES_PER_POSTING:]
+    return sorted(lines, key=lambda line: _id_order(line["dbId"]))[-NODES_PER_POSTING:]
 
 
 def _first_id(lines: list[dict[str, Any]]) -> str:
     """The lowest dbId of a voucher's lines: its debit line, the id `post` answered with."""
-    ids = [str(line["dbId"]) for line in lines]
-    return min(ids, key=lambda db_id: (len(db_id), db_id))
+    return str(min((line["dbId"] for line in lines), key=_id_order))
 
 
 def _found(posted: list[dict[str, Any]], importing: list[dict[str, Any]]) -> Found | None:
