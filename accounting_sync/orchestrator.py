@@ -425,34 +425,31 @@ class Orchestrator:
         except ConnectorError as error:
             logger.warning("run %s: could not ask about awaiting records: %s", self.run.pk, error)
             answers = {}
-        waiting = Settled(Settlement.WAITING)
-        decided = [
-            (record, self._settled(record, answers[record.reference]))
-            for record in awaiting
-            if answers.get(record.reference, waiting).state != Settlement.WAITING
-        ]
-        later = self._next_check(timezone.now())
-        undecided = {record.pk for record in awaiting} - {record.pk for record, _ in decided}
-        FinancialRecord.objects.filter(pk__in=undecided, state=State.AWAITING).update(
-            next_retry_at=later
+        waiting: list[FinancialRecord] = []
+        quiet: list[FinancialRecord] = []
+        written: list[tuple[FinancialRecord, PostResult]] = []
+        for record in awaiting:
+            settled = answers.get(record.reference)
+            if settled is None or settled.state == Settlement.WAITING:
+                waiting.append(record)
+            elif settled.state == Settlement.POSTED and record.pk in self.sent_here:
+                quiet.append(record)  # this run's attempt already says it was sent
+            else:
+                # Refused, or posted after an earlier run sent it: written down as evidence.
+                written.append((record, self._settled(record, settled)))
+        now = timezone.now()
+        FinancialRecord.objects.filter(pk__in=[r.pk for r in waiting], state=State.AWAITING).update(
+            next_retry_at=self._next_check(now)
         )
-        # Posted, for a record this run sent, adds nothing to what its attempt says;
-        # posted for one an earlier run sent is written down as the evidence it was.
-        decided = [
-            (record, result)
-            for record, result in decided
-            if record.pk not in self.sent_here or result.outcome != Outcome.SUCCEEDED
-        ]
-        quiet = {record.pk for record in awaiting} - undecided - {r.pk for r, _ in decided}
         if quiet:
-            FinancialRecord.objects.filter(pk__in=quiet, state=State.AWAITING).update(
-                state=State.SYNCED, synced_at=timezone.now(), next_retry_at=None
-            )
+            FinancialRecord.objects.filter(
+                pk__in=[r.pk for r in quiet], state=State.AWAITING
+            ).update(state=State.SYNCED, synced_at=now, next_retry_at=None)
             Organization.touch(self.run.organization_id)
-        if decided:
-            earlier = sum(1 for record, _ in decided if record.pk not in self.sent_here)
+        if written:
+            earlier = sum(1 for record, _ in written if record.pk not in self.sent_here)
             SyncRun.objects.filter(pk=self.run.pk).update(total=F("total") + earlier)
-            self._write_results(decided, final=True)
+            self._write_results(written, final=True)
 
     @staticmethod
     def _settled(record: FinancialRecord, settled: Settled) -> PostResult:
