@@ -1381,6 +1381,7 @@ class TestBusinessCentralPost:
                 "method": "DELETE",
                 "id": "1",
                 "url": f"companies({COMPANY})/journals({JOURNAL_ID})/journalLines(line-1)",
+                "headers": {"If-Match": "*"},  # required by dynamics_journalline_delete
             }
         ]
         assert [op["method"] for op in result.payload["requests"]] == ["POST", "POST", "DELETE"]

@@ -1289,12 +1289,22 @@ def test_issue10_item1_deleting_a_journal_line_removes_its_dimension_set_lines(b
         f"journalLines({line['id']})/dimensionSetLines", {"code": "AVDELING", "valueCode": "0300"}
     )
     url = f"journals({bc.journal()})/journalLines({line['id']})"
-    response = bc.web.delete(bc._url(url), headers=bc.headers, timeout=30)
+    if_match = {**bc.headers, "If-Match": "*"}
+    response = bc.web.delete(bc._url(url), headers=if_match, timeout=30)
     assert response.status_code == 204
     ledger = bc.ledger()
     assert [entry["id"] for entry in ledger["journalLines"]] == [keep["id"]]
     assert line["id"] not in ledger["dimensionSetLines"]
-    assert bc.web.delete(bc._url(url), headers=bc.headers, timeout=30).status_code == 404
+    assert bc.web.delete(bc._url(url), headers=if_match, timeout=30).status_code == 404
+
+
+def test_issue10_item1_a_delete_without_if_match_is_refused_and_keeps_the_line(bc):
+    line = bc.post_line("VH-DEL").json()
+    url = f"journals({bc.journal()})/journalLines({line['id']})"
+    response = bc.web.delete(bc._url(url), headers=bc.headers, timeout=30)
+    assert response.status_code == 400
+    assert "concurrency token" in response.json()["error"]["message"]
+    assert [entry["id"] for entry in bc.ledger()["journalLines"]] == [line["id"]]
 
 
 def test_issue10_item1_a_delete_in_a_failed_snapshot_batch_is_rolled_back(bc):
@@ -1303,6 +1313,7 @@ def test_issue10_item1_a_delete_in_a_failed_snapshot_batch_is_rolled_back(bc):
         "id": "1",
         "method": "DELETE",
         "url": f"companies({COMPANY})/journals({bc.journal()})/journalLines({line['id']})",
+        "headers": {"If-Match": "*"},
     }
     answers = bc.batch(
         [delete, line_request(bc, "2", "VH-BAD", accountNumber="9999")], Isolation="snapshot"

@@ -405,11 +405,16 @@ def dimension_operation(
 def delete_operation(
     index: int, company_path: str, journal_id: str, line_id: str
 ) -> dict[str, Any]:
-    """Remove a line again (api-reference dynamics_journalline_delete)."""
+    """Remove a line again (api-reference dynamics_journalline_delete).
+
+    If-Match is required there; "*" matches whatever version the line has, which is
+    right for a line this call created a moment ago.
+    """
     return {
         "method": "DELETE",
         "id": operation_id(index),
         "url": f"{company_path}/journals({journal_id})/journalLines({line_id})",
+        "headers": {"If-Match": "*"},
     }
 
 

@@ -153,6 +153,14 @@ class BcError(Exception):
         self.result = Result(status, error_body(code, message))
 
 
+# The wording is assumed (README, "Assumptions"): the reference says only that the header
+# is required.
+MISSING_IF_MATCH = (
+    "Could not validate the client concurrency token required by the service. "
+    "Please provide a valid token in the client request."
+)
+
+
 def _bad_request(message: str) -> BcError:
     return BcError(400, "BadRequest", message)
 
@@ -628,6 +636,9 @@ def _line_resource(
     line_path = f"{parent_path}/journalLines({line['id']})"
     if len(segs) == 1:
         if method == "DELETE" and deletable:
+            if not headers.get("if-match"):
+                # If-Match is required (api-reference dynamics_journalline_delete).
+                raise _bad_request(MISSING_IF_MATCH)
             return _delete_line(ctx, company, line)
         if method != "GET":
             return _method_not_allowed(method)
