@@ -65,7 +65,7 @@ messages: install
 
 # Re-pin every dependency after changing pyproject.toml.
 lock: install
-	$(BIN)/pip-compile --quiet --extra dev --strip-extras --no-header \
+	$(BIN)/pip-compile --quiet --extra dev --extra demo --strip-extras --no-header \
 		--output-file requirements.lock pyproject.toml
 
 clean:

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from accounting_sync.models import FinancialRecord, WorkerHeartbeat
-from integrations.admin import ReadOnlyAdmin
+from core.admin import ReadOnlyAdmin
 
 
 @admin.register(FinancialRecord)

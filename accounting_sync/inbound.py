@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounting_sync.models import FinancialRecord
-from integrations.models import Organization
+from organizations.models import Organization
 
 # [0-9] and \A…\Z, not \d and ^…$: \d matches other scripts' digits and $ a final newline.
 AMOUNT_PATTERN = re.compile(r"\A[0-9]{1,10}\.[0-9]{2}\Z")

@@ -4,8 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from audit.chain import ChainedModel
-from integrations.models import Organization
+from core.chain import ChainedModel
+from organizations.models import Organization
 
 
 class FinancialRecord(models.Model):
@@ -24,7 +24,7 @@ class FinancialRecord(models.Model):
         PENDING = "pending", _("Pending")
         SENDING = "sending", _("Sending")
         # The ERP took the write but may still refuse it (Xledger's import job): not
-        # reported synced until `settle` says it was posted (DESIGN.md, "Sending exactly once").
+        # reported synced until `settle` says it was posted (docs/architecture.md, "Exactly once").
         AWAITING = "awaiting", _("Sent, awaiting import")
         SYNCED = "synced", _("Synced")
         FAILED = "failed", _("Failed")

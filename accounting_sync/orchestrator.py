@@ -1,6 +1,6 @@
 """The sync engine: one run sends an organization's sendable records to its ERP.
 
-Exactly once rests on three things (DESIGN.md, "Sending exactly once"):
+Exactly once rests on three things (docs/architecture.md, "Exactly once"):
 - a record is claimed (state `sending`, `claimed_by` the run) with one conditional
   UPDATE, and at most one run per organization is running (a partial unique index);
 - every record carries a deterministic reference into the ERP, so a send whose
@@ -28,7 +28,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from accounting_sync.gateway.base import (
+from accounting_sync.models import FinancialRecord, SyncEvent, SyncLog, SyncRun
+from core import events
+from integrations.clients.base import (
     Connector,
     ConnectorError,
     Found,
@@ -38,9 +40,8 @@ from accounting_sync.gateway.base import (
     Settled,
     Settlement,
 )
-from accounting_sync.models import FinancialRecord, SyncEvent, SyncLog, SyncRun
-from alerts import hooks as alert_hooks
-from integrations.models import Integration, Organization
+from integrations.models import Integration
+from organizations.models import Organization
 
 logger = logging.getLogger(__name__)
 
@@ -522,7 +523,8 @@ class Orchestrator:
                     kind=SyncEvent.Kind.AUTHENTICATION_FAILED,
                     message=message,
                 )
-                alert_hooks.event_recorded(event)  # S7.6: at once, retrying cannot fix it
+                # S7.6: the alert opens at once, since retrying cannot fix it
+                events.event_recorded.send(sender=SyncEvent, event=event)
                 return
 
     def _mark_in_flight(self, batch: list[FinancialRecord]) -> bool:
@@ -648,7 +650,10 @@ class Orchestrator:
             self._progress(**counts)
             # Written: nothing of this run is in flight any more.
             SyncRun.objects.filter(pk=self.run.pk).update(in_flight=[])
-        alert_hooks.attempts_recorded(self.organization.pk, logs)  # S7.1, S7.2; never raises
+        # S7.1, S7.2; the receivers never raise.
+        events.attempts_recorded.send(
+            sender=SyncLog, organization_id=self.organization.pk, attempts=logs
+        )
 
     def _log_row(self, record: FinancialRecord, result: PostResult, before: dict) -> SyncLog:
         status = {
@@ -812,7 +817,8 @@ class Orchestrator:
             skip_reasons=dict(self.skip_reasons),
         )
         Organization.touch(self.run.organization_id)
-        alert_hooks.run_ended(self.run.pk)  # open or resolve what the run changed (S7.4)
+        # The alerts open or resolve what the run changed (S7.4).
+        events.run_ended.send(sender=SyncRun, run_id=self.run.pk)
 
     def _summary(self, run: SyncRun) -> str:
         parts = [f"{run.sent} sent"]

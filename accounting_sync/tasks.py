@@ -1,19 +1,17 @@
-"""Every trigger of a sync goes through Celery (DESIGN.md, "Triggers")."""
+"""Every trigger of a sync goes through Celery (docs/architecture.md,
+"A record's way from the API to the ERP")."""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from functools import partial
 
 from celery import shared_task
 from celery.exceptions import MaxRetriesExceededError
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django.utils.translation import gettext as _
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from redis.exceptions import RedisError
 
@@ -26,9 +24,10 @@ from accounting_sync.orchestrator import (
     sendable,
     start_run,
 )
-from alerts import hooks as alert_hooks
-from integrations.models import Integration, Organization
+from core import events
+from integrations.models import Integration
 from integrations.schedule import last_firing
+from organizations.models import Organization
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +108,8 @@ def scheduled_sync(self, organization_id: int) -> None:
             message=f"The scheduled sync could not reach the accounting system, also after "
             f"{SCHEDULED_RETRIES} retries: {run.message}",
         )
-        alert_hooks.event_recorded(event)  # S9.4: the admins get an in-app alert
+        # S9.4: the admins get an in-app alert.
+        events.event_recorded.send(sender=SyncEvent, event=event)
 
 
 def _already_ran_for_this_firing(integration: Integration) -> bool:
@@ -259,43 +259,3 @@ def follow_up(run: SyncRun) -> None:
     ).exists()
     if still_pending:
         enqueue_approval_sync(run.organization_id)
-
-
-def request_approval_sync(organization: Organization) -> None:
-    """Called by the inbound API once new records are committed."""
-    integration = Integration.objects.filter(organization=organization).first()
-    if integration and integration.enabled and integration.sync_after_approval:
-        transaction.on_commit(partial(enqueue_approval_sync, organization.pk))
-
-
-class SyncRefused(Exception):
-    """Why a person's request to sync cannot start now, in words for the page."""
-
-
-def request_run(
-    organization: Organization, trigger: str, *, user, record_ids: list[int] | None = None
-) -> SyncRun:
-    """A person asks for a sync (Trigger Sync Now, Retry Selected / All): start it and queue it.
-
-    Refused, with the reason, when the connector is off or a sync is already running
-    (S3.4). The request is recorded in the administrative trail (S3.6).
-    """
-    from audit.models import AdminAction  # audit builds on the sync models
-
-    integration = Integration.objects.filter(organization=organization).first()
-    if integration is None or not integration.enabled:
-        raise SyncRefused(_("The connector is not enabled, so nothing can be sent."))
-    try:
-        run = start_run(organization, trigger, user=user, record_ids=record_ids)
-    except RunAlreadyGoing:
-        raise SyncRefused(_("A sync is already running for this organization.")) from None
-    transaction.on_commit(partial(run_sync.delay, run.pk))
-    AdminAction.record(
-        user,
-        organization,
-        AdminAction.Kind.SYNC_TRIGGERED,
-        run=run.pk,
-        trigger=trigger,
-        records=len(record_ids or []),
-    )
-    return run

@@ -1,7 +1,7 @@
 """Two checks on every request of a logged-in person: the idle timeout, the second factor.
 
 Both work in process_view, where the view is known: a live part's poll is told apart by its
-view's mark (accounting_sync.live.poll), and the second factor's own pages by their names.
+view's mark (core.live.poll), and the second factor's own pages by their names.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from django.shortcuts import redirect, resolve_url
 from django.utils.translation import gettext as _
 from django_htmx.http import HttpResponseClientRedirect
 
-from accounting_sync import live
 from accounts import two_factor
+from core import live
 
 # Session key: when the person last did something (Unix time).
 LAST_SEEN = "last_seen"

@@ -18,7 +18,7 @@ from django_otp import login as otp_login
 from accounts import lockout, two_factor
 from accounts.forms import ConfirmAppForm, VerifyForm
 from audit.models import AdminAction
-from integrations.access import require_global_admin
+from organizations.access import require_global_admin
 
 # Session key: the recovery codes just made, until the page showing them is read once.
 NEW_CODES = "two_factor_new_codes"

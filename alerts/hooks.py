@@ -1,4 +1,5 @@
-"""Where the sync engine tells the alerts what happened (called from accounting_sync).
+"""Where the alerts hear what the sync engine did: receivers of core/events.py's signals,
+connected in alerts/apps.py (the engine does not import the alerts).
 
 An alert must never break a sync: every hook runs in its own savepoint, so a database
 error rolls back only the alert's work, and any error is logged and swallowed. The
@@ -10,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable
-from typing import ParamSpec
+from typing import Any, ParamSpec
 
 from django.db import transaction
 
@@ -34,7 +35,9 @@ def _never_raises(hook: Callable[P, None]) -> Callable[P, None]:
 
 
 @_never_raises
-def attempts_recorded(organization_id: int, attempts: Iterable[SyncLog]) -> None:
+def attempts_recorded(
+    organization_id: int, attempts: Iterable[SyncLog], **signal_args: Any
+) -> None:
     """After a batch of attempts is written: S7.1 for records that have now failed at
     least three times, S7.2 when anything failed. Nothing is queried for a clean batch."""
     failed = [a for a in attempts if a.status == SyncLog.Status.FAILED]
@@ -46,10 +49,10 @@ def attempts_recorded(organization_id: int, attempts: Iterable[SyncLog]) -> None
 
 
 @_never_raises
-def run_ended(run_id: int) -> None:
+def run_ended(run_id: int, **signal_args: Any) -> None:
     rules.after_run(SyncRun.objects.get(pk=run_id))
 
 
 @_never_raises
-def event_recorded(event: SyncEvent) -> None:
+def event_recorded(event: SyncEvent, **signal_args: Any) -> None:
     rules.alert_for_event(event)

@@ -30,7 +30,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from accounting_sync.models import FinancialRecord
-from integrations.models import Membership, Organization
+from organizations.models import Membership, Organization
 
 
 class Alert(models.Model):

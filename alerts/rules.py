@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from accounting_sync.models import FinancialRecord, SyncEvent, SyncLog, SyncRun
 from alerts.models import Alert, AlertRecipient
-from integrations.models import Membership, Organization
+from organizations.models import Membership, Organization
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from accounting_sync import live
 from alerts.models import AlertRecipient
+from core import live
 
 PAGE_SIZE = 50
 

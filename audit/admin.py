@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from audit.models import AdminAction
-from integrations.admin import ReadOnlyAdmin
+from core.admin import ReadOnlyAdmin
 
 
 @admin.register(AdminAction)

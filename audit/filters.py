@@ -10,7 +10,8 @@ from django.utils.translation import gettext_lazy as _
 
 from accounting_sync.models import FinancialRecord, SyncLog
 from audit.models import AdminAction
-from integrations.models import Integration, Organization
+from integrations.models import Integration
+from organizations.models import Organization
 
 
 def _start_of(day) -> datetime:

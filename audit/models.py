@@ -11,7 +11,8 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from audit.chain import GENESIS, Break, ChainedModel, Walk, digest, walk
+from core.chain import GENESIS, Break, ChainedModel, Walk, digest, walk
+from core.events import TrailKind
 
 
 class AdminAction(ChainedModel):
@@ -20,29 +21,11 @@ class AdminAction(ChainedModel):
     Values of secrets are never put in `detail`, only the fact of a change.
     """
 
-    class Kind(models.TextChoices):
-        API_KEY_ISSUED = "api_key_issued", _("API key issued")
-        INTEGRATION_CHANGED = "integration_changed", _("Connection settings changed")
-        CREDENTIALS_CHANGED = "credentials_changed", _("Credentials changed")
-        MAPPINGS_CHANGED = "mappings_changed", _("Mappings changed")
-        CONNECTOR_ENABLED = "connector_enabled", _("Connector enabled")
-        CONNECTOR_DISABLED = "connector_disabled", _("Connector disabled")
-        CONNECTION_TESTED = "connection_tested", _("Connection test started")
-        SYNC_TRIGGERED = "sync_triggered", _("Sync triggered")
-        SCHEDULE_CHANGED = "schedule_changed", _("Schedule changed")
-        AUDIT_EXPORTED = "audit_exported", _("Audit log exported")
-        # Logging in (accounts/): platform entries, no organization.
-        LOGIN_LOCKED = "login_locked", _("Login locked after failed attempts")
-        LOGIN_UNLOCKED = "login_unlocked", _("Login unlocked")
-        TWO_FACTOR_ENABLED = "two_factor_enabled", _("Two-factor authentication turned on")
-        TWO_FACTOR_DISABLED = "two_factor_disabled", _("Two-factor authentication turned off")
-        RECOVERY_CODES_RENEWED = "recovery_codes_renewed", _("New recovery codes made")
-        TWO_FACTOR_REQUIRED = "two_factor_required", _("Two-factor requirement changed")
-        # Who may see and change an organization: granted in Django's admin (integrations/admin.py).
-        MEMBERSHIP_CHANGED = "membership_changed", _("Membership changed")
+    # The kinds are named where the actions happen, below this app (core/events.py).
+    Kind = TrailKind
 
     organization = models.ForeignKey(
-        "integrations.Organization",
+        "organizations.Organization",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
@@ -71,7 +54,7 @@ class AdminAction(ChainedModel):
         "created_at",
     )
 
-    # A retry is a sync asked for by a person too (accounting_sync.tasks.request_run):
+    # A retry is a sync asked for by a person too (accounting_sync.triggers.request_run):
     # the trail names it apart, and its filter can pick it out.
     RETRY_REQUESTED = "retry_requested"
 
@@ -190,7 +173,7 @@ class ChainCheckpoint(models.Model):
     REQUEST_EXPIRES = timedelta(hours=1)
 
     organization = models.ForeignKey(
-        "integrations.Organization",
+        "organizations.Organization",
         null=True,
         blank=True,
         on_delete=models.CASCADE,

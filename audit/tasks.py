@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from celery import shared_task
 
 from audit.models import ChainCheckpoint
-from integrations.models import Organization
+from organizations.models import Organization
 
 
 def every_chain() -> Iterator[tuple[int | None, str]]:

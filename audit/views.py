@@ -15,15 +15,15 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from accounting_sync import live
 from accounting_sync.models import SyncLog
-from audit.chain import head
 from audit.exports import csv_lines, export_values, json_chunks
 from audit.filters import AdminTrailFilter, AuditLogFilter
 from audit.models import AdminAction, ChainCheckpoint
 from audit.tasks import verify_organization
-from integrations.access import organization_for, require_global_admin
-from integrations.models import Organization
+from core import live
+from core.chain import head
+from organizations.access import organization_for, require_global_admin
+from organizations.models import Organization
 
 PAGE_SIZE = 50
 Chain = ChainCheckpoint.Chain
@@ -36,7 +36,7 @@ def _scope(
     if slug is None:
         require_global_admin(request.user)
         return None, model.objects.all()
-    organization = organization_for(request.user, slug)
+    organization = organization_for(request.user, slug).organization
     return organization, model.objects.filter(organization=organization)
 
 
@@ -196,7 +196,7 @@ def verify_now(request: HttpRequest, slug: str) -> HttpResponse:
 
     Auditors may ask too: verifying reads the chain and changes nothing that is audited.
     """
-    organization = organization_for(request.user, slug)
+    organization = organization_for(request.user, slug).organization
     chain = _chain_of(request)
     asked = [ChainCheckpoint.for_chain(organization.pk, c).request() for c in Chain.values]
     if any(asked):
@@ -217,7 +217,7 @@ def verify_now(request: HttpRequest, slug: str) -> HttpResponse:
 def chain_badge(request: HttpRequest, slug: str) -> HttpResponse:
     """The badge's live part while a verification runs: 204 while nothing changed, the
     final state with 286 (stop polling) once it is done."""
-    organization = organization_for(request.user, slug)
+    organization = organization_for(request.user, slug).organization
     chain = _chain_of(request)
     checkpoint = ChainCheckpoint.shown(organization.pk, chain)
     if live.unchanged(request, checkpoint.version):

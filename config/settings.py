@@ -59,11 +59,14 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "axes",
-    "accounts",
+    # The project's apps, bottom layer first (docs/architecture.md).
+    "core",
+    "organizations",
     "integrations",
     "accounting_sync",
     "audit",
     "alerts",
+    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -104,7 +107,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "integrations.context_processors.navigation",
+                "organizations.context_processors.navigation",
                 "alerts.context_processors.alerts",
             ],
         },
@@ -252,7 +255,7 @@ PERMISSIONS_POLICY: dict[str, tuple[str, ...]] = dict.fromkeys(
 )
 
 # ERP hosts the server may contact (https only), checked at save and on every request
-# (accounting_sync/gateway/http.py, AllowList): `host` means port 443 only, `host:8443`
+# (integrations/clients/http.py, AllowList): `host` means port 443 only, `host:8443`
 # that port, `host:*` 443 or any port from 1024. With DEBUG, `localhost:*` for the ERP
 # sandbox (8443 in the demo, a random port in tests).
 ERP_ALLOWED_HOSTS = get_list(

@@ -2,17 +2,18 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from accounting_sync import api as sync_api
-from accounting_sync import failed as sync_failed
-from accounting_sync import history as sync_history
-from accounting_sync import overview as sync_overview
-from accounting_sync import views as sync_views
+from accounting_sync.views import api as sync_api
+from accounting_sync.views import failed as sync_failed
+from accounting_sync.views import history as sync_history
+from accounting_sync.views import home as sync_views
+from accounting_sync.views import overview as sync_overview
 from integrations import schedule_views
 from integrations import views as integration_views
+from organizations import views as organization_views
 
 # Every URL here is listed in tests/test_access_matrix.py with who may use it.
 urlpatterns = [
-    path("", integration_views.home, name="home"),
+    path("", organization_views.home, name="home"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),
@@ -22,9 +23,9 @@ urlpatterns = [
     path("orgs/", sync_overview.overview, name="overview"),
     # Not under orgs/: no organization's slug can shadow it.
     path("overview/live/", sync_overview.overview_live, name="overview_live"),
-    path("orgs/switch/", integration_views.switch_organization, name="switch_organization"),
+    path("orgs/switch/", organization_views.switch_organization, name="switch_organization"),
     path("orgs/<slug:slug>/", sync_views.organization_home, name="organization_home"),
-    path("orgs/<slug:slug>/api-keys/", integration_views.api_keys, name="api_keys"),
+    path("orgs/<slug:slug>/api-keys/", organization_views.api_keys, name="api_keys"),
     path(
         "orgs/<slug:slug>/integration/",
         integration_views.integration_settings,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from django.conf import settings
 
-from accounting_sync.gateway.base import Connector
-from accounting_sync.gateway.business_central import BusinessCentralConfig, BusinessCentralConnector
-from accounting_sync.gateway.xledger import XledgerConfig, XledgerConnector
+from integrations.clients.base import Connector
+from integrations.clients.business_central import BusinessCentralConfig, BusinessCentralConnector
+from integrations.clients.xledger import XledgerConfig, XledgerConnector
 
 
 def ca_bundle() -> str | bool:

@@ -8,7 +8,7 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from audit.models import AdminAction
+from core.events import TrailKind, record_action
 from integrations import schedule
 from integrations.models import Integration
 
@@ -247,10 +247,10 @@ class IntegrationSettingsForm(forms.ModelForm):
             organization = integration.organization
             fields = [f for f in self.changed_fields() if f not in ("api_token", "client_secret")]
             if created or fields:
-                AdminAction.record(
+                record_action(
                     actor,
                     organization,
-                    AdminAction.Kind.INTEGRATION_CHANGED,
+                    TrailKind.INTEGRATION_CHANGED,
                     connector=integration.connector,
                     fields=fields,
                     created=created,
@@ -258,19 +258,19 @@ class IntegrationSettingsForm(forms.ModelForm):
             if secrets_changed or new_address:
                 # In English, like the trail's other reasons.
                 reason = {"reason": "the address changed: saved secrets cleared"}
-                AdminAction.record(
+                record_action(
                     actor,
                     organization,
-                    AdminAction.Kind.CREDENTIALS_CHANGED,
+                    TrailKind.CREDENTIALS_CHANGED,
                     connector=integration.connector,
                     fields=secrets_changed,
                     **(reason if new_address else {}),
                 )
             if was_enabled and not integration.enabled:
-                AdminAction.record(
+                record_action(
                     actor,
                     organization,
-                    AdminAction.Kind.CONNECTOR_DISABLED,
+                    TrailKind.CONNECTOR_DISABLED,
                     reason="the connection settings changed",
                 )
         return integration
@@ -420,8 +420,8 @@ class MappingsForm(forms.Form):
             ).update(state="pending", skip_reason="")
             integration.payable_account = payable
             integration.save(update_fields=["payable_account", "updated_at"])
-            AdminAction.record(
-                actor, integration.organization, AdminAction.Kind.MAPPINGS_CHANGED, changes=changes
+            record_action(
+                actor, integration.organization, TrailKind.MAPPINGS_CHANGED, changes=changes
             )
 
     def chosen(self) -> dict[str, tuple[str, str] | None]:
@@ -587,10 +587,10 @@ class ScheduleForm(forms.ModelForm):
             integration.save(update_fields=[*self.Meta.fields, "updated_at"])
             schedule.sync_periodic_task(integration)
             if changes:
-                AdminAction.record(
+                record_action(
                     actor,
                     integration.organization,
-                    AdminAction.Kind.SCHEDULE_CHANGED,
+                    TrailKind.SCHEDULE_CHANGED,
                     changes=changes,
                     cron=schedule.cron_for(integration) or "",
                 )

@@ -11,9 +11,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from integrations import schedule
-from integrations.access import organization_for
 from integrations.forms import ScheduleForm
 from integrations.models import Integration
+from organizations.access import organization_for
 
 TEMPLATE = "integrations/schedule.html"
 
@@ -23,7 +23,7 @@ def _integration(organization) -> Integration:
     if integration is None:
         # The schedule belongs to the connection; there is nothing to schedule yet.
         raise Http404(_("Set up the accounting system first."))
-    integration.organization = organization  # keep viewer_role; saves a query
+    integration.organization = organization  # saves a query
     return integration
 
 
@@ -39,7 +39,9 @@ def _preview(integration: Integration) -> dict[str, object]:
 @login_required
 @require_http_methods(["GET", "POST"])
 def integration_schedule(request: HttpRequest, slug: str) -> HttpResponse:
-    organization = organization_for(request.user, slug, write=request.method == "POST")
+    organization, can_write = organization_for(
+        request.user, slug, write=request.method == "POST"
+    )
     integration = _integration(organization)
     form = ScheduleForm(
         request.POST or None,
@@ -67,7 +69,7 @@ def integration_schedule(request: HttpRequest, slug: str) -> HttpResponse:
             "organization": organization,
             "integration": saved,
             "form": form,
-            "can_write": organization.viewer_role != "auditor",
+            "can_write": can_write,
             "saved": _preview(saved),
             # A refused POST (no JavaScript) shows what the typed schedule would do; its
             # errors are shown beside the fields.
@@ -85,7 +87,7 @@ def integration_schedule_preview(request: HttpRequest, slug: str) -> HttpRespons
 
     Nothing is saved: the form only checks the values and fills an unsaved copy.
     """
-    organization = organization_for(request.user, slug)
+    organization = organization_for(request.user, slug).organization
     form = ScheduleForm(request.GET, instance=_integration(organization))
     form.is_valid()
     errors = form.schedule_errors()

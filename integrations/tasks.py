@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
-from accounting_sync.gateway.base import ConnectorError
+from integrations.clients.base import ConnectorError
 from integrations.crypto import CredentialsUnreadable
 from integrations.models import ConnectionTest, Integration
 

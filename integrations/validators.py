@@ -6,8 +6,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
-from accounting_sync.gateway import business_central as bc
-from accounting_sync.gateway.http import AllowList, Refusal
+from integrations.clients import business_central as bc
+from integrations.clients.http import AllowList, Refusal
 
 
 def allow_list() -> AllowList:
@@ -19,7 +19,7 @@ def validate_erp_url(value: str) -> None:
 
     The server makes requests to whatever is saved here, so an arbitrary address
     would let an admin point it at internal services (SSRF). The connectors check
-    the same list again on every request (accounting_sync/gateway/http.py).
+    the same list again on every request (integrations/clients/http.py).
     """
     allowed = allow_list()
     problem = allowed.problem(value)

@@ -4,8 +4,8 @@
 with its stored credentials, through the connector `build_connector` makes: the same
 pooled session, CA trust, timeouts and token code as a sync. Each check is one small
 function whose docstring names the fact and where it comes from
-(../shared/reference/erp-contracts.md, "Corrections after a review against public
-sources"); it answers confirmed, refuted or unknown with the evidence seen.
+(docs/erp/xledger.md and docs/erp/business-central.md, "Corrections" and
+"Assumptions"); it answers confirmed, refuted or unknown with the evidence seen.
 
 Evidence is built from status codes, the ERP's own error messages and the values read,
 never from headers or request bodies, and everything printed passes through `redact`
@@ -27,10 +27,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from accounting_sync.gateway import business_central as bc
-from accounting_sync.gateway import xledger as xl
-from accounting_sync.gateway.base import ConnectorError, Outcome, Posting, Settlement
-from accounting_sync.gateway.http import CallFailed, Failure, host_of, redact
+from integrations.clients import business_central as bc
+from integrations.clients import xledger as xl
+from integrations.clients.base import ConnectorError, Outcome, Posting, Settlement
+from integrations.clients.http import CallFailed, Failure, host_of, redact
 from integrations.models import CategoryMapping, Integration
 
 TEST_AMOUNT = Decimal("1.00")
@@ -335,7 +335,8 @@ def xledger_token(probe: Probe) -> Answer:
     """The token works: accounts are readable with it.
 
     Source: Xledger help centre (tokens are made per entity, with the rights chosen at
-    creation; a demo token dies at the demo refresh); erp-contracts.md, "Authentication".
+    creation; a demo token dies at the demo refresh); docs/erp/xledger.md,
+    "Authentication".
     """
     answer = _ask(probe, XL_ACCOUNTS, "verify accounts")
     if answer.failure is not None:
@@ -387,7 +388,7 @@ def xledger_int64string(probe: Probe) -> Answer:
     """The id scalar `Int64String` is accepted for `objectKindDbId`.
 
     Source: xledger/graphql-samples Queries.cs declares ids as `$dbId: Int64String!`;
-    erp-contracts.md, "Corrections … Xledger".
+    docs/erp/xledger.md, "Corrections".
     """
     kind = probe.integration.cost_center_kind_db_id
     value = str(kind if kind is not None else 0)
@@ -402,7 +403,8 @@ def xledger_gl_import_items_filter(probe: Probe) -> Answer:
     """`glImportItems(filter: {extIdentifier_in: [...]})` is accepted and applied (unconfirmed).
 
     The duplicate check before a resend depends on it: the query asked is the connector's
-    own lookup query. Source: erp-contracts.md, "Idempotency" (unconfirmed).
+    own lookup query. Source: docs/erp/xledger.md,
+    "Finding a voucher again (lookup)" (unconfirmed).
     """
     absent = f"{probe.reference}-ABSENT"
     try:
@@ -431,7 +433,8 @@ def xledger_transactions_filter(probe: Probe) -> Answer:
     """`transactions(filter: {extIdentifier_in: [...]})` is accepted and applied (unconfirmed).
 
     Used to confirm that an accepted import became a posted voucher (lookup and settle):
-    the query asked is the connector's own. Source: erp-contracts.md, "Idempotency".
+    the query asked is the connector's own. Source:
+    docs/erp/xledger.md, "Finding a voucher again (lookup)".
     """
     absent = f"{probe.reference}-ABSENT"
     try:
@@ -459,8 +462,8 @@ def xledger_import_item_errors(probe: Probe) -> Answer:
     """`glImportItemErrors` is readable with `transactionDbId errorLevel message` (unconfirmed
     shape; the connector also filters it by `transactionDbId_in`).
 
-    A late rejection by the import job is read here (settle). Source: erp-contracts.md,
-    "Corrections … Xledger" (the existence of glImportItemErrors).
+    A late rejection by the import job is read here (settle). Source: docs/erp/xledger.md,
+    "Corrections" (the existence of glImportItemErrors).
     """
     try:
         # An id no import item has: the connector's own query, answering nothing.
@@ -595,7 +598,7 @@ MANUAL_NOS = (
 def bc_token(probe: Probe) -> Answer:
     """Microsoft Entra ID issues a token for the client credentials.
 
-    Source: erp-contracts.md, "Authentication" (msal, client credentials,
+    Source: docs/erp/business-central.md, "Authentication" (msal, client credentials,
     scope https://api.businesscentral.dynamics.com/.default).
     """
     try:
@@ -635,7 +638,8 @@ def bc_app_enabled(probe: Probe) -> Answer:
 def bc_company(probe: Probe) -> Answer:
     """The configured company exists in the environment.
 
-    Source: erp-contracts.md, "Base URL" (GET /companies lists id, name, displayName).
+    Source: docs/erp/business-central.md, "Endpoint" (GET /companies lists id, name,
+    displayName).
     """
     wanted = probe.connector.config.company_id.lower()
     companies = probe.seen.get("companies") or []
@@ -732,7 +736,8 @@ def bc_mapped_accounts(probe: Probe) -> Answer:
 def bc_dimension(probe: Probe) -> Answer:
     """The cost-center dimension exists (e.g. AVDELING).
 
-    Source: erp-contracts.md, "Reading master data" (dimensions: id, code, displayName).
+    Source: docs/erp/business-central.md, "Reading master data" (dimensions: id, code,
+    displayName).
     """
     code = probe.integration.cost_center_dimension
     dimensions = probe.connector._dimensions()
@@ -757,8 +762,8 @@ def bc_filter_case(probe: Probe) -> Answer:
     """A `$filter` on `externalDocumentNumber` with a lower-case literal matches the
     upper-cased stored value (unconfirmed).
 
-    Source: Code fields are stored upper-cased (erp-contracts.md, "Corrections … Business
-    Central"); whether the literal is upper-cased too is not public. Without --post-test
+    Source: Code fields are stored upper-cased (docs/erp/business-central.md,
+    "Corrections"); whether the literal is upper-cased too is not public. Without --post-test
     only an existing line with letters in its reference can settle it.
     """
     connector = probe.connector
@@ -806,7 +811,7 @@ def _case_verdict(probe: Probe, stored: str) -> Answer:
 def bc_manual_nos(probe: Probe) -> Answer:
     """The journal batch's number series allows manual numbers ("Manual Nos.").
 
-    Source: erp-contracts.md, "Corrections … Business Central": a series without Manual
+    Source: docs/erp/business-central.md, "Corrections": a series without Manual
     Nos. makes posting the journal fail on a documentNumber that is not its next number.
     Number series cannot be read through API v2.0, so this is always unknown.
     """

@@ -9,68 +9,16 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounting_sync import live
-from audit.models import AdminAction
-from integrations.access import (
-    is_global_admin,
-    organization_for,
-    organization_for_global_admin,
-    organizations_for,
-    require_global_admin,
-)
+from core import live
+from core.events import TrailKind, record_action
 from integrations.forms import IntegrationSettingsForm, MappingsForm
-from integrations.models import ApiKey, ConnectionTest, Integration
+from integrations.models import ConnectionTest, Integration
 from integrations.tasks import run_connection_test
-
-
-@login_required
-@require_GET
-def home(request: HttpRequest) -> HttpResponse:
-    """Send each person to where they work."""
-    if is_global_admin(request.user):
-        return redirect("overview")
-    organizations = list(organizations_for(request.user))
-    if len(organizations) == 1:
-        return redirect("organization_home", slug=organizations[0].slug)
-    return render(
-        request, "integrations/choose_organization.html", {"organizations": organizations}
-    )
-
-
-@login_required
-@require_GET
-def switch_organization(request: HttpRequest) -> HttpResponse:
-    """The header's organization switcher submits here (it works without JavaScript)."""
-    require_global_admin(request.user)
-    organization = organization_for(request.user, request.GET.get("organization", ""))
-    return redirect("organization_home", slug=organization.slug)
-
-
-@never_cache  # the page may show a new key once; no copy may stay in a cache
-@login_required
-@require_http_methods(["GET", "POST"])
-def api_keys(request: HttpRequest, slug: str) -> HttpResponse:
-    organization = organization_for_global_admin(request.user, slug)
-    new_key = None
-    if request.method == "POST":
-        key, new_key = ApiKey.issue(organization, created_by=request.user)
-        AdminAction.record(
-            request.user, organization, AdminAction.Kind.API_KEY_ISSUED, prefix=key.prefix
-        )
-        messages.success(request, _("A new API key was issued; the previous key no longer works."))
-    return render(
-        request,
-        "integrations/api_keys.html",
-        {
-            "organization": organization,
-            "keys": organization.api_keys.select_related("created_by"),
-            "new_key": new_key,
-        },
-    )
-
+from organizations.access import (
+    organization_for,
+)
 
 # --- the integration: settings, connection test, enable toggle, mappings ------------------
 
@@ -79,21 +27,25 @@ def _integration_or_none(organization) -> Integration | None:
     return Integration.objects.filter(organization=organization).first()
 
 
-def _connection_context(organization, integration: Integration | None) -> dict[str, object]:
+def _connection_context(
+    organization, can_write: bool, integration: Integration | None
+) -> dict[str, object]:
     test = integration.connection_tests.first() if integration else None
     return {
         "organization": organization,
         "integration": integration,
         "test": test,
         "why_not_enable": integration.why_not_enable() if integration else None,
-        "can_write": organization.viewer_role != "auditor",
+        "can_write": can_write,
     }
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def integration_settings(request: HttpRequest, slug: str) -> HttpResponse:
-    organization = organization_for(request.user, slug, write=request.method == "POST")
+    organization, can_write = organization_for(
+        request.user, slug, write=request.method == "POST"
+    )
     integration = _integration_or_none(organization)
     chosen = request.POST.get("connector") or request.GET.get("connector")
     if chosen not in Integration.Connector.values:
@@ -120,7 +72,7 @@ def integration_settings(request: HttpRequest, slug: str) -> HttpResponse:
     if request.htmx and request.htmx.target == "connector-fields":
         template += "#connector-fields"  # the radio buttons swap in the chosen system's fields
     context = {
-        **_connection_context(organization, integration),
+        **_connection_context(organization, can_write, integration),
         "form": form,
         "allowed_hosts": settings.ERP_ALLOWED_HOSTS,
     }
@@ -132,9 +84,9 @@ def integration_settings(request: HttpRequest, slug: str) -> HttpResponse:
 @live.poll
 def integration_connection(request: HttpRequest, slug: str) -> HttpResponse:
     """The connection card alone; polled while a test runs."""
-    organization = organization_for(request.user, slug)
+    organization, can_write = organization_for(request.user, slug)
     integration = _integration_or_none(organization)
-    context = _connection_context(organization, integration)
+    context = _connection_context(organization, can_write, integration)
     test = context["test"]
     seen = f"{test.pk}:{test.status}" if test else ""
     if request.GET.get("seen") == seen:
@@ -145,7 +97,7 @@ def integration_connection(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def integration_test(request: HttpRequest, slug: str) -> HttpResponse:
-    organization = organization_for(request.user, slug, write=True)
+    organization = organization_for(request.user, slug, write=True).organization
     integration = _integration_or_none(organization)
     if integration is None:
         raise Http404(_("Save the connection settings first."))
@@ -154,10 +106,10 @@ def integration_test(request: HttpRequest, slug: str) -> HttpResponse:
     ).first()
     if running is None:
         test = ConnectionTest.objects.create(integration=integration, requested_by=request.user)
-        AdminAction.record(
+        record_action(
             request.user,
             organization,
-            AdminAction.Kind.CONNECTION_TESTED,
+            TrailKind.CONNECTION_TESTED,
             connector=integration.connector,
         )
         transaction.on_commit(partial(run_connection_test.delay, test.pk))
@@ -165,7 +117,7 @@ def integration_test(request: HttpRequest, slug: str) -> HttpResponse:
         return render(
             request,
             "integrations/settings.html#connection-card",
-            _connection_context(organization, integration),
+            _connection_context(organization, True, integration),
         )
     return redirect("integration_settings", slug=organization.slug)
 
@@ -173,7 +125,7 @@ def integration_test(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def integration_toggle(request: HttpRequest, slug: str) -> HttpResponse:
-    organization = organization_for(request.user, slug, write=True)
+    organization = organization_for(request.user, slug, write=True).organization
     integration = _integration_or_none(organization)
     if integration is None:
         raise Http404(_("Save the connection settings first."))
@@ -197,7 +149,9 @@ def integration_toggle(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def integration_mappings(request: HttpRequest, slug: str) -> HttpResponse:
-    organization = organization_for(request.user, slug, write=request.method == "POST")
+    organization, can_write = organization_for(
+        request.user, slug, write=request.method == "POST"
+    )
     integration = _integration_or_none(organization)
     if integration is None or integration.connection_verified_at is None:
         return render(
@@ -221,6 +175,6 @@ def integration_mappings(request: HttpRequest, slug: str) -> HttpResponse:
             "organization": organization,
             "integration": integration,
             "form": form,
-            "can_write": organization.viewer_role != "auditor",
+            "can_write": can_write,
         },
     )

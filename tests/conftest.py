@@ -59,7 +59,8 @@ def _english_after_each_test() -> Iterator[None]:
 
 @pytest.fixture
 def org(db):
-    from integrations.models import Integration, Organization
+    from integrations.models import Integration
+    from organizations.models import Organization
 
     organization = Organization.objects.create(name="Blindeforbundet", slug="blindeforbundet")
     Integration.objects.create(organization=organization, connector="xledger")
@@ -68,7 +69,8 @@ def org(db):
 
 @pytest.fixture
 def other_org(db):
-    from integrations.models import Integration, Organization
+    from integrations.models import Integration
+    from organizations.models import Organization
 
     organization = Organization.objects.create(name="HLF", slug="hlf")
     Integration.objects.create(organization=organization, connector="business_central")
@@ -78,7 +80,7 @@ def other_org(db):
 def make_user(username: str, *, organization=None, role: str | None = None, superuser=False):
     from django.contrib.auth import get_user_model
 
-    from integrations.models import Membership
+    from organizations.models import Membership
 
     user = get_user_model().objects.create_user(
         username=username, password=PASSWORD, is_staff=superuser, is_superuser=superuser
@@ -170,7 +172,7 @@ def _force_login_includes_second_factor() -> Iterator[None]:
 
 @pytest.fixture
 def api_key(org) -> str:
-    from integrations.models import ApiKey
+    from organizations.models import ApiKey
 
     _key, raw_key = ApiKey.issue(org)
     return raw_key

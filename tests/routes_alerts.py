@@ -19,7 +19,7 @@ class AddressedAlertRoute(Route):
 
         from alerts.models import Alert
         from alerts.rules import open_alert
-        from integrations.models import Organization
+        from organizations.models import Organization
 
         organization = Organization.objects.get(slug=slug)
         alert = open_alert(

@@ -1,4 +1,4 @@
-"""Fixtures that run the ERP sandbox (accounting_sync/sandbox) for tests."""
+"""Fixtures that run the ERP sandbox (erp_sandbox) for tests."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from accounting_sync.sandbox.client import SandboxProcess
+from erp_sandbox.client import SandboxProcess
 
 
 @pytest.fixture(scope="session")

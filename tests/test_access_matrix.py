@@ -177,7 +177,7 @@ def test_an_organization_that_does_not_exist_is_404_even_for_global_admins(globa
 def test_home_sends_each_role_where_it_works(
     org, other_org, org_admin, auditor, global_admin
 ) -> None:
-    from integrations.models import Membership
+    from organizations.models import Membership
 
     client = Client()
     client.force_login(org_admin)

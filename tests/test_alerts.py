@@ -17,7 +17,8 @@ from accounting_sync.models import FinancialRecord
 from alerts import rules
 from alerts.models import Alert, AlertRecipient
 from alerts.tasks import check_alerts
-from integrations.models import Integration, Membership
+from integrations.models import Integration
+from organizations.models import Membership
 from tests.conftest import make_user
 from tests.test_audit_log import make_attempts
 from tests.test_sync_engine import make_records

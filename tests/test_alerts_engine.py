@@ -15,12 +15,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounting_sync import tasks
-from accounting_sync.gateway import business_central as bc
-from accounting_sync.gateway import xledger as xl
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
-from accounting_sync.sandbox.client import SandboxProcess
 from alerts import rules
 from alerts.models import Alert, AlertRecipient
+from erp_sandbox.client import SandboxProcess
+from integrations.clients import business_central as bc
+from integrations.clients import xledger as xl
 from tests.conftest import make_user
 from tests.test_sync_engine import configure, make_records, states, sync
 

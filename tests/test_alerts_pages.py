@@ -15,9 +15,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import translation
 
-from accounting_sync.live import STOP_POLLING
 from alerts import rules
 from alerts.models import Alert, AlertRecipient
+from core.live import STOP_POLLING
 
 Kind = Alert.Kind
 BADGE = reverse("alert_badge")

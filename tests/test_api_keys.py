@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from audit.models import AdminAction
-from integrations.models import ApiKey
+from organizations.models import ApiKey
 
 
 def test_a_new_key_is_shown_once_and_works(org, global_admin) -> None:

@@ -13,9 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
-from audit.chain import GENESIS, digest, head, verify_chain
 from audit.models import AdminAction, ChainCheckpoint
 from audit.tasks import verify_chains
+from core.chain import GENESIS, digest, head, verify_chain
 
 
 def record(org, n: int) -> FinancialRecord:

@@ -15,8 +15,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
-from audit.chain import head
 from audit.models import AdminAction
+from core.chain import head
 
 OSLO = ZoneInfo("Europe/Oslo")
 

@@ -10,12 +10,12 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from accounting_sync.gateway import business_central as bc
-from accounting_sync.gateway import xledger as xl
 from accounting_sync.models import SyncLog
 from accounting_sync.orchestrator import start_run
 from accounting_sync.tasks import run_sync
 from alerts.models import Alert
+from integrations.clients import business_central as bc
+from integrations.clients import xledger as xl
 from tests.browser import accessibility_violations, log_in
 from tests.test_sync_engine import configure, make_records, sync
 

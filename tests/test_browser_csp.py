@@ -21,7 +21,8 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from accounting_sync.models import FinancialRecord, SyncRun
-from integrations.models import ConnectionTest, Integration, Organization
+from integrations.models import ConnectionTest, Integration
+from organizations.models import Organization
 from tests.browser import log_in
 from tests.test_browser_i18n import PAGES, site  # noqa: F401 (site: a fixture used below)
 from tests.test_sync_engine import make_records

@@ -11,7 +11,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from accounting_sync.models import FinancialRecord, SyncRun
-from integrations.models import Membership, Organization
+from organizations.models import Membership, Organization
 from tests.browser import accessibility_violations, log_in
 from tests.conftest import PASSWORD
 from tests.test_sync_engine import configure, ledger_counts, make_records, sync

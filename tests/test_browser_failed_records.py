@@ -11,9 +11,9 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from accounting_sync.gateway import business_central as bc
-from accounting_sync.gateway import xledger as xl
 from accounting_sync.models import FinancialRecord, SyncRun
+from integrations.clients import business_central as bc
+from integrations.clients import xledger as xl
 from tests.browser import accessibility_violations, log_in
 from tests.test_sync_engine import configure, ledger_counts, make_records, states, sync
 

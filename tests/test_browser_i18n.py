@@ -19,7 +19,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from accounting_sync.models import FinancialRecord, SyncRun
 from audit.models import AdminAction
-from integrations.models import ApiKey, CategoryMapping, ConnectionTest, Integration, Membership
+from integrations.models import CategoryMapping, ConnectionTest, Integration
+from organizations.models import ApiKey, Membership
 from tests.browser import accessibility_violations, log_in, pass_second_step
 from tests.conftest import PASSWORD
 from tests.test_audit_log import make_attempts

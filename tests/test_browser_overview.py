@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from playwright.sync_api import Page, expect
 
-from integrations.models import Organization
+from organizations.models import Organization
 from tests.browser import accessibility_violations, log_in
 from tests.test_overview import add_finished_run, add_records, erring, make_org, overdue
 

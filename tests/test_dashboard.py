@@ -16,7 +16,8 @@ from django.utils import timezone
 from accounting_sync.health import Facts, assess
 from accounting_sync.models import FinancialRecord, SyncRun
 from audit.models import AdminAction
-from integrations.models import Integration, Organization
+from integrations.models import Integration
+from organizations.models import Organization
 from tests.test_inbound_api import post, records
 from tests.test_sync_engine import configure, make_records
 

@@ -17,7 +17,7 @@ import requests
 
 from accounting_sync import tasks
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
-from accounting_sync.sandbox.client import SandboxProcess
+from erp_sandbox.client import SandboxProcess
 from tests.test_sync_engine import (  # noqa: F401 (the autouse fixture comes with them)
     BC,
     _trust_the_sandbox,

@@ -21,12 +21,12 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import override
 
-from accounting_sync import live
-from accounting_sync.gateway import business_central as bc
-from accounting_sync.gateway import xledger as xl
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
 from accounting_sync.orchestrator import execute_run, start_run
 from audit.models import AdminAction
+from core import live
+from integrations.clients import business_central as bc
+from integrations.clients import xledger as xl
 from integrations.models import Integration
 from tests.test_sync_engine import configure, ledger_counts, make_records, states, sync
 

@@ -1,6 +1,6 @@
 """The ERP connectors against the ERP sandbox, over HTTPS, with the real msal and
 requests-oauthlib code paths: what arrives in the ledger, and how every injected
-fault is classified (DESIGN.md, "Sending exactly once").
+fault is classified (docs/architecture.md, "Exactly once").
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import certifi
 import msal
 import pytest
 
-from accounting_sync.gateway import business_central as bc
-from accounting_sync.gateway import xledger as xl
-from accounting_sync.gateway.base import (
+from integrations.clients import business_central as bc
+from integrations.clients import xledger as xl
+from integrations.clients.base import (
     ConnectorError,
     Found,
     Outcome,
@@ -30,7 +30,7 @@ from accounting_sync.gateway.base import (
 )
 
 SEED = json.loads(
-    (Path(__file__).resolve().parent.parent / "accounting_sync/sandbox/seed.json").read_text()
+    (Path(__file__).resolve().parent.parent / "erp_sandbox/seed.json").read_text()
 )
 
 XL_ENTITY = "Blindeforbundet"

@@ -21,10 +21,10 @@ import requests
 import responses
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError, ProtocolError
 
-from accounting_sync.gateway import business_central as bc
-from accounting_sync.gateway import http as gw_http
-from accounting_sync.gateway import xledger as xl
-from accounting_sync.gateway.base import (
+from integrations.clients import business_central as bc
+from integrations.clients import http as gw_http
+from integrations.clients import xledger as xl
+from integrations.clients.base import (
     ConnectorError,
     Found,
     Outcome,

@@ -16,8 +16,8 @@ from django.urls import reverse
 from django.utils import translation
 
 from accounting_sync.models import FinancialRecord, SyncRun
+from core.templatetags.formatting import money
 from integrations.models import Integration
-from integrations.templatetags.formatting import money
 
 OSLO = zoneinfo.ZoneInfo("Europe/Oslo")
 

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounting_sync.models import FinancialRecord
-from integrations.models import ApiKey, Organization
+from organizations.models import ApiKey, Organization
 
 APPROVED_AT = "2026-03-02T10:15:00+01:00"
 APPROVED_INSTANT = datetime(2026, 3, 2, 9, 15, tzinfo=UTC)

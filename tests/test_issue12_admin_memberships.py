@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from audit.models import AdminAction
-from integrations.models import Membership
+from organizations.models import Membership
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db

@@ -15,9 +15,9 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounting_sync import live
 from accounts import lockout
 from audit.models import AdminAction
+from core import live
 from tests.conftest import PASSWORD, give_second_factor, make_user, totp_code
 
 LOGIN = "/accounts/login/"

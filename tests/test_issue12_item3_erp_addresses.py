@@ -1,6 +1,6 @@
 """Issue 12 item 3: the ERP allow-list holds on every request, not only at save time.
 
-The gate (accounting_sync/gateway/http.py, `_GuardedAdapter`) refuses any address off
+The gate (integrations/clients/http.py, `_GuardedAdapter`) refuses any address off
 the allow-list, plain http and a port the list does not name, and never follows a
 redirect; MSAL's token endpoint must be the sign-in host's own; Business Central's
 tenant, environment and company are taken only in their shapes; and a saved secret
@@ -12,11 +12,11 @@ from __future__ import annotations
 import pytest
 import responses
 
-from accounting_sync.gateway import business_central as bc
-from accounting_sync.gateway import http as gw_http
-from accounting_sync.gateway import xledger as xl
-from accounting_sync.gateway.base import ConnectorError, Outcome
 from audit.models import AdminAction
+from integrations.clients import business_central as bc
+from integrations.clients import http as gw_http
+from integrations.clients import xledger as xl
+from integrations.clients.base import ConnectorError, Outcome
 from integrations.models import ConnectionTest, Integration
 from integrations.tasks import run_connection_test
 from tests.test_gateway_unit import (

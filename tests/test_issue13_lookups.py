@@ -18,8 +18,8 @@ from django.utils import timezone
 from accounting_sync import orchestrator as engine
 from accounting_sync.models import FinancialRecord, SyncEvent, SyncLog, SyncRun
 from accounting_sync.orchestrator import Orchestrator, recover_stale_runs, start_run
-from accounting_sync.sandbox.client import SandboxProcess
-from integrations.models import Organization
+from erp_sandbox.client import SandboxProcess
+from organizations.models import Organization
 from tests.test_sync_engine import (  # noqa: F401 (the autouse fixture comes with them)
     _trust_the_sandbox,
     configure,

@@ -22,10 +22,12 @@ from django.test import Client
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from accounting_sync import api, tasks
+from accounting_sync import tasks
 from accounting_sync.models import FinancialRecord, SyncRun
-from integrations.models import ApiKey, Integration, Organization
+from accounting_sync.views import api
+from integrations.models import Integration
 from integrations.schedule import last_firing
+from organizations.models import ApiKey, Organization
 from tests.test_inbound_api import post, record, records
 from tests.test_sync_engine import make_records
 
@@ -244,7 +246,7 @@ def test_issue13_item3_the_database_failing_in_the_api_answers_503_with_retry_af
 
     monkeypatch.setattr(api, "ingest", database_gone)
 
-    with caplog.at_level(logging.WARNING, logger="accounting_sync.api"):
+    with caplog.at_level(logging.WARNING, logger="accounting_sync.views.api"):
         response = post(client, api_key, records(2))
 
     assert response.status_code == 503

@@ -16,8 +16,9 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounting_sync.models import FinancialRecord, SyncRun, WorkerHeartbeat
-from accounting_sync.overview import CLOCK_TICK_SECONDS
-from integrations.models import Integration, Organization
+from accounting_sync.views.overview import CLOCK_TICK_SECONDS
+from integrations.models import Integration
+from organizations.models import Organization
 
 # --- building organizations in a known state -------------------------------------------------
 
@@ -532,7 +533,7 @@ def test_the_rows_fast_dates_read_as_djangos_date_filter_would(language) -> None
     from django.utils import dateformat, translation
     from django.utils.formats import get_format
 
-    from accounting_sync.overview import strftime_for
+    from accounting_sync.views.overview import strftime_for
 
     moment = timezone.localtime(timezone.now().replace(month=3, day=5, hour=7, minute=4))
     with translation.override(language):

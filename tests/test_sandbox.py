@@ -24,8 +24,8 @@ import requests
 from oauthlib.oauth2 import BackendApplicationClient
 from requests_oauthlib import OAuth2Session
 
-import accounting_sync.sandbox as sandbox_package
-from accounting_sync.sandbox.client import SandboxProcess
+import erp_sandbox as sandbox_package
+from erp_sandbox.client import SandboxProcess
 
 XL_TOKEN = "xl-demo-blindeforbundet-token"
 XL_BAD_FORMAT = 'Bad format for API Token. Expected header: "Authorization: token <your-token>"'

@@ -8,7 +8,8 @@ from django.core.management import CommandError, call_command
 from django.http import HttpRequest
 
 from accounting_sync.models import FinancialRecord
-from integrations.models import Integration, Membership, Organization
+from integrations.models import Integration
+from organizations.models import Membership, Organization
 
 
 @pytest.fixture
@@ -99,7 +100,7 @@ def test_issue12_item2_the_demo_global_admin_logs_in_with_the_printed_demo_key(
     from django.core.management import call_command
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
-    from integrations.management.commands.seed_demo import demo_totp_key_base32
+    from accounting_sync.management.commands.seed_demo import demo_totp_key_base32
 
     device = TOTPDevice.objects.get(user__username="global-admin")
     assert device.confirmed

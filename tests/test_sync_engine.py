@@ -1,7 +1,7 @@
 """The sync engine in-process against the ERP sandbox: `start_run` + `execute_run`, no worker.
 
-Each test is named after the criterion it proves (STORIES.md S2, S3, S6, S9 and
-DESIGN.md "Records, runs and attempts", "Sending exactly once"). The helpers at the
+Each test is named after the criterion it proves (docs/stories.md S2, S3, S6, S9 and
+docs/architecture.md "A record's way from the API to the ERP", "Exactly once"). The helpers at the
 top are shared with the fault and concurrency tests.
 """
 
@@ -21,8 +21,6 @@ from django.db import connections
 from django.utils import timezone
 
 from accounting_sync import tasks
-from accounting_sync.gateway import business_central as bc
-from accounting_sync.gateway import xledger as xl
 from accounting_sync.models import FinancialRecord, SyncEvent, SyncLog, SyncRun
 from accounting_sync.orchestrator import (
     BACKOFF_CAP_SECONDS,
@@ -32,9 +30,12 @@ from accounting_sync.orchestrator import (
     recover_stale_runs,
     start_run,
 )
-from accounting_sync.sandbox.client import SandboxProcess
+from erp_sandbox.client import SandboxProcess
+from integrations.clients import business_central as bc
+from integrations.clients import xledger as xl
 from integrations.forms import MappingsForm
-from integrations.models import CategoryMapping, Integration, Organization
+from integrations.models import CategoryMapping, Integration
+from organizations.models import Organization
 
 State = FinancialRecord.State
 

@@ -25,8 +25,8 @@ from django.utils import timezone
 from accounting_sync import tasks
 from accounting_sync.models import FinancialRecord, SyncEvent, SyncLog, SyncRun
 from accounting_sync.orchestrator import start_run
-from accounting_sync.sandbox.client import SandboxProcess
-from accounting_sync.sandbox.faults import FaultInjector, Faults
+from erp_sandbox.client import SandboxProcess
+from erp_sandbox.faults import FaultInjector, Faults
 from tests.conftest import BASE_DIR, _database_url_for_worker
 from tests.test_sync_engine import configure, ledger_counts, make_records
 

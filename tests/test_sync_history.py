@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import translation
 
-from accounting_sync.history import PAGE_SIZE, duration_text
 from accounting_sync.models import SyncRun
+from accounting_sync.views.history import PAGE_SIZE, duration_text
 
 OSLO = zoneinfo.ZoneInfo("Europe/Oslo")
 

@@ -2,7 +2,7 @@
 
 The command runs each check through the organization's own connector (stored, encrypted
 credentials; the sandbox's CA as ERP_CA_BUNDLE). The sandbox's assumption switches
-(accounting_sync/sandbox/faults.py, ASSUMPTIONS) stand in for the answers a real tenant
+(erp_sandbox/faults.py, ASSUMPTIONS) stand in for the answers a real tenant
 may give: flipping one must flip the matching line and the exit code.
 """
 
@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from accounting_sync.gateway import business_central as bc
-from accounting_sync.gateway import xledger as xl
-from accounting_sync.sandbox.client import SandboxProcess
-from integrations.models import Integration, Organization
+from erp_sandbox.client import SandboxProcess
+from integrations.clients import business_central as bc
+from integrations.clients import xledger as xl
+from integrations.models import Integration
 from integrations.verify import INFORMATIONAL
+from organizations.models import Organization
 from tests.test_sync_engine import (
     BC,
     XLEDGER_ENTITY,

@@ -3,6 +3,7 @@
 import django.core.validators
 import django.db.models.deletion
 import integrations.models
+import organizations.models
 import integrations.validators
 from django.conf import settings
 from django.db import migrations, models
@@ -64,7 +65,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(max_length=200, unique=True)),
                 ('slug', models.SlugField(max_length=60, unique=True)),
-                ('time_zone', models.CharField(default='Europe/Oslo', max_length=64, validators=[integrations.models.validate_time_zone])),
+                ('time_zone', models.CharField(default='Europe/Oslo', max_length=64, validators=[organizations.models.validate_time_zone])),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
             ],
             options={

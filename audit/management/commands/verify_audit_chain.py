@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.models import ChainCheckpoint
-from integrations.models import Organization
+from organizations.models import Organization
 
 LABELS = {
     ChainCheckpoint.Chain.SYNC_LOG: "sync log",

@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from integrations import verify
 from integrations.crypto import CredentialsUnreadable
-from integrations.models import Integration, Organization
+from integrations.models import Integration
+from organizations.models import Organization
 
 USAGE_ERROR = 2
 

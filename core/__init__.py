@@ -1,0 +1,1 @@
+"""Shared helpers with no imports of the project's other apps: the bottom layer."""

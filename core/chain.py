@@ -1,0 +1,205 @@
+"""Tamper evidence: each audit row carries a hash chained to the previous row of its
+organization, so editing or deleting a row behind the application's back breaks
+the chain at that row, and `verify_chain` names it (S8.6).
+
+The hash covers the row's content as canonical JSON. It is computed in Python,
+not in the database, so that it is the same on PostgreSQL and SQLite and an
+auditor can recompute it from an export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from django.db import models, transaction
+from django.utils import timezone
+
+GENESIS = "0" * 64
+CHUNK = 5000  # rows fetched at a time while walking a chain
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def digest(prev_hash: str, content: dict[str, Any]) -> str:
+    canonical = json.dumps(
+        {key: _plain(value) for key, value in content.items()},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+
+
+class ChainedQuerySet(models.QuerySet):
+    """Rows are appended with their hashes; the chain's head is read under a lock."""
+
+    def _link(self, rows: list[models.Model]) -> None:
+        model = self.model
+        now = timezone.now()
+        heads: dict[int | None, str] = {}
+        for row in rows:
+            if row.created_at is None:
+                row.created_at = now  # part of the hash, so fixed before it is computed
+            org = row.organization_id
+            if org not in heads:
+                heads[org] = (
+                    model.objects.filter(organization_id=org)
+                    .order_by("-id")
+                    .values_list("row_hash", flat=True)
+                    .first()
+                    or GENESIS
+                )
+            row.prev_hash = heads[org]
+            row.row_hash = digest(row.prev_hash, row.chain_content())
+            heads[org] = row.row_hash
+
+    def bulk_create(self, objs: Iterable[models.Model], *args, **kwargs):
+        rows = list(objs)
+        with transaction.atomic():
+            _lock_chains(self.model, {row.organization_id for row in rows})
+            self._link(rows)
+            return super().bulk_create(rows, *args, **kwargs)
+
+    def create(self, **kwargs):
+        return self.bulk_create([self.model(**kwargs)])[0]
+
+    def update(self, **kwargs):
+        raise TypeError(f"{self.model.__name__} rows are never changed once written.")
+
+    def delete(self):
+        raise TypeError(f"{self.model.__name__} rows are never deleted.")
+
+
+def _lock_chains(model: type[models.Model], organization_ids: set[int | None]) -> None:
+    """Serialize appends per organization (two at once would both link to one head).
+
+    The organization model is read off the row's foreign key, so this module needs no
+    import of the app that defines it (core is the bottom layer).
+    """
+    organization = model._meta.get_field("organization").related_model
+    ids = [pk for pk in organization_ids if pk is not None]
+    if ids:
+        list(organization.objects.select_for_update().filter(pk__in=ids).values_list("pk"))
+
+
+class ChainedModel(models.Model):
+    """An insert-only row in a per-organization hash chain.
+
+    Subclasses name the fields the hash covers in CHAIN_FIELDS. The database also
+    refuses UPDATE and DELETE on these tables (see the audit migrations).
+    """
+
+    CHAIN_FIELDS: tuple[str, ...] = ()
+
+    created_at = models.DateTimeField(default=None, editable=False, db_index=True)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    row_hash = models.CharField(max_length=64, editable=False)
+
+    objects = ChainedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise TypeError(f"{type(self).__name__} rows are never changed once written.")
+        type(self).objects.bulk_create([self])
+        self._state.adding = False
+
+    def delete(self, *args, **kwargs):
+        raise TypeError(f"{type(self).__name__} rows are never deleted.")
+
+    def chain_content(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.CHAIN_FIELDS}
+
+
+@dataclass(frozen=True)
+class Break:
+    row_id: int
+    kind: str  # "removed": the link to the row before is wrong; "changed": the row's own hash
+
+    REASONS: ClassVar[dict[str, str]] = {
+        "removed": "a row before it was removed or changed",
+        "changed": "its content was changed after it was written",
+    }
+
+    @property
+    def reason(self) -> str:
+        return self.REASONS[self.kind]
+
+
+@dataclass(frozen=True)
+class Walk:
+    """How far a walk along a chain got: the last good row, and the first broken one."""
+
+    checked: int
+    last_id: int
+    last_hash: str
+    broken: Break | None
+
+
+def walk(
+    model: type[models.Model],
+    organization_id: int | None,
+    *,
+    after_id: int = 0,
+    expected_prev: str = GENESIS,
+    progress: Callable[[int], None] | None = None,
+    every: int = 10_000,
+) -> Walk:
+    """Check one organization's chain from the row after `after_id` (whose hash is
+    `expected_prev`), in id order, stopping at the first broken row.
+
+    Reads plain values rather than model instances: a million rows a run is the
+    normal case, and the hash needs only the CHAIN_FIELDS (chain_content's default).
+    """
+    fields = model.CHAIN_FIELDS
+    rows = (
+        model.objects.filter(organization_id=organization_id, id__gt=after_id)
+        .order_by("id")
+        .values_list("id", "prev_hash", "row_hash", *fields)
+    )
+    checked, last_id, last_hash = 0, after_id, expected_prev
+    for row_id, prev_hash, row_hash, *values in rows.iterator(chunk_size=CHUNK):
+        if prev_hash != last_hash:
+            return Walk(checked, last_id, last_hash, Break(row_id, "removed"))
+        if digest(prev_hash, dict(zip(fields, values, strict=True))) != row_hash:
+            return Walk(checked, last_id, last_hash, Break(row_id, "changed"))
+        checked += 1
+        last_id, last_hash = row_id, row_hash
+        if progress is not None and checked % every == 0:
+            progress(checked)
+    return Walk(checked, last_id, last_hash, None)
+
+
+def verify_chain(
+    model: type[models.Model], organization_id: int | None
+) -> tuple[int, Break | None]:
+    """Walk one organization's whole chain; return how many rows were checked and the first
+    break (the broken row counts as checked)."""
+    result = walk(model, organization_id)
+    return result.checked + (1 if result.broken else 0), result.broken
+
+
+def head(model: type[models.Model], organization_id: int | None) -> str:
+    """The newest hash of an organization's chain: exports carry it."""
+    return (
+        model.objects.filter(organization_id=organization_id)
+        .order_by("-id")
+        .values_list("row_hash", flat=True)
+        .first()
+        or GENESIS
+    )
