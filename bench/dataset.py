@@ -18,7 +18,7 @@ PostgreSQL database (a test database: it writes directly with COPY). It creates
   than 48 hours), skipped;
 - SyncRuns that cover the attempts (succeeded, partial, failed) plus a few running now;
 - `sync_logs` attempts over the last 365 days, ids in time order, with VALID
-  per-organization hash chains made by `audit.chain.digest` itself, so
+  per-organization hash chains made by `core.chain.digest` itself, so
   `verify_audit_chain` passes. The first organization (`BIG_SLUG`) holds a tenth of
   them, so its 1,000th audit page exists.
 
@@ -122,7 +122,8 @@ class _Builder:
         from django.contrib.auth.hashers import make_password
 
         from integrations import crypto
-        from integrations.models import CategoryMapping, Integration, Membership, Organization
+        from integrations.models import CategoryMapping, Integration
+        from organizations.models import Membership, Organization
 
         User = get_user_model()
         orgs = Organization.objects.bulk_create(
@@ -302,7 +303,7 @@ class _Builder:
 
     def logs_and_runs(self, cursor) -> None:
         from accounting_sync.models import SyncLog
-        from audit.chain import GENESIS, digest
+        from core.chain import GENESIS, digest
 
         rng = self.rng
         step = (self.now - timedelta(hours=1) - self.start) / max(1, len(self.order))

@@ -48,10 +48,10 @@ from django.test.utils import setup_test_environment, teardown_test_environment 
 from django.utils import timezone  # noqa: E402
 from report import emit  # noqa: E402
 
-from accounting_sync.gateway.base import Outcome, Posting  # noqa: E402
 from accounting_sync.models import FinancialRecord, SyncRun  # noqa: E402
 from accounting_sync.orchestrator import Orchestrator, chunks, execute_run, start_run  # noqa: E402
-from accounting_sync.sandbox.client import SandboxProcess  # noqa: E402
+from erp_sandbox.client import SandboxProcess  # noqa: E402
+from integrations.clients.base import Outcome, Posting  # noqa: E402
 from integrations.models import CategoryMapping, Integration, Organization  # noqa: E402
 
 XLEDGER_TOKEN = "xl-demo-blindeforbundet-token"
