@@ -146,7 +146,7 @@ class Alert(models.Model):
         return gettext("Record")
 
 
-class AlertRecipientQuerySet(models.QuerySet):
+class AlertRecipientQuerySet(models.QuerySet["AlertRecipient"]):
     def for_user(self, user) -> QuerySet[AlertRecipient]:
         """The alerts this person may see now: addressed to them, and, unless they are a
         global admin, only of organizations where they are still an admin."""
