@@ -49,6 +49,8 @@ class Organization(models.Model):
         default=False,
         verbose_name=gettext_lazy("require two-factor authentication of its admins"),
     )
+    # Not a field: the requesting user's role here, set by integrations.access.organization_for.
+    viewer_role: str
 
     class Meta:
         ordering = ["name"]
@@ -429,6 +431,7 @@ class Integration(models.Model):
             return True
         local = moment.astimezone(zoneinfo.ZoneInfo(self.organization.time_zone)).date()
         last = calendar.monthrange(local.year, local.month)[1]
+        assert self.schedule_day is not None  # above 28, checked first
         return local.day == min(self.schedule_day, last)
 
     def included_kinds(self) -> list[str]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -79,7 +80,7 @@ def _integration_or_none(organization) -> Integration | None:
     return Integration.objects.filter(organization=organization).first()
 
 
-def _connection_context(organization, integration: Integration | None) -> dict[str, object]:
+def _connection_context(organization, integration: Integration | None) -> dict[str, Any]:
     test = integration.connection_tests.first() if integration else None
     return {
         "organization": organization,
@@ -92,7 +93,7 @@ def _connection_context(organization, integration: Integration | None) -> dict[s
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def integration_settings(request: HttpRequest, slug: str) -> HttpResponse:
+def integration_settings(request: live.HtmxHttpRequest, slug: str) -> HttpResponse:
     organization = organization_for(request.user, slug, write=request.method == "POST")
     integration = _integration_or_none(organization)
     chosen = request.POST.get("connector") or request.GET.get("connector")
@@ -144,7 +145,7 @@ def integration_connection(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def integration_test(request: HttpRequest, slug: str) -> HttpResponse:
+def integration_test(request: live.HtmxHttpRequest, slug: str) -> HttpResponse:
     organization = organization_for(request.user, slug, write=True)
     integration = _integration_or_none(organization)
     if integration is None:
@@ -153,6 +154,7 @@ def integration_test(request: HttpRequest, slug: str) -> HttpResponse:
         status__in=[ConnectionTest.Status.QUEUED, ConnectionTest.Status.RUNNING]
     ).first()
     if running is None:
+        assert request.user.is_authenticated  # login_required
         test = ConnectionTest.objects.create(integration=integration, requested_by=request.user)
         AdminAction.record(
             request.user,
