@@ -29,6 +29,7 @@ test: export VAR_DIR ?= $(CURDIR)/var/test
 test: install
 	bash scripts/ensure-chromium
 	$(BIN)/ruff check .
+	$(BIN)/mypy .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest $(PYTEST_ARGS)
 

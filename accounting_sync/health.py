@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.db.models import (
     BooleanField,
@@ -27,6 +28,9 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
 # S4.5: a sync was expected but none has happened for this long.
 STALE_AFTER = timedelta(hours=24)
 # Records that arrived this recently are still on their way (sync after approval).
@@ -36,7 +40,7 @@ ON_THEIR_WAY = timedelta(minutes=15)
 @dataclass(frozen=True)
 class Level:
     key: str  # green, amber, red, grey: the CSS class and what tests compare
-    word: str
+    word: StrOrPromise
     icon: str  # hidden from screen readers, which read the word
 
     def __str__(self) -> str:
@@ -176,7 +180,7 @@ def facts(organization, now: datetime) -> Facts:
     configured = integration is not None and integration.connection_verified_at is not None
     return Facts(
         configured=configured,
-        enabled=configured and integration.enabled,
+        enabled=configured and integration is not None and integration.enabled,
         pending=organization.pending_count,
         failed=organization.failed_count,
         oldest_pending_at=organization.oldest_pending_at,

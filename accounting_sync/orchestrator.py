@@ -20,8 +20,9 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -599,9 +600,11 @@ class Orchestrator:
             .values("record")
             .annotate(last_number=Max("attempt_number"), last_id=Max("id"))
         }
+        logs: list[SyncLog]
+        counts: Counter[str]
         logs, counts = [], Counter()
         for record, result in pairs:
-            before = previous.get(record.pk, {})
+            before: Mapping[str, Any] = previous.get(record.pk, {})
             logs.append(self._log_row(record, result, before))
             counter = self._apply(record, result, now, awaiting)
             counts.update(self._counted(record, counter, final))
@@ -655,7 +658,9 @@ class Orchestrator:
             sender=SyncLog, organization_id=self.organization.pk, attempts=logs
         )
 
-    def _log_row(self, record: FinancialRecord, result: PostResult, before: dict) -> SyncLog:
+    def _log_row(
+        self, record: FinancialRecord, result: PostResult, before: Mapping[str, Any]
+    ) -> SyncLog:
         status = {
             Outcome.SUCCEEDED: SyncLog.Status.SUCCEEDED,
             Outcome.UNCERTAIN: SyncLog.Status.UNCERTAIN,

@@ -66,6 +66,7 @@ def sync_after_approval(self, organization_id: int) -> None:
     integration = Integration.objects.filter(organization_id=organization_id).first()
     if integration is None or not (integration.enabled and integration.sync_after_approval):
         return
+    run: SyncRun | None  # execute_run gives None to a second delivery of the task
     try:
         run = start_run(integration.organization, SyncRun.Trigger.APPROVAL)
     except RunAlreadyGoing:
@@ -90,6 +91,7 @@ def scheduled_sync(self, organization_id: int) -> None:
     record_ids = retry_candidates(integration) if self.request.retries else None
     if record_ids == []:
         return
+    run: SyncRun | None  # execute_run gives None to a second delivery of the task
     try:
         run = start_run(integration.organization, SyncRun.Trigger.SCHEDULE, record_ids=record_ids)
     except RunAlreadyGoing:

@@ -93,7 +93,9 @@ def locked_out_response(
     The same page for /admin/login/: Django's admin login is English only, and the person
     needs the message in their own language.
     """
-    until = locked_until(get_client_username(request, credentials), request.axes_ip_address)
+    # axes_ip_address: set on the request by django-axes (which has no types).
+    ip_address = request.axes_ip_address  # type: ignore[attr-defined]
+    until = locked_until(get_client_username(request, credentials), ip_address)
     minutes = max(1, math.ceil((until - timezone.now()).total_seconds() / 60))
     context = {
         "form": AuthenticationForm(request),
@@ -105,7 +107,8 @@ def locked_out_response(
         request,
         "registration/login.html",
         context,
-        status=settings.AXES_HTTP_RESPONSE_CODE,  # 429 Too Many Requests
+        # django-axes gives the setting its default; django-stubs knows only config.settings.
+        status=settings.AXES_HTTP_RESPONSE_CODE,  # type: ignore[misc]  # 429 Too Many Requests
     ).render()
 
 

@@ -110,13 +110,15 @@ class TwoFactorMiddleware:
 
     def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs):
         user = request.user
-        if not user.is_authenticated or user.is_verified():
+        # is_verified: django_otp's OTPMiddleware adds it to the user (django_otp has no types).
+        if not user.is_authenticated or user.is_verified():  # type: ignore[attr-defined]
             return None
         owed = self._owed(request, user, poll=live.is_poll(view_func))
         if not owed:
             return None
         # The header hides the rest of the site on the pages that are open.
-        request.two_factor_pending = True
+        request.two_factor_pending = True  # type: ignore[attr-defined]  # read by the header
+        assert request.resolver_match is not None  # resolved before process_view
         if request.resolver_match.view_name in OPEN[owed]:
             return None
         return _go(request, _with_next(owed, request))

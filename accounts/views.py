@@ -3,6 +3,8 @@ global admins' list of locked logins."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -117,7 +119,8 @@ def two_factor_disable(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def two_factor_verify(request: HttpRequest) -> HttpResponse:
     """The login's second step, after the password."""
-    user = request.user
+    # django_otp's OTPMiddleware adds is_verified to the user (django_otp has no types).
+    user: Any = request.user
     if user.is_verified() or not two_factor.has_device(user):
         return redirect(_next_or_home(request) if user.is_verified() else "two_factor")
     form = VerifyForm(user, request.POST or None)

@@ -146,8 +146,8 @@ class Alert(models.Model):
         return gettext("Record")
 
 
-class AlertRecipientQuerySet(models.QuerySet):
-    def for_user(self, user) -> QuerySet[AlertRecipient]:
+class AlertRecipientQuerySet(models.QuerySet["AlertRecipient"]):
+    def for_user(self, user) -> AlertRecipientQuerySet:
         """The alerts this person may see now: addressed to them, and, unless they are a
         global admin, only of organizations where they are still an admin."""
         if not (user.is_authenticated and user.is_active):
@@ -165,11 +165,11 @@ class AlertRecipientQuerySet(models.QuerySet):
             )
         )
 
-    def unread(self) -> QuerySet[AlertRecipient]:
+    def unread(self) -> AlertRecipientQuerySet:
         """What the header badge counts: open alerts not yet read or dismissed."""
         return self.filter(alert_open=True, read_at__isnull=True, dismissed_at__isnull=True)
 
-    def shown(self) -> QuerySet[AlertRecipient]:
+    def shown(self) -> AlertRecipientQuerySet:
         """The alerts page: not dismissed; open ones first, then the newest."""
         return (
             self.filter(dismissed_at__isnull=True)

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
@@ -152,7 +153,7 @@ def check_failing_records(organization_id: int, record_ids: Iterable[int], now=N
             "record__state",
         )
     )
-    attempts: dict[int, list[dict]] = defaultdict(list)
+    attempts: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     for row in latest:
         attempts[row["record_id"]].append(row)
     failing = {record_id: rows for record_id, rows in attempts.items() if _keeps_failing(rows)}
@@ -176,7 +177,7 @@ def check_failing_records(organization_id: int, record_ids: Iterable[int], now=N
         resolve([organization_id], Kind.RECORD_FAILING, keys=map(record_key, recovered), now=now)
 
 
-def _keeps_failing(latest_first: list[dict]) -> bool:
+def _keeps_failing(latest_first: list[Mapping[str, Any]]) -> bool:
     return (
         len(latest_first) == FAILED_IN_A_ROW
         and all(r["status"] == FAILED and r["error_class"] != AUTHENTICATION for r in latest_first)

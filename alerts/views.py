@@ -47,7 +47,7 @@ def alert_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @live.poll
-def alert_badge(request: HttpRequest) -> HttpResponse:
+def alert_badge(request: live.HtmxHttpRequest) -> HttpResponse:
     """The header badge, polled with the count it shows (`?v=`): 204 while unchanged."""
     if not request.user.is_authenticated:
         if request.htmx:
@@ -79,7 +79,7 @@ def redirect_to_login(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def mark_read(request: HttpRequest, alert_id: int) -> HttpResponse:
+def mark_read(request: live.HtmxHttpRequest, alert_id: int) -> HttpResponse:
     delivery = delivery_for(request.user, alert_id)
     delivery.mark_read()
     return _answer(request, delivery)
@@ -87,13 +87,13 @@ def mark_read(request: HttpRequest, alert_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def dismiss(request: HttpRequest, alert_id: int) -> HttpResponse:
+def dismiss(request: live.HtmxHttpRequest, alert_id: int) -> HttpResponse:
     delivery = delivery_for(request.user, alert_id)
     delivery.dismiss()
     return _answer(request, delivery)
 
 
-def _answer(request: HttpRequest, delivery: AlertRecipient) -> HttpResponse:
+def _answer(request: live.HtmxHttpRequest, delivery: AlertRecipient) -> HttpResponse:
     """htmx: the changed item and the header badge; without JavaScript: back to the page."""
     if not request.htmx:
         return redirect("alert_list")

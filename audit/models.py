@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
@@ -13,6 +13,9 @@ from django.utils.translation import gettext_lazy as _
 
 from core.chain import GENESIS, Break, ChainedModel, Walk, digest, walk
 from core.events import TrailKind
+
+if TYPE_CHECKING:
+    from accounting_sync.models import SyncLog
 
 
 class AdminAction(ChainedModel):
@@ -226,7 +229,7 @@ class ChainCheckpoint(models.Model):
         return found or cls(organization_id=organization_id, chain=chain)
 
     @property
-    def model(self) -> type[ChainedModel]:
+    def model(self) -> type[SyncLog] | type[AdminAction]:
         from accounting_sync.models import SyncLog
 
         return SyncLog if self.chain == self.Chain.SYNC_LOG else AdminAction
@@ -244,7 +247,9 @@ class ChainCheckpoint(models.Model):
 
     @property
     def found_break(self) -> Break | None:
-        return Break(self.broken_row_id, self.broken_kind) if self.is_broken else None
+        if self.broken_row_id is None:  # not is_broken
+            return None
+        return Break(self.broken_row_id, self.broken_kind)
 
     @property
     def broken_reason(self) -> str:

@@ -8,7 +8,7 @@ from functools import partial
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import Count, Min, Model, Q, QuerySet, Subquery
+from django.db.models import Count, Min, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -30,7 +30,7 @@ Chain = ChainCheckpoint.Chain
 
 
 def _scope(
-    request: HttpRequest, slug: str | None, model: type[Model] = SyncLog
+    request: HttpRequest, slug: str | None, model: type[SyncLog] | type[AdminAction] = SyncLog
 ) -> tuple[Organization | None, QuerySet]:
     """The organization (None: all, for global admins) and the rows the user may see."""
     if slug is None:
@@ -191,7 +191,7 @@ def _badge(request: HttpRequest, organization, chain: str, announce: str = "") -
 
 @login_required
 @require_POST
-def verify_now(request: HttpRequest, slug: str) -> HttpResponse:
+def verify_now(request: live.HtmxHttpRequest, slug: str) -> HttpResponse:
     """Verify now: a worker walks the organization's chains and the badge shows its progress.
 
     Auditors may ask too: verifying reads the chain and changes nothing that is audited.
@@ -261,7 +261,9 @@ def audit_entry(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def audit_export(request: HttpRequest, fmt: str, slug: str | None = None) -> HttpResponse:
+def audit_export(
+    request: HttpRequest, fmt: str, slug: str | None = None
+) -> HttpResponse | StreamingHttpResponse:
     if fmt not in ("csv", "json"):
         raise Http404(_("Exports are CSV or JSON."))
     organization, queryset = _scope(request, slug)

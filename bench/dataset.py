@@ -495,6 +495,7 @@ class _Builder:
                 last_time, last_status, message, erp_id = last or (None, "", "", "")
                 next_retry = None
                 if state == "failed":
+                    assert last_time is not None  # a failed record was sent at least once
                     next_retry = last_time + timedelta(minutes=5 * 2 ** min(attempts, 8))
                 elif state == "pending" and attempts:
                     next_retry = self.now + timedelta(minutes=rng.randint(1, 600))

@@ -46,7 +46,7 @@ from dataset import build, test_database  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.http import HttpResponse  # noqa: E402
+from django.http import HttpResponseBase  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.urls import reverse  # noqa: E402
@@ -80,7 +80,7 @@ class Page:
         self.label, self.client, self.url, self.status = label, client, url, status
         self.turned = False  # the request was not what is measured; see OverviewPoll
 
-    def get(self) -> HttpResponse:
+    def get(self) -> HttpResponseBase:
         response = self.client.get(self.url)
         assert response.status_code == self.status, (self.url, response.status_code)
         return response
@@ -93,7 +93,7 @@ class Page:
     def time(self, repeat: int, warm_up: int = 5) -> dict[str, float]:
         for _ in range(warm_up):  # templates compiled, connections and caches warm
             self.get()
-        samples = []
+        samples: list[float] = []
         while len(samples) < repeat:
             self.turned = False
             started = time.perf_counter()
@@ -141,7 +141,7 @@ class OverviewPoll(Page):
     def renew(self) -> None:
         self.url = f"{reverse('overview_live')}?v={overview_version(self.client)}"
 
-    def get(self) -> HttpResponse:
+    def get(self) -> HttpResponseBase:
         response = self.client.get(self.url)
         if response.status_code == 200:
             self.turned = True

@@ -162,7 +162,7 @@ def main() -> int:
         in_post = [0.0]
         original_post = type(integration.build_connector()).post
 
-        def timed_post(self, batch):  # type: ignore[no-untyped-def]
+        def timed_post(self, batch):
             started = time.perf_counter()
             try:
                 return original_post(self, batch)

@@ -43,10 +43,10 @@ def digest(prev_hash: str, content: dict[str, Any]) -> str:
     return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
 
 
-class ChainedQuerySet(models.QuerySet):
+class ChainedQuerySet(models.QuerySet["ChainedModel"]):
     """Rows are appended with their hashes; the chain's head is read under a lock."""
 
-    def _link(self, rows: list[models.Model]) -> None:
+    def _link(self, rows: list[ChainedModel]) -> None:
         model = self.model
         now = timezone.now()
         heads: dict[int | None, str] = {}
@@ -66,12 +66,13 @@ class ChainedQuerySet(models.QuerySet):
             row.row_hash = digest(row.prev_hash, row.chain_content())
             heads[org] = row.row_hash
 
-    def bulk_create(self, objs: Iterable[models.Model], *args, **kwargs):
+    def bulk_create(self, objs: Iterable[ChainedModel], *args, **kwargs):
         rows = list(objs)
         with transaction.atomic():
             _lock_chains(self.model, {row.organization_id for row in rows})
             self._link(rows)
-            return super().bulk_create(rows, *args, **kwargs)
+            # django-stubs leaves _Model unsolved on super() in a QuerySet subclass.
+            return super().bulk_create(rows, *args, **kwargs)  # type: ignore[arg-type]
 
     def create(self, **kwargs):
         return self.bulk_create([self.model(**kwargs)])[0]
@@ -107,6 +108,8 @@ class ChainedModel(models.Model):
     created_at = models.DateTimeField(default=None, editable=False, db_index=True)
     prev_hash = models.CharField(max_length=64, editable=False)
     row_hash = models.CharField(max_length=64, editable=False)
+    # Every subclass has an `organization` foreign key (null for platform rows).
+    organization_id: int | None
 
     objects = ChainedQuerySet.as_manager()
 
@@ -152,7 +155,7 @@ class Walk:
 
 
 def walk(
-    model: type[models.Model],
+    model: type[ChainedModel],
     organization_id: int | None,
     *,
     after_id: int = 0,
@@ -168,7 +171,8 @@ def walk(
     """
     fields = model.CHAIN_FIELDS
     rows = (
-        model.objects.filter(organization_id=organization_id, id__gt=after_id)
+        # The abstract ChainedModel has no organization field; every concrete one does.
+        model.objects.filter(organization_id=organization_id, id__gt=after_id)  # type: ignore[misc]
         .order_by("id")
         .values_list("id", "prev_hash", "row_hash", *fields)
     )
@@ -186,7 +190,7 @@ def walk(
 
 
 def verify_chain(
-    model: type[models.Model], organization_id: int | None
+    model: type[ChainedModel], organization_id: int | None
 ) -> tuple[int, Break | None]:
     """Walk one organization's whole chain; return how many rows were checked and the first
     break (the broken row counts as checked)."""
@@ -194,10 +198,11 @@ def verify_chain(
     return result.checked + (1 if result.broken else 0), result.broken
 
 
-def head(model: type[models.Model], organization_id: int | None) -> str:
+def head(model: type[ChainedModel], organization_id: int | None) -> str:
     """The newest hash of an organization's chain: exports carry it."""
     return (
-        model.objects.filter(organization_id=organization_id)
+        # The abstract ChainedModel has no organization field; every concrete one does.
+        model.objects.filter(organization_id=organization_id)  # type: ignore[misc]
         .order_by("-id")
         .values_list("row_hash", flat=True)
         .first()

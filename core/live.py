@@ -12,6 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django_htmx.middleware import HtmxDetails
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request as django_htmx's middleware passes it on (for the type checker)."""
+
+    htmx: HtmxDetails
+
 
 # htmx stops polling an element whose request is answered with this status.
 STOP_POLLING = 286
@@ -30,7 +38,7 @@ def poll(view: Callable) -> Callable:
     the person doing something: they do not keep an idle session alive
     (accounts.middleware.SessionTimeoutMiddleware), or a forgotten tab never times out.
     Put it nearest the function: the decorators above copy the mark (functools.wraps)."""
-    view.live_poll = True
+    view.live_poll = True  # type: ignore[attr-defined]  # a mark on the function object
     return view
 
 

@@ -786,6 +786,7 @@ def _non_negative(query: dict[str, str], name: str) -> int | None:
 
 def _split_and(text: str) -> list[str]:
     """Split a $filter on `and` outside quoted strings."""
+    current: list[str]
     parts, current, quoted, i = [], [], False, 0
     while i < len(text):
         char = text[i]

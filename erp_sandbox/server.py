@@ -12,7 +12,7 @@ import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import certifi
 import trustme
@@ -130,7 +130,7 @@ class Handler(BaseHTTPRequestHandler):
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             # requests sends generator bodies chunked; leaving the chunks unread would
             # corrupt the next request on this keep-alive connection.
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -179,7 +179,7 @@ class SandboxServer(ThreadingHTTPServer):
         self.app = app
         self.tls = tls
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
+    def finish_request(self: Self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs here, in the connection's own thread, not in the
         # accept loop, so one slow or broken client cannot stall everybody else.
         request.settimeout(30)

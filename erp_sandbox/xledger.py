@@ -148,7 +148,7 @@ def _build(ext_identifier_filter: bool) -> GraphQLSchema:
     # graphql-core 3.3 reads coerce_*; older versions serialize / parse_value.
     scalar.serialize = scalar.coerce_output_value = _int64_out  # type: ignore[method-assign]
     scalar.parse_value = scalar.coerce_input_value = _int64_in  # type: ignore[method-assign]
-    scalar.parse_literal = _int64_literal  # type: ignore[method-assign]
+    scalar.parse_literal = _int64_literal  # type: ignore[method-assign, assignment]
     return schema
 
 
@@ -216,6 +216,7 @@ def token_endpoint(state: SandboxState, request: Request) -> Response:
     scope = form.get("scope")
     if scope is not None and client["scope"] not in scope.split():
         return refuse(400, "invalid_scope", f"The scope '{scope}' is not granted to this client.")
+    assert entity is not None  # the client was found on it
     token = state.issue_token(state.xledger_tokens, entity.name, TOKEN_LIFETIME_S)
     return json_response(
         200,

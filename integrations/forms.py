@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from django import forms
 from django.db import models, transaction
@@ -11,6 +11,9 @@ from django.utils.translation import gettext_lazy
 from core.events import TrailKind, record_action
 from integrations import schedule
 from integrations.models import Integration
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 Connector = Integration.Connector
 
@@ -54,7 +57,7 @@ REQUIRED_BY_CONNECTOR: dict[str, tuple[str, ...]] = {
     ),
 }
 REQUIRED_FOR_XLEDGER_OAUTH2 = ("token_url", "client_id")
-LABELS = {
+LABELS: dict[str, dict[str, StrOrPromise]] = {
     "base_url": {
         Connector.XLEDGER: gettext_lazy("GraphQL endpoint"),
         Connector.BUSINESS_CENTRAL: gettext_lazy("API host"),
@@ -68,7 +71,7 @@ LABELS = {
         Connector.BUSINESS_CENTRAL: gettext_lazy("Client secret"),
     },
 }
-DEFAULTS = {
+DEFAULTS: dict[str, dict[str, str]] = {
     Connector.XLEDGER: {"base_url": "https://www.xledger.net/graphql"},
     Connector.BUSINESS_CENTRAL: {
         "base_url": "https://api.businesscentral.dynamics.com",
@@ -153,7 +156,7 @@ class IntegrationSettingsForm(forms.ModelForm):
         keep = {"connector", *FIELDS_BY_CONNECTOR[connector]}
         for name in [name for name in self.fields if name not in keep]:
             del self.fields[name]
-        self.fields["connector"].choices = Connector.choices
+        cast(forms.ChoiceField, self.fields["connector"]).choices = Connector.choices
         self.initial["connector"] = connector  # the system whose fields are shown is checked
         for name, by_connector in LABELS.items():
             self.fields[name].label = by_connector[connector]
@@ -176,6 +179,7 @@ class IntegrationSettingsForm(forms.ModelForm):
 
     def clean(self) -> dict:
         data = super().clean()
+        assert data is not None  # a ModelForm's clean() returns cleaned_data
         connector = data.get("connector") or self.connector
         required = list(REQUIRED_BY_CONNECTOR[connector])
         if connector == Connector.XLEDGER and data.get("xledger_auth") == "oauth2":
@@ -355,6 +359,7 @@ class MappingsForm(forms.Form):
 
     def clean(self) -> dict:
         data = super().clean()
+        assert data is not None  # a ModelForm's clean() returns cleaned_data
         pairs = [(f"account_{i}", f"cost_center_{i}") for i in range(len(self.categories))]
         pairs.append(("new_account", "new_cost_center"))
         for account, center in pairs:
@@ -394,7 +399,7 @@ class MappingsForm(forms.Form):
             m.category: (m.account_code, m.cost_center_code) for m in integration.mappings.all()
         }
         after = {category: pair for category, pair in self.chosen().items() if pair}
-        changes = {
+        changes: dict[str, dict[str, list[str] | str]] = {
             category: {
                 "from": list(before.get(category) or []),
                 "to": list(after.get(category) or []),
@@ -430,7 +435,8 @@ class MappingsForm(forms.Form):
         result: dict[str, tuple[str, str] | None] = {}
         for index, category in enumerate(self.categories):
             account, center = data.get(f"account_{index}"), data.get(f"cost_center_{index}")
-            result[category] = (account, center) if account else None
+            # clean() requires a cost center with every account
+            result[category] = (account, cast(str, center)) if account else None
         if data.get("new_category"):
             result[data["new_category"]] = (data["new_account"], data["new_cost_center"])
         return result
@@ -522,7 +528,7 @@ class ScheduleForm(forms.ModelForm):
         self.fields["schedule_time"].help_text = _("In the organization's time zone, %(zone)s.") % {
             "zone": zone
         }
-        self.fields["schedule_cron"].max_length = 100
+        cast(forms.CharField, self.fields["schedule_cron"]).max_length = 100
         for name, field in self.fields.items():
             if field.help_text:  # read out with the input, not only seen below it
                 field.widget.attrs["aria-describedby"] = f"id_{name}_help"
@@ -544,6 +550,7 @@ class ScheduleForm(forms.ModelForm):
 
     def clean(self) -> dict:
         data = super().clean()
+        assert data is not None  # a ModelForm's clean() returns cleaned_data
         chosen = data.get("schedule")
         if chosen is None:
             return data
@@ -563,7 +570,7 @@ class ScheduleForm(forms.ModelForm):
 
     def schedule_errors(self) -> list[str]:
         """The errors that stop a schedule from being shown (for the live preview)."""
-        return [error for name in self.SCHEDULE_FIELDS for error in self.errors.get(name, [])]
+        return [str(error) for name in self.SCHEDULE_FIELDS for error in self.errors.get(name, [])]
 
     def changes(self) -> dict[str, dict[str, object]]:
         """What this save changes, as {field: {"from": ..., "to": ...}} for the audit trail."""

@@ -272,6 +272,7 @@ class Integration(models.Model):
             return True
         local = moment.astimezone(zoneinfo.ZoneInfo(self.organization.time_zone)).date()
         last = calendar.monthrange(local.year, local.month)[1]
+        assert self.schedule_day is not None  # above 28, checked first
         return local.day == min(self.schedule_day, last)
 
     def included_kinds(self) -> list[str]:

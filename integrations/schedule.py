@@ -236,10 +236,12 @@ def describe(integration: Integration) -> Description | None:
     if kind == Schedule.DAILY:
         return Description(f"Every day at {hhmm}.", f"Hver dag kl. {hhmm}.")
     if kind == Schedule.WEEKLY:
+        assert integration.schedule_weekday is not None  # cron_for gave an expression
         day = integration.schedule_weekday - 1
         return Description(
             f"Every {WEEKDAYS_EN[day]} at {hhmm}.", f"Hver {WEEKDAYS_NB[day]} kl. {hhmm}."
         )
+    assert integration.schedule_day is not None  # cron_for gave an expression
     day = integration.schedule_day
     if day <= 28:
         return Description(

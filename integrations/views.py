@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -29,7 +30,7 @@ def _integration_or_none(organization) -> Integration | None:
 
 def _connection_context(
     organization, can_write: bool, integration: Integration | None
-) -> dict[str, object]:
+) -> dict[str, Any]:
     test = integration.connection_tests.first() if integration else None
     return {
         "organization": organization,
@@ -42,7 +43,7 @@ def _connection_context(
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def integration_settings(request: HttpRequest, slug: str) -> HttpResponse:
+def integration_settings(request: live.HtmxHttpRequest, slug: str) -> HttpResponse:
     organization, can_write = organization_for(
         request.user, slug, write=request.method == "POST"
     )
@@ -96,7 +97,7 @@ def integration_connection(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def integration_test(request: HttpRequest, slug: str) -> HttpResponse:
+def integration_test(request: live.HtmxHttpRequest, slug: str) -> HttpResponse:
     organization = organization_for(request.user, slug, write=True).organization
     integration = _integration_or_none(organization)
     if integration is None:
@@ -105,6 +106,7 @@ def integration_test(request: HttpRequest, slug: str) -> HttpResponse:
         status__in=[ConnectionTest.Status.QUEUED, ConnectionTest.Status.RUNNING]
     ).first()
     if running is None:
+        assert request.user.is_authenticated  # login_required
         test = ConnectionTest.objects.create(integration=integration, requested_by=request.user)
         record_action(
             request.user,

@@ -34,6 +34,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter else []
     if skipped:
+        assert reporter is not None  # it counted them
         reporter.write_line(f"CI=true: {len(skipped)} test(s) skipped; every test must run in CI.")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -86,6 +87,7 @@ def make_user(username: str, *, organization=None, role: str | None = None, supe
         username=username, password=PASSWORD, is_staff=superuser, is_superuser=superuser
     )
     if organization is not None:
+        assert role is not None  # a member has a role
         Membership.objects.create(user=user, organization=organization, role=role)
     return user
 
@@ -252,7 +254,7 @@ def celery_worker(transactional_db, tmp_path) -> Iterator[subprocess.Popen]:
             if worker.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the worker did not start:\n{log_path.read_text()}")
             time.sleep(0.2)
-        worker.log_path = log_path
+        worker.log_path = log_path  # type: ignore[attr-defined]  # for the failure messages
         yield worker
     finally:
         worker.terminate()

@@ -26,7 +26,7 @@ class Route:
     kwargs: dict[str, object] = field(default_factory=dict)  # more URL arguments
 
     def url(self, slug: str, attempt_id: int) -> str:
-        kwargs = {"slug": slug} if self.org_scoped else {}
+        kwargs: dict[str, object] = {"slug": slug} if self.org_scoped else {}
         kwargs.update({k: attempt_id if v == ATTEMPT else v for k, v in self.kwargs.items()})
         return reverse(self.name, kwargs=kwargs or None)
 

@@ -28,6 +28,7 @@ class AddressedAlertRoute(Route):
             {"count": 11, "limit": 10, "error": "Period is closed"},
             global_admins=True,
         )
+        assert alert is not None
         return reverse(self.name, kwargs={"alert_id": alert.pk})
 
 

@@ -41,12 +41,14 @@ def unread_for(user) -> int:
 
 
 def a_failing_record_alert(org, n: int = 1) -> Alert:
-    return rules.open_alert(
+    alert = rules.open_alert(
         org.pk,
         Kind.RECORD_FAILING,
         {"reference": f"VH-{org.pk}-{n}", "record_kind": "reimbursement", "error": "Nope"},
         key=rules.record_key(n),
     )
+    assert alert is not None
+    return alert
 
 
 # --- S7.3: records waiting more than 48 hours ---------------------------------------------------

@@ -31,7 +31,7 @@ def client_for(user) -> Client:
 
 
 def failing_record(org, n: int = 1, error: str = "Period is closed for 2026-03-01") -> Alert:
-    return rules.open_alert(
+    alert = rules.open_alert(
         org.pk,
         Kind.RECORD_FAILING,
         {
@@ -42,10 +42,14 @@ def failing_record(org, n: int = 1, error: str = "Period is closed for 2026-03-0
         },
         key=rules.record_key(n),
     )
+    assert alert is not None
+    return alert
 
 
 def auth_failed(org) -> Alert:
-    return rules.open_alert(org.pk, Kind.AUTHENTICATION_FAILED, {"error": "Token expired"})
+    alert = rules.open_alert(org.pk, Kind.AUTHENTICATION_FAILED, {"error": "Token expired"})
+    assert alert is not None
+    return alert
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,8 @@ def test_a_new_key_is_shown_once_and_works(org, global_admin) -> None:
     raw_key = response.context["new_key"]
     assert raw_key.startswith("vlk_") and raw_key in response.content.decode()
     assert "no-store" in response["Cache-Control"]
-    assert ApiKey.authenticate(raw_key).organization == org
+    key = ApiKey.authenticate(raw_key)
+    assert key is not None and key.organization == org
     # Only a hash is stored, and the page never shows the key again.
     assert raw_key not in str(list(ApiKey.objects.values()))
     assert raw_key not in client.get(url).content.decode()
@@ -55,7 +56,8 @@ def test_the_command_prints_only_the_key(org) -> None:
     out = io.StringIO()
     call_command("issue_api_key", org.slug, stdout=out)
     raw_key = out.getvalue().strip()
-    assert ApiKey.authenticate(raw_key).organization == org
+    key = ApiKey.authenticate(raw_key)
+    assert key is not None and key.organization == org
     assert AdminAction.objects.get().detail["via"] == "command line"
 
 

@@ -76,7 +76,10 @@ def test_s6_2_and_s6_6_retry_selected_sends_only_those_two_ahead_of_their_backof
     page: Page, live_server, org, org_admin, erp_sandbox, three_failed, celery_worker
 ) -> None:
     first, second, third = three_failed
-    assert all(r.next_retry_at > timezone.now() for r in FinancialRecord.objects.all())
+    assert all(
+        r.next_retry_at is not None and r.next_retry_at > timezone.now()
+        for r in FinancialRecord.objects.all()
+    )
     open_failed_page(page, live_server, org, org_admin)
     expect(page.get_by_text("3 failed records.")).to_be_visible()
     # Each call to the ERP takes 4 s: the page (polling every 2 s) sees the retry going.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import time, timedelta
+from typing import Any
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
@@ -28,7 +29,7 @@ from tests.test_audit_log import make_attempts
 pytestmark = pytest.mark.browser
 
 # What Chromium says it reads (Accept-Language), and what the login page calls its parts.
-LANGUAGES = {
+LANGUAGES: dict[str, dict[str, Any]] = {
     "en": {"locale": "en-GB", "login": ("Username", "Password", "Log in")},
     "nb": {"locale": "nb-NO", "login": ("Brukernavn", "Passord", "Logg inn")},
 }
@@ -191,6 +192,7 @@ def test_every_page_has_no_axe_violations_in_both_languages(
         log_in_as(page, live_server.url, global_admin.username, language)
         for name, url in PAGES.items():
             response = page.goto(f"{live_server.url}{url(site)}")
+            assert response is not None
             assert response.status == 200, f"{name}: {response.status}"
             found[name] = problems_on(page, language)
         page.goto(f"{live_server.url}/orgs/no-such-organization/")
@@ -206,7 +208,7 @@ def test_every_page_has_no_axe_violations_in_both_languages(
         expect(page).to_have_url(f"{live_server.url}/")
         found["home"] = problems_on(page, language)
         response = page.goto(f"{live_server.url}{reverse('api_keys', args=[site['org'].slug])}")
-        assert response.status == 403
+        assert response is not None and response.status == 403
         found["403"] = problems_on(page, language)
     finally:
         context.close()

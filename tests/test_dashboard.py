@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -163,7 +164,7 @@ def test_health_is_grey_when_not_set_up_or_disabled(org, org_admin, enabled) -> 
 def test_s4_3_to_s4_5_health_levels(change: dict, expected: str) -> None:
     now = timezone.now()
     times = {"old": now - timedelta(hours=25), "recent": now - timedelta(minutes=1)}
-    values = {
+    values: dict[str, Any] = {
         "configured": True,
         "enabled": True,
         "pending": 0,
@@ -247,7 +248,9 @@ def test_s3_1_the_dialog_says_how_many_pending_records_will_be_synced(
 ) -> None:
     make_records(org, 12)
     html = page_for(org_admin, org)
-    dialog = re.search(r'<dialog id="sync-dialog".*?</dialog>', html, re.S).group(0)
+    found = re.search(r'<dialog id="sync-dialog".*?</dialog>', html, re.S)
+    assert found is not None
+    dialog = found.group(0)
     assert "12 records will be sent to Xledger." in dialog
     assert text_of(html, "pending-count") == "12"
 

@@ -33,7 +33,9 @@ State = FinancialRecord.State
 
 
 def run_xledger_import(sandbox: SandboxProcess) -> None:
-    response = requests.post(f"{sandbox.url}/_sandbox/xledger/import", verify=sandbox.ca_bundle)
+    response = requests.post(
+        f"{sandbox.url}/_sandbox/xledger/import", verify=str(sandbox.ca_bundle)
+    )
     response.raise_for_status()
 
 
@@ -75,6 +77,7 @@ def test_issue10_item1_a_line_left_without_its_dimension_gets_only_the_dimension
     assert ledger_counts(erp_sandbox, "business_central") == {r.reference: 1 for r in records}
     assert dimensions_per_line(erp_sandbox) == {r.reference: 1 for r in records}
     last = SyncLog.objects.filter(record=records[0]).order_by("-attempt_number").first()
+    assert last is not None
     assert last.status == SyncLog.Status.SUCCEEDED and last.retry_of_id is not None
 
 
@@ -158,6 +161,7 @@ def test_issue10_item8_a_late_rejection_fails_the_record_with_xledgers_message(
         assert record.next_retry_at is None  # Xledger refused the content: a person acts
         assert record.last_error  # Xledger's own words
         last = SyncLog.objects.filter(record=record).order_by("-attempt_number").first()
+        assert last is not None
         assert last.status == SyncLog.Status.FAILED and last.payload == {"settle": record.reference}
     assert states(org)[State.SYNCED] == 20 - rejected.count()
 

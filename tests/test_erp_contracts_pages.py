@@ -120,6 +120,7 @@ def test_issue10_item6_the_claimant_subledger_setting_is_saved_and_in_the_trail(
     save(admin_client, org, {**XLEDGER_FORM, "api_token": "", "xledger_claimant_subledger": "on"})
     assert Integration.objects.get(organization=org).xledger_claimant_subledger
     change = AdminAction.objects.filter(kind=AdminAction.Kind.INTEGRATION_CHANGED).first()
+    assert change is not None
     assert "xledger_claimant_subledger" in change.detail["fields"]
 
 

@@ -198,7 +198,8 @@ def test_s6_1_a_long_list_is_paged_and_retry_all_still_takes_every_page(
     assert first.count('name="record"') == 50 and second.count('name="record"') == 10
     assert "Page 1 of 2" in first and "60 failed records." in second
     admin_client.post(retry_url(org), {"all": "1", "page": "2"})
-    assert sorted(SyncRun.objects.get(trigger="retry").record_ids) == [r.pk for r in records]
+    record_ids = SyncRun.objects.get(trigger="retry").record_ids
+    assert record_ids is not None and sorted(record_ids) == [r.pk for r in records]
 
 
 # --- S6.2 / S6.3: retry -----------------------------------------------------------------------
@@ -344,6 +345,7 @@ def test_s6_6_a_manual_retry_goes_ahead_of_the_backoff_which_then_restarts_from_
 
         assert done.total == 1  # sent although its automatic retry was not due
         record.refresh_from_db()
+        assert record.next_retry_at is not None and first_due is not None
         assert record.next_retry_at >= manual_at + timedelta(seconds=3600) > first_due
         row = row_of(html(admin_client.get(page_url(org))), record)
         with override("en"):
@@ -441,7 +443,9 @@ def test_live_the_same_partial_re_renders_when_a_retry_finishes_and_says_its_out
 ):
     failed_org(org, erp_sandbox, 3)
     started = admin_client.post(retry_url(org), {"all": "1"}, **HTMX)
-    poll = re.search(r'hx-get="([^"]+)"', html(started)).group(1).replace("&amp;", "&")
+    found = re.search(r'hx-get="([^"]+)"', html(started))
+    assert found is not None
+    poll = found.group(1).replace("&amp;", "&")
     run = SyncRun.objects.get(trigger="retry")
     assert f"run={run.pk}" in poll
     run_started_by_the_page()

@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import certifi
 import msal
@@ -69,7 +70,7 @@ def sandbox(erp_sandbox):
 
 
 def xl_connector(sandbox, *, auth: str = "token", **changes) -> xl.XledgerConnector:
-    fields = {
+    fields: dict[str, Any] = {
         "graphql_url": f"{sandbox.url}/graphql",
         "auth": auth,
         "api_token": XL_TOKEN if auth == "token" else "",
@@ -107,7 +108,7 @@ def bc_connector(sandbox, **changes) -> bc.BusinessCentralConnector:
 
 
 def xl_posting(n: int, **changes) -> Posting:
-    fields = {
+    fields: dict[str, Any] = {
         "reference": f"VH-bf-{n}",
         "posting_date": date(2025, 3, 14),
         "amount": Decimal("450.00") + n,
@@ -125,7 +126,7 @@ def xl_posting(n: int, **changes) -> Posting:
 
 
 def bc_posting(n: int, **changes) -> Posting:
-    fields = {
+    fields: dict[str, Any] = {
         "reference": f"VH-hlf-{n}",
         "posting_date": date(2025, 3, 14),
         "amount": Decimal("0.10") + Decimal("0.20") + n,
@@ -517,7 +518,7 @@ class TestXledgerIssue10Errors:
         connector = xl_connector(sandbox)
         results = connector.post([xl_posting(1), xl_posting(2)])
         assert outcomes(results) == [Outcome.RATE_LIMITED] * 2
-        assert all(580 <= r.retry_after <= 600 for r in results)
+        assert all(r.retry_after is not None and 580 <= r.retry_after <= 600 for r in results)
         with pytest.raises(ConnectorError) as caught:
             connector.list_accounts()
         assert caught.value.outcome is Outcome.RATE_LIMITED
@@ -1057,7 +1058,7 @@ class TestBusinessCentralFaults:
 # =============================================================================================
 
 
-FAULTS = [
+FAULTS: list[dict[str, Any]] = [
     {},
     {"error_rate": 1.0},
     {"rate_limit_rate": 1.0},

@@ -14,6 +14,7 @@ import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from http.client import RemoteDisconnected
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
@@ -50,7 +51,7 @@ TOKEN_ENDPOINT = f"{AUTHORITY_HOST}/{TENANT}/oauth2/v2.0/token"
 
 
 def posting(reference: str = "VH-1-101", amount: str = "450.00", **changes) -> Posting:
-    fields = {
+    fields: dict[str, Any] = {
         "reference": reference,
         "posting_date": date(2025, 3, 14),
         "amount": Decimal(amount),
@@ -145,7 +146,7 @@ class TestStatusClassification:
         later = datetime.now(UTC).timestamp() + 60
         header = datetime.fromtimestamp(later, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
         failure = gw_http.classify_failure(status=429, headers={"retry-after": header})
-        assert 55 <= failure.retry_after <= 60
+        assert failure.retry_after is not None and 55 <= failure.retry_after <= 60
 
     def test_503_honours_retry_after_when_present(self):
         with_header = gw_http.classify_failure(status=503, headers={"Retry-After": "3"})
@@ -159,8 +160,9 @@ class TestStatusClassification:
         assert failure.message == "Period is closed"
 
 
-def _connection_error(reason: BaseException) -> requests.ConnectionError:
-    return requests.ConnectionError(MaxRetryError(None, "/", reason=reason))
+def _connection_error(reason: Exception) -> requests.ConnectionError:
+    # A fake: no pool or connection, nothing connects.
+    return requests.ConnectionError(MaxRetryError(None, "/", reason=reason))  # type: ignore[arg-type]
 
 
 class TestExceptionClassification:
@@ -193,12 +195,14 @@ class TestExceptionClassification:
         assert gw_http.classify_failure(error).outcome is Outcome.UNCERTAIN
 
     def test_a_refused_connection_is_transient(self):
-        reason = NewConnectionError(None, "Failed to establish a new connection: refused")
+        # A fake: no pool or connection, nothing connects.
+        reason = NewConnectionError(None, "Failed to establish a new connection: refused")  # type: ignore[arg-type]
         failure = gw_http.classify_failure(_connection_error(reason))
         assert (failure.outcome, failure.cause) == (Outcome.TRANSIENT, gw_http.Cause.REFUSED)
 
     def test_an_unknown_host_is_transient(self):
-        reason = NameResolutionError("www.xledger.net", None, socket.gaierror(-2, "not known"))
+        # A fake: no pool or connection, nothing connects.
+        reason = NameResolutionError("www.xledger.net", None, socket.gaierror(-2, "not known"))  # type: ignore[arg-type]
         failure = gw_http.classify_failure(_connection_error(reason))
         assert (failure.outcome, failure.cause) == (Outcome.TRANSIENT, gw_http.Cause.UNKNOWN_HOST)
 
@@ -293,7 +297,9 @@ class TestRealSockets:
 
     def test_the_session_never_retries_a_write_on_its_own(self):
         session = gw_http.make_session(True, allowed=gw_http.AllowList.parse([]))
-        assert session.get_adapter("https://x.test").max_retries.total == 0
+        adapter = session.get_adapter("https://x.test")
+        assert isinstance(adapter, requests.adapters.HTTPAdapter)
+        assert adapter.max_retries.total == 0
 
 
 class TestAdminWords:
@@ -303,7 +309,8 @@ class TestAdminWords:
         )
 
     def test_an_unknown_host_is_named_with_what_to_check(self):
-        reason = NameResolutionError("www.xledger.net", None, socket.gaierror(-2, "not known"))
+        # A fake: no pool or connection, nothing connects.
+        reason = NameResolutionError("www.xledger.net", None, socket.gaierror(-2, "not known"))  # type: ignore[arg-type]
         failure = gw_http.classify_failure(_connection_error(reason))
         assert self.words(failure) == "Could not find the host www.xledger.net. Check the address."
 
@@ -338,7 +345,7 @@ class TestAdminWords:
 
 
 def xl_config(**changes) -> xl.XledgerConfig:
-    fields = {
+    fields: dict[str, Any] = {
         "graphql_url": XL_URL,
         "auth": "token",
         "api_token": XL_TOKEN,
@@ -833,6 +840,7 @@ class TestXledgerReading:
         with pytest.raises(ConnectorError) as caught:
             xl.XledgerConnector(xl_config()).list_accounts()
         assert caught.value.outcome is Outcome.RATE_LIMITED
+        assert caught.value.retry_after is not None
         assert 590 <= caught.value.retry_after <= 600
         assert "API credits" in caught.value.message
         assert "in about 10 minutes" in caught.value.message
@@ -942,7 +950,7 @@ class TestXledgerOAuth2:
 
 
 def bc_config(**changes) -> bc.BusinessCentralConfig:
-    fields = {
+    fields: dict[str, Any] = {
         "api_base_url": API_HOST,
         "authority_host": AUTHORITY_HOST,
         "tenant_id": TENANT,

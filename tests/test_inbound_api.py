@@ -10,17 +10,19 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.db import connection
-from django.http import HttpResponse
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from accounting_sync.models import FinancialRecord
 from organizations.models import ApiKey, Organization
+
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
 
 APPROVED_AT = "2026-03-02T10:15:00+01:00"
 APPROVED_INSTANT = datetime(2026, 3, 2, 9, 15, tzinfo=UTC)
@@ -48,7 +50,7 @@ def records(count: int, prefix: str = "claim") -> list[dict[str, Any]]:
     return [record(source_id=f"{prefix}-{number}") for number in range(count)]
 
 
-def post(client: Client, key: str, body: Any) -> HttpResponse:
+def post(client: Client, key: str, body: Any) -> TestResponse:
     return client.post(
         reverse("api_records"),
         data=json.dumps(body),
@@ -59,7 +61,7 @@ def post(client: Client, key: str, body: Any) -> HttpResponse:
 
 def post_raw(
     client: Client, key: str, data: bytes | str, content_type: str = "application/json"
-) -> HttpResponse:
+) -> TestResponse:
     return client.post(
         reverse("api_records"),
         data=data,
@@ -72,7 +74,7 @@ def stored(source_id: str = "claim-1001") -> FinancialRecord:
     return FinancialRecord.objects.get(source_id=source_id)
 
 
-def error_fields(response: HttpResponse) -> set[str]:
+def error_fields(response: TestResponse) -> set[str]:
     assert response.status_code == 400, response.content
     body = response.json()
     assert body["error"] == "invalid"
@@ -760,7 +762,7 @@ def wrong_secret(raw_key: str) -> str:
 def test_a_bad_or_missing_key_is_refused_with_401_and_nothing_is_stored(
     client: Client, api_key: str, authorization: str | None
 ) -> None:
-    headers = {}
+    headers: dict[str, Any] = {}
     if authorization is not None:
         headers["HTTP_AUTHORIZATION"] = authorization.format(
             key=api_key, wrong_secret=wrong_secret(api_key)

@@ -190,7 +190,8 @@ def test_s1_6_changes_of_credentials_are_recorded_without_their_values(
     assert {a.actor for a in credential_changes} == {org_admin}
     every_detail = str(list(AdminAction.objects.values("detail")))
     assert TOKEN not in every_detail and "a-new-token-value" not in every_detail
-    assert credential_changes.first().detail["fields"] == ["api_token"]
+    first_change = credential_changes.first()
+    assert first_change is not None and first_change.detail["fields"] == ["api_token"]
 
 
 def test_changing_the_connection_disables_the_connector_and_asks_for_a_new_test(

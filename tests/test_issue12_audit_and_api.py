@@ -80,7 +80,9 @@ def attempt(org, n: int, **values: str) -> SyncLog:
 def download(client: Client, org, fmt: str, params: dict | None = None) -> tuple[object, str]:
     response = client.get(reverse("audit_export", args=[org.slug, fmt]), params or {})
     assert response.status_code == 200, response
-    return response, b"".join(response.streaming_content).decode("utf-8")
+    # streaming_content is not on django-stubs' test-client response.
+    content = response.streaming_content  # type: ignore[attr-defined]
+    return response, b"".join(content).decode("utf-8")
 
 
 # --- 1. CSV formula injection ---------------------------------------------------------------

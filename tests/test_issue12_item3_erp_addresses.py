@@ -310,6 +310,7 @@ def test_issue12_item3_a_secret_typed_again_with_the_new_address_is_saved_and_re
     integration = Integration.objects.get(organization=org)
     assert integration.credentials() == {"api_token": "new-tok"}
     change = AdminAction.objects.filter(kind="credentials_changed").first()
+    assert change is not None
     assert change.detail["reason"] == "the address changed: saved secrets cleared"
     assert change.detail["fields"] == ["api_token"]
     assert "new-tok" not in str(change.detail)

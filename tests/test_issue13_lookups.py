@@ -57,6 +57,7 @@ def sent_by_the_erp(organization: Organization, sandbox: SandboxProcess, connect
 
 def found_by_lookup(record: FinancialRecord) -> bool:
     last = record.attempts.order_by("-attempt_number").first()
+    assert last is not None
     return last.status == SyncLog.Status.SUCCEEDED and last.payload == {"lookup": record.reference}
 
 
@@ -83,7 +84,12 @@ def test_issue13_item1_a_failed_lookup_spends_no_retry_and_keeps_the_record_due(
             assert record.next_retry_at is not None and record.next_retry_at > before
             assert "Could not check the accounting system" in record.last_error
         gaps.append(
-            min(r.next_retry_at for r in FinancialRecord.objects.filter(organization=org)) - before
+            min(
+                r.next_retry_at
+                for r in FinancialRecord.objects.filter(organization=org)
+                if r.next_retry_at is not None  # each one is, asserted above
+            )
+            - before
         )
         make_due(org)
     # Backoff: 60 s, then up to 120, 240, 480 s with jitter 0.5-1.
@@ -197,17 +203,21 @@ def test_issue13_item2_a_dead_run_looks_up_only_its_batch_in_flight_and_hands_ba
     by_pk = {r.pk: r for r in FinancialRecord.objects.filter(organization=org)}
     for record in in_flight:
         back = by_pk[record.pk]
-        assert back.state == State.FAILED and back.needs_lookup and back.next_retry_at <= now
+        assert back.state == State.FAILED and back.needs_lookup and back.next_retry_at is not None
+        assert back.next_retry_at <= now
     for record in claimed[4:7]:  # never sent, never failed: due at once, nothing spent
         back = by_pk[record.pk]
         assert (back.state, back.needs_lookup, back.retry_count) == (State.FAILED, False, 0)
+        assert back.next_retry_at is not None
         assert back.next_retry_at <= now and "before sending it" in back.last_error
     kept = by_pk[records[7].pk]  # its earlier lookup mark is kept
-    assert kept.state == State.FAILED and kept.needs_lookup and kept.next_retry_at <= now
+    assert kept.state == State.FAILED and kept.needs_lookup and kept.next_retry_at is not None
+    assert kept.next_retry_at <= now
     for pk in (records[8].pk, records[9].pk):
         back = by_pk[pk]
         assert back.state == State.FAILED and not back.needs_lookup
         assert (back.retry_count, back.last_error) == (1, "HTTP 503")
+        assert back.next_retry_at is not None
         assert back.next_retry_at <= now  # due: the dead run was about to send them
     assert not FinancialRecord.objects.filter(claimed_by__isnull=False).exists()
     event = SyncEvent.objects.get(kind=SyncEvent.Kind.RUN_ABANDONED)
@@ -286,7 +296,7 @@ def test_issue13_item3_a_failed_lookup_call_holds_back_its_chunk_and_the_other_c
     for record in held:
         assert record.state == State.FAILED and record.needs_lookup
         assert record.retry_count == 1 and record.lookup_failures == 1
-        assert record.next_retry_at > timezone.now()
+        assert record.next_retry_at is not None and record.next_retry_at > timezone.now()
     for record in resolved:
         assert record.state == State.SYNCED and found_by_lookup(record)
     assert (run.sent, run.failed) == (100, 50)

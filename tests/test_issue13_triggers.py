@@ -277,10 +277,12 @@ def test_issue13_item3_the_database_failing_at_authentication_answers_503_too(
 # --- item 4: scheduled messages piled up while workers were down -----------------------------
 
 
-def oslo(*args: int) -> datetime:
+def oslo(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
     import zoneinfo
 
-    return datetime(*args, tzinfo=zoneinfo.ZoneInfo(OSLO))
+    return datetime(year, month, day, hour, minute, second, tzinfo=zoneinfo.ZoneInfo(OSLO))
 
 
 @pytest.fixture

@@ -410,6 +410,7 @@ def test_s5_5_platform_totals_count_every_organization_whatever_the_filter(
 
 def live_url(page: str) -> str:
     found = re.search(r'<section id="overview-live"[^>]*hx-get="([^"]+)"', page, re.S)
+    assert found is not None
     return found.group(1).replace("&amp;", "&")
 
 
@@ -538,8 +539,9 @@ def test_the_rows_fast_dates_read_as_djangos_date_filter_would(language) -> None
     moment = timezone.localtime(timezone.now().replace(month=3, day=5, hour=7, minute=4))
     with translation.override(language):
         short = get_format("SHORT_DATETIME_FORMAT")
-        assert strftime_for(short) is not None
-        assert moment.strftime(strftime_for(short)) == dateformat.format(moment, short)
+        pattern = strftime_for(short)
+        assert pattern is not None
+        assert moment.strftime(pattern) == dateformat.format(moment, short)
     # Anything beyond plain numbers is left to Django.
     assert strftime_for("j. F Y H:i") is None
     assert strftime_for("P") is None

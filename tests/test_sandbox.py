@@ -647,7 +647,7 @@ def test_issue10_item5_ids_are_int64string(web, erp_sandbox):
 
 def test_issue10_item6_items_keep_every_field_of_xledgers_example(web, erp_sandbox):
     assume(erp_sandbox, xledger_import="deferred")  # these read the items before the job
-    example = {
+    example: dict[str, Any] = {
         "invoiceDate": "2026-02-17",
         "dueDate": "2026-03-03",
         "transactionSource": {"code": "GL"},

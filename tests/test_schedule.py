@@ -27,8 +27,10 @@ from integrations.models import Integration
 OSLO = zoneinfo.ZoneInfo("Europe/Oslo")
 
 
-def oslo(*args: int) -> datetime:
-    return datetime(*args, tzinfo=OSLO)
+def oslo(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=OSLO)
 
 
 @pytest.fixture(autouse=True)
@@ -189,6 +191,7 @@ def test_s9_3_extra_spaces_are_tidied(integration) -> None:
 )
 def test_s9_3_the_schedule_is_described_in_english_and_norwegian(integration, values, en, nb):
     description = schedule.describe(planned(integration, **values))
+    assert description is not None
     assert (description.en, description.nb) == (en, nb)
 
 
@@ -261,8 +264,10 @@ def beat_fires_at(expression: str, last_run: datetime, moment: datetime) -> bool
 
 def assert_beat_agrees(integration: Integration, now: datetime) -> None:
     last = now
+    expression = schedule.cron_for(integration)
+    assert expression is not None
     for run in schedule.next_runs(integration, now=now):
-        assert beat_fires_at(schedule.cron_for(integration), last, run.moment), run.moment
+        assert beat_fires_at(expression, last, run.moment), run.moment
         last = run.moment.astimezone(UTC) + timedelta(seconds=2)  # when beat sent it
 
 
@@ -393,7 +398,9 @@ def test_monthly_on_the_30th_runs_on_the_29th_of_february_in_a_leap_year(integra
         (29, (2025, 2), {28}),
     ],
 )
-def test_is_schedule_day_on_the_28th_to_31st(integration, day, month, runs_on) -> None:
+def test_is_schedule_day_on_the_28th_to_31st(
+    integration, day, month: tuple[int, int], runs_on
+) -> None:
     """Beat fires on each of the 28th-31st; only the right one of them runs."""
     import calendar
 

@@ -57,7 +57,7 @@ def test_the_printed_logins_work_with_their_roles(seeded) -> None:
     global_admin = authenticate(
         HttpRequest(), username="global-admin", password="demo-global-admin"
     )
-    assert global_admin.is_superuser
+    assert global_admin is not None and global_admin.is_superuser
     assert Membership.objects.get(user__username="bf-admin").role == "admin"
     assert set(
         Membership.objects.filter(user__username="auditor").values_list("role", flat=True)

@@ -272,6 +272,7 @@ def test_s3_6_the_run_records_trigger_user_time_count_and_outcome(org, org_admin
 
     assert run.trigger == SyncRun.Trigger.MANUAL
     assert run.triggered_by == org_admin
+    assert run.started_at is not None and run.finished_at is not None
     assert before <= run.started_at <= run.finished_at <= timezone.now()
     assert (run.total, run.done, run.sent, run.failed, run.skipped) == (5, 5, 3, 0, 2)
     assert run.status == SyncRun.Status.SUCCEEDED
@@ -369,7 +370,7 @@ def test_s6_6_a_manual_retry_goes_ahead_of_the_backoff_and_the_timer_restarts_fr
         (record,) = fail_all(org, erp_sandbox, 1)
         record.refresh_from_db()
         first_due = record.next_retry_at
-        assert first_due > timezone.now() + timedelta(minutes=29)
+        assert first_due is not None and first_due > timezone.now() + timedelta(minutes=29)
 
         traveller.shift(timedelta(minutes=10))
         automatic = sync(org, "schedule")
@@ -384,6 +385,7 @@ def test_s6_6_a_manual_retry_goes_ahead_of_the_backoff_and_the_timer_restarts_fr
         assert record.retry_count == 2
         # Backoff for the second failure (2 x 3600 s with jitter 0.5-1) counted from the
         # manual attempt, not from the first failure.
+        assert record.next_retry_at is not None
         assert manual_at + timedelta(seconds=3600) <= record.next_retry_at
         assert record.next_retry_at <= timezone.now() + timedelta(seconds=7200)
         assert record.next_retry_at != first_due
@@ -482,7 +484,7 @@ def test_an_uncertain_send_is_looked_up_by_reference_and_not_sent_again(org, erp
         assert record.state == State.SYNCED and not record.needs_lookup
         assert record.erp_document_id
         last = record.attempts.order_by("-attempt_number").first()
-        assert last.status == SyncLog.Status.SUCCEEDED
+        assert last is not None and last.status == SyncLog.Status.SUCCEEDED
         assert last.payload == {"lookup": record.reference}  # found, not sent
         assert last.retry_of is not None and last.retry_of.status == "uncertain"
     assert ledger_counts(erp_sandbox) == {r.reference: 1 for r in records}
@@ -511,7 +513,8 @@ def test_a_stale_run_is_closed_and_its_sending_records_are_looked_up_first(org, 
     assert run.finished_at is not None
     for record in FinancialRecord.objects.all():
         assert record.state == State.FAILED and record.needs_lookup
-        assert record.claimed_by is None and record.next_retry_at <= timezone.now()
+        assert record.claimed_by is None and record.next_retry_at is not None
+        assert record.next_retry_at <= timezone.now()
     assert SyncEvent.objects.get().kind == SyncEvent.Kind.RUN_ABANDONED
     alive.refresh_from_db()
     assert alive.status == SyncRun.Status.RUNNING
@@ -556,6 +559,7 @@ def test_a_failed_record_is_due_again_after_its_backoff_and_not_before(org, erp_
         (record,) = fail_all(org, erp_sandbox, 1)
         record.refresh_from_db()
         # First retry: 120 s with jitter 0.5-1.
+        assert record.next_retry_at is not None
         assert before + timedelta(seconds=60) <= record.next_retry_at
         assert record.next_retry_at <= timezone.now() + timedelta(seconds=120)
 

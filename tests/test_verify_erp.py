@@ -51,6 +51,7 @@ def verify_erp(*args: str, stdin: Any = None, monkeypatch=None) -> tuple[int, st
         call_command("verify_erp", *args, stdout=out, stderr=err)
         code = 0
     except SystemExit as exit_:
+        assert isinstance(exit_.code, int)  # sys.exit(code) with the command's number
         code = int(exit_.code)
     except CommandError as error:
         code = error.returncode

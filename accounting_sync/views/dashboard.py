@@ -48,9 +48,11 @@ class Dashboard:
         )
         running = next((run for run in runs if run.is_running), None)
         to_send = 0
-        if known.enabled:
+        if known.enabled and integration is not None:
             to_send = FinancialRecord.objects.filter(sendable(annotated, integration, now)).count()
-        upcoming = next_runs(integration, 1, now=now) if known.enabled else []
+        upcoming = (
+            next_runs(integration, 1, now=now) if known.enabled and integration is not None else []
+        )
         awaiting = 0
         if integration is not None and integration.connector == Integration.Connector.XLEDGER:
             awaiting = FinancialRecord.objects.filter(

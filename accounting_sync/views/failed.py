@@ -220,7 +220,7 @@ def failed_records_live(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def retry_records(request: HttpRequest, slug: str) -> HttpResponse:
+def retry_records(request: live.HtmxHttpRequest, slug: str) -> HttpResponse:
     """Retry Selected (S6.2) or Retry All Failed (S6.3), ahead of any backoff (S6.6).
 
     Without JavaScript it redirects back to the list with a message; from htmx it answers

@@ -45,7 +45,7 @@ def dashboard_live(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
-def trigger_sync(request: HttpRequest, slug: str) -> HttpResponse:
+def trigger_sync(request: live.HtmxHttpRequest, slug: str) -> HttpResponse:
     """Trigger Sync Now (S3): GET asks to confirm (without JavaScript); POST starts the run.
 
     It answers at once; a worker does the sending. From the dialog (htmx) the answer is

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from django import forms
@@ -37,6 +38,9 @@ from core import live
 from integrations.models import Integration
 from organizations.access import organizations_for, require_global_admin
 from organizations.models import Organization
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 # Beat asks every worker to check in each minute; past this, say none is running.
 WORKER_SILENCE = timedelta(minutes=5)
@@ -164,8 +168,8 @@ class Sort:
     """A sortable column: its label, its key, and which way a first click sorts it."""
 
     key: str
-    label: str
-    value: Callable[[Row], object]
+    label: StrOrPromise
+    value: Callable[[Row], Any]
     descending_first: bool = False  # the biggest counts are what an admin looks for
 
 
@@ -295,7 +299,7 @@ class Header:
     """A column header: a real link that sorts, and its `aria-sort` state."""
 
     key: str
-    label: str
+    label: StrOrPromise
     href: str
     aria_sort: str  # "ascending", "descending" or "" (not sorted by this column)
     next_descending: bool  # which way following the link sorts
@@ -463,7 +467,7 @@ class RowMarkup:
         )
 
 
-def _context(request: HttpRequest, now: datetime) -> dict[str, object]:
+def _context(request: HttpRequest, now: datetime) -> dict[str, Any]:
     filters = OverviewFilters(request.GET)
     overview = Overview.load(request.user, filters, now)
     wanted = filters.values()

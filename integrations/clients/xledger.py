@@ -813,6 +813,7 @@ class XledgerConnector:
         # may name any line of a voucher it refuses.
         # An id that is not an Int64String would make Xledger refuse the whole query.
         owner = {str(held[r]): r for r in rest if str(held[r]).isdigit()}
+        reference: str | None
         for reference, lines in _by_reference(self._import_items_by_reference(rest), rest).items():
             # Lines older than the voucher held belong to an earlier send of the same
             # record, e.g. one the import refused before a person sent it again: their
@@ -995,7 +996,7 @@ class XledgerConnector:
         if response.status_code == 401:
             return True
         errors = body.get("errors") if isinstance(body, dict) else None
-        return bool(errors) and _is_credential_error(errors)
+        return bool(errors and _is_credential_error(errors))
 
     def _authorization(self) -> str:
         if self.config.auth == "token":

@@ -33,7 +33,7 @@ class Command(BaseCommand):
             organizations = organizations.filter(slug=organization)
             if not organizations:
                 raise CommandError(f"No organization {organization!r}.")
-        chains = [(org.name, org.pk) for org in organizations]
+        chains: list[tuple[str, int | None]] = [(org.name, org.pk) for org in organizations]
         if not organization:
             chains.append(("platform (no organization)", None))
         broken = []
