@@ -37,7 +37,7 @@ def test_issue12_item6_a_role_granted_changed_and_removed_in_the_admin_is_traile
 ) -> None:
     client = Client()
     client.force_login(global_admin)
-    url = reverse("admin:integrations_organization_change", args=[org.pk])
+    url = reverse("admin:organizations_organization_change", args=[org.pk])
     person = make_user("new-treasurer")
 
     client.post(url, membership_form(org, [{"user": person.pk, "role": "auditor"}], 0))

@@ -369,7 +369,7 @@ def test_issue12_item2_an_organization_can_require_it_of_its_admins_not_its_audi
 def test_issue12_item2_the_requirement_is_set_in_django_admin_and_recorded(org, global_admin):
     client = Client()
     client.force_login(global_admin)
-    url = reverse("admin:integrations_organization_change", args=[org.pk])
+    url = reverse("admin:organizations_organization_change", args=[org.pk])
     form = client.get(url).context["adminform"].form
     data = {name: value for name, value in form.initial.items() if value is not None}
     data.update(
