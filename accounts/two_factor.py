@@ -34,10 +34,6 @@ def required_for(user) -> bool:
     ).exists()
 
 
-def app_device(user) -> TOTPDevice | None:
-    return TOTPDevice.objects.filter(user=user, confirmed=True).first()
-
-
 def has_device(user) -> bool:
     return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
 

@@ -283,12 +283,6 @@ class Integration(models.Model):
             kinds.append("honorarium")
         return kinds
 
-    def account_codes(self) -> set[str]:
-        return {account["code"] for account in self.erp_accounts}
-
-    def cost_center_codes(self) -> set[str]:
-        return {center["code"] for center in self.erp_cost_centers}
-
     def build_connector(self):
         from integrations.connectors import build_connector
 

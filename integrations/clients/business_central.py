@@ -265,11 +265,6 @@ def _check_token_endpoint(endpoint: str, config: BusinessCentralConfig) -> None:
     raise CallFailed(Failure(Outcome.AUTHENTICATION, Cause.NOT_ALLOWED, words, admin=words))
 
 
-def forget_app(config: BusinessCentralConfig) -> None:
-    with _apps_lock:
-        _apps.pop(_app_key(config), None)
-
-
 def _forget_access_tokens(app: msal.ConfidentialClientApplication) -> None:
     """Drop cached access tokens after the API refused one (revoked, or forgotten by the server)."""
     cache = app.token_cache
@@ -479,10 +474,6 @@ class BusinessCentralConnector:
     def list_cost_centers(self) -> list[CostCenter]:
         with admin_errors(self):
             return self._cost_centers(self._dimensions())
-
-    def list_dimensions(self) -> list[Dimension]:
-        with admin_errors(self):
-            return self._dimensions()
 
     def list_journals(self) -> list[Journal]:
         with admin_errors(self):
