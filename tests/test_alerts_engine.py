@@ -22,7 +22,7 @@ from accounting_sync.sandbox.client import SandboxProcess
 from alerts import rules
 from alerts.models import Alert, AlertRecipient
 from tests.conftest import make_user
-from tests.test_sync_engine import configure, make_records, states, sync
+from tests.factories import configure, make_records, states, sync
 
 Kind = Alert.Kind
 State = FinancialRecord.State

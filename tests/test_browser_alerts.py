@@ -17,7 +17,7 @@ from accounting_sync.orchestrator import start_run
 from accounting_sync.tasks import run_sync
 from alerts.models import Alert
 from tests.browser import accessibility_violations, log_in
-from tests.test_sync_engine import configure, make_records, sync
+from tests.factories import configure, make_records, sync
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 

@@ -23,8 +23,8 @@ from playwright.sync_api import Page, expect
 from accounting_sync.models import FinancialRecord, SyncRun
 from integrations.models import ConnectionTest, Integration, Organization
 from tests.browser import log_in
+from tests.factories import make_records
 from tests.test_browser_i18n import PAGES, site  # noqa: F401 (site: a fixture used below)
-from tests.test_sync_engine import make_records
 
 pytestmark = pytest.mark.browser
 

@@ -14,7 +14,7 @@ from accounting_sync.models import FinancialRecord, SyncRun
 from integrations.models import Membership, Organization
 from tests.browser import accessibility_violations, log_in
 from tests.conftest import PASSWORD
-from tests.test_sync_engine import configure, ledger_counts, make_records, sync
+from tests.factories import configure, ledger_counts, make_records, sync
 
 pytestmark = [pytest.mark.browser]
 

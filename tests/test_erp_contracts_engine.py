@@ -18,9 +18,8 @@ import requests
 from accounting_sync import tasks
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
 from accounting_sync.sandbox.client import SandboxProcess
-from tests.test_sync_engine import (  # noqa: F401 (the autouse fixture comes with them)
+from tests.factories import (
     BC,
-    _trust_the_sandbox,
     configure,
     ledger_counts,
     make_due,
@@ -28,6 +27,9 @@ from tests.test_sync_engine import (  # noqa: F401 (the autouse fixture comes wi
     states,
     sync,
 )
+
+# The connectors trust the sandbox and start with no cached token, in every test here.
+pytestmark = pytest.mark.usefixtures("trust_erp_sandbox")
 
 State = FinancialRecord.State
 

@@ -28,7 +28,7 @@ from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
 from accounting_sync.orchestrator import execute_run, start_run
 from audit.models import AdminAction
 from integrations.models import Integration
-from tests.test_sync_engine import configure, ledger_counts, make_records, states, sync
+from tests.factories import configure, ledger_counts, make_records, states, sync
 
 State = FinancialRecord.State
 HTMX = {"HTTP_HX_REQUEST": "true"}

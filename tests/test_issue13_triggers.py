@@ -26,8 +26,8 @@ from accounting_sync import api, tasks
 from accounting_sync.models import FinancialRecord, SyncRun
 from integrations.models import ApiKey, Integration, Organization
 from integrations.schedule import last_firing
+from tests.factories import make_records
 from tests.test_inbound_api import post, record, records
-from tests.test_sync_engine import make_records
 
 State = FinancialRecord.State
 OSLO = "Europe/Oslo"

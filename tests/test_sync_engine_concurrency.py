@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounting_sync import tasks
 from accounting_sync.models import FinancialRecord, SyncRun
 from accounting_sync.orchestrator import RunAlreadyGoing, execute_run, start_run
-from tests.test_sync_engine import configure, ledger_counts, make_records
+from tests.factories import configure, ledger_counts, make_records
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -28,7 +28,7 @@ from accounting_sync.orchestrator import start_run
 from accounting_sync.sandbox.client import SandboxProcess
 from accounting_sync.sandbox.faults import FaultInjector, Faults
 from tests.conftest import BASE_DIR, _database_url_for_worker
-from tests.test_sync_engine import configure, ledger_counts, make_records
+from tests.factories import configure, ledger_counts, make_records
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -21,7 +21,7 @@ from accounting_sync.gateway import xledger as xl
 from accounting_sync.sandbox.client import SandboxProcess
 from integrations.models import Integration, Organization
 from integrations.verify import INFORMATIONAL
-from tests.test_sync_engine import (
+from tests.factories import (
     BC,
     XLEDGER_ENTITY,
     XLEDGER_TOKEN,
