@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -80,18 +79,17 @@ def test_s2_6_disabling_during_a_run_finishes_the_batch_in_flight_and_sends_no_m
 ):
     configure(org, erp_sandbox)
     make_records(org, 600)  # three Xledger batches of 250, 250, 100
-    erp_sandbox.set_faults(latency_ms=2000)
+    # The first batch's mutation waits in the sandbox until this test lets it go, so the
+    # connector is disabled while it is in flight on any machine, not after a guessed sleep.
+    erp_sandbox.hold("addGLImportItems")
     run = start_run(org, "manual")
 
     def disable_while_the_first_batch_is_in_flight() -> None:
         try:
-            deadline = time.monotonic() + 30
-            while not SyncRun.objects.filter(pk=run.pk, total__gt=0).exists():
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
-            time.sleep(0.8)  # the first call is now waiting on the sandbox (2 s)
+            erp_sandbox.wait_until_held()
             Integration.objects.filter(organization=org).update(enabled=False)
         finally:
+            erp_sandbox.release()  # also if the wait failed: the run must not hang on it
             connections.close_all()
 
     toggler = threading.Thread(target=disable_while_the_first_batch_is_in_flight)
