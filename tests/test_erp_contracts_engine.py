@@ -217,6 +217,7 @@ def test_issue10_item10_xledger_assumptions_flipped_never_duplicate_nor_falsely_
     assert set(counts) <= {r.reference for r in records}
 
 
+@pytest.mark.slow  # six runs through faults, each case
 @pytest.mark.parametrize("assumptions", [{"bc_filter_case": "insensitive"}, {}])
 def test_issue10_item10_business_central_assumptions_flipped_never_duplicate_nor_falsely_sync(
     org, erp_sandbox, assumptions

@@ -1092,6 +1092,7 @@ def _access_tokens_in_caches() -> set[str]:
     return tokens
 
 
+@pytest.mark.slow  # every fault, six connectors: about 20 s
 def test_no_secret_appears_in_results_errors_or_logs_under_every_fault(sandbox, caplog):
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []

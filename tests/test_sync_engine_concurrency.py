@@ -47,6 +47,7 @@ def in_thread(target: Callable[[], None], errors: list[BaseException]) -> thread
     return threading.Thread(target=run)
 
 
+@pytest.mark.slow  # twenty-two threads racing on real transactions
 @pytest.mark.timeout(120)
 def test_twenty_manual_triggers_approval_and_sweep_at_once_make_one_running_run(
     org, erp_sandbox, monkeypatch
