@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench install lint format lock clean messages
+.PHONY: run test test-fast bench install lint format lock clean messages
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ test: install
 	$(BIN)/mypy .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The tests a change is checked with while working: no Chromium, no Celery worker, none of
+# the few that take over 2 s on their own (the `slow` marker, pyproject.toml). `make test`
+# before pushing still runs every one.
+test-fast: export DEBUG ?= true
+test-fast: export VAR_DIR ?= $(CURDIR)/var/test
+test-fast: install
+	$(BIN)/ruff check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/pytest -m "not slow and not browser and not worker" $(PYTEST_ARGS)
 
 # How fast a sync sends next to the ERP sandbox's raw capacity, how fast the pages answer
 # with 500 organizations and 1,000,000 sync_logs rows, and the audit log's pages and exports

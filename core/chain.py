@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from django.db import models, transaction
 from django.utils import timezone
@@ -90,10 +90,11 @@ def _lock_chains(model: type[models.Model], organization_ids: set[int | None]) -
     The organization model is read off the row's foreign key, so this module needs no
     import of the app that defines it (core is the bottom layer).
     """
-    organization = model._meta.get_field("organization").related_model
+    organization = cast("type[models.Model]", model._meta.get_field("organization").related_model)
     ids = [pk for pk in organization_ids if pk is not None]
     if ids:
-        list(organization.objects.select_for_update().filter(pk__in=ids).values_list("pk"))
+        rows = organization._default_manager.select_for_update().filter(pk__in=ids)
+        list(rows.values_list("pk"))
 
 
 class ChainedModel(models.Model):

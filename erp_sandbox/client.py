@@ -90,9 +90,17 @@ class SandboxProcess:
 
     # --- the control API ---------------------------------------------------------------------
 
-    def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _control(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        params: dict[str, Any] | None = None,
+        timeout: float = 30,
+    ) -> Any:
         response = self._session.request(
-            method, f"{self.url}/_sandbox/{path}", json=body, timeout=30
+            method, f"{self.url}/_sandbox/{path}", json=body, params=params, timeout=timeout
         )
         response.raise_for_status()
         return response.json()
@@ -116,6 +124,31 @@ class SandboxProcess:
 
     def requests(self) -> dict[str, Any]:
         return self._control("GET", "requests")
+
+    # --- holding a request (README, "Holding a request") ----------------------------------
+
+    def hold(self, match: str) -> None:
+        """API requests whose path or body contains `match` wait until `release()`."""
+        self._control("POST", "hold", {"match": match})
+
+    def wait_until_held(self, count: int = 1, timeout: float = 30) -> None:
+        """Return once `count` requests are held; the sandbox answers as soon as they are,
+        so the test waits exactly as long as the request takes to arrive."""
+        status = self._control(
+            "GET", "held", params={"at_least": count, "timeout": timeout}, timeout=timeout + 10
+        )
+        if status["held"] < count:
+            raise TimeoutError(f"no {count} request(s) held within {timeout} s: {status}")
+
+    def release(self) -> int:
+        """Let the held requests go and hold no more; answers how many were held."""
+        return self._control("POST", "release")["released"]
+
+    def wait_until_idle(self, timeout: float = 30) -> None:
+        """Return once no API request is being handled (one a client gave up on included)."""
+        status = self._control("GET", "idle", params={"timeout": timeout}, timeout=timeout + 10)
+        if status["in_flight"]:
+            raise TimeoutError(f"the sandbox was still handling requests after {timeout} s")
 
     def stop(self) -> None:
         self._session.close()

@@ -11,6 +11,10 @@ from .state import SandboxState
 from .web import Request, Response, dumps, json_response, text_response
 from .xledger import import_all
 
+GATE_ROUTES = ("/_sandbox/hold", "/_sandbox/held", "/_sandbox/release", "/_sandbox/idle")
+# Longest a GET /_sandbox/held or /_sandbox/idle waits before answering what it has.
+MAX_WAIT_S = 120.0
+
 
 def ledger(state: SandboxState) -> dict[str, Any]:
     """A copy of everything posted, safe to serialize outside the lock."""
@@ -66,10 +70,40 @@ def handle(state: SandboxState, request: Request) -> Response:
     if route == "/_sandbox/requests" and method == "GET":
         with state.lock:
             return json_response(200, {erp: dict(c) for erp, c in state.counts.items()})
+    if route in GATE_ROUTES:
+        return _gate(state, route, method, request)
     known = {"/_sandbox", "/_sandbox/ledger", "/_sandbox/faults", "/_sandbox/reset"}
     if route in known | {"/_sandbox/requests", "/_sandbox/xledger/import"}:
         return json_response(405, {"error": f"{method} is not allowed on {request.path}"})
     return json_response(404, {"error": f"no such control endpoint: {request.path}"})
+
+
+def _gate(state: SandboxState, route: str, method: str, request: Request) -> Response:
+    """Holding requests for tests (faults.RequestGate; README, "Holding a request")."""
+    gate = state.gate
+    if route == "/_sandbox/hold" and method == "POST":
+        try:
+            match = json.loads(request.body or b"{}").get("match")
+        except (ValueError, AttributeError):
+            match = None
+        if not isinstance(match, str) or not match:
+            return json_response(400, {"error": 'send {"match": "<text in the path or body>"}'})
+        gate.hold(match)
+        return json_response(200, gate.status())
+    if route == "/_sandbox/release" and method == "POST":
+        return json_response(200, {"released": gate.release()})
+    if route in ("/_sandbox/held", "/_sandbox/idle") and method == "GET":
+        try:
+            timeout = min(float(request.query.get("timeout", "0")), MAX_WAIT_S)
+            at_least = int(request.query.get("at_least", "1"))
+        except ValueError:
+            return json_response(400, {"error": "timeout and at_least must be numbers"})
+        if timeout <= 0:
+            return json_response(200, gate.status())
+        if route == "/_sandbox/held":
+            return json_response(200, gate.wait_held(at_least, timeout))
+        return json_response(200, gate.wait_idle(timeout))
+    return json_response(405, {"error": f"{method} is not allowed on {request.path}"})
 
 
 # --- the HTML page ---------------------------------------------------------------------------

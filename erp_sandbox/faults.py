@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
@@ -246,3 +247,81 @@ def _stable_fraction(seed: int, salt: str, reference: str) -> float:
     """A number in [0, 1) fixed by seed, salt and reference: the same reference, the same fate."""
     digest = hashlib.sha256(f"{seed}:{salt}:{reference}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+# --- holding requests (tests that must act while a request is in flight) -------------------
+
+# A held request goes ahead after this long even if nobody releases it: a test that fails
+# before its release must not leave the session's sandbox stuck.
+HOLD_TIMEOUT_S = 60.0
+
+
+class RequestGate:
+    """Counts the API requests being handled, and holds those that match until released.
+
+    A test that must do something *while* a request is in flight (disable the connector
+    while a batch is being posted) used to give the request a latency and sleep for part
+    of it: a race that a slow machine loses. Instead the test names a text (`hold`), waits
+    until a request containing it is held (`wait_held`), acts, and releases it.
+
+    Separate from the fault settings on purpose: it is a test's hand on one request, not
+    a behaviour of the ERP, and it has its own lock because a held request must wait
+    without holding the state lock (which every other request needs).
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._match: str | None = None
+        self._generation = 0  # each release bumps it; a held request waits for a new one
+        self.held = 0
+        self.in_flight = 0
+
+    def status(self) -> dict[str, Any]:
+        with self._condition:
+            return {"match": self._match, "held": self.held, "in_flight": self.in_flight}
+
+    def hold(self, match: str) -> None:
+        """From now on, requests whose path or body contains `match` wait for a release."""
+        with self._condition:
+            self._match = match
+
+    def release(self) -> int:
+        """Let every held request go and stop holding; answers how many were waiting."""
+        with self._condition:
+            released = self.held
+            self._match = None
+            self._generation += 1
+            self._condition.notify_all()
+        return released
+
+    def enter(self, path: str, body: bytes) -> None:
+        """Called as an API request starts; returns once it may be handled."""
+        with self._condition:
+            self.in_flight += 1
+            match = self._match
+            if match is None or (match not in path and match.encode() not in body):
+                return
+            generation = self._generation
+            self.held += 1
+            self._condition.notify_all()  # wake a test waiting in wait_held
+            try:
+                self._condition.wait_for(
+                    lambda: self._generation != generation, timeout=HOLD_TIMEOUT_S
+                )
+            finally:
+                self.held -= 1
+
+    def leave(self) -> None:
+        with self._condition:
+            self.in_flight -= 1
+            self._condition.notify_all()  # wake a test waiting in wait_idle
+
+    def wait_held(self, at_least: int, timeout: float) -> dict[str, Any]:
+        with self._condition:
+            self._condition.wait_for(lambda: self.held >= at_least, timeout=timeout)
+        return self.status()
+
+    def wait_idle(self, timeout: float) -> dict[str, Any]:
+        with self._condition:
+            self._condition.wait_for(lambda: self.in_flight == 0, timeout=timeout)
+        return self.status()

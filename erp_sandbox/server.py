@@ -71,18 +71,24 @@ class SandboxApp:
         erp, handler = self._route(request)
         if handler is None:
             return json_response(404, {"error": f"no such endpoint: {request.method} {path}"})
-        with self.state.lock:
-            delay = self.state.injector.latency_seconds(erp)
-        if delay:
-            time.sleep(delay)  # outside the lock: slow answers must not serialize others
+        # Counted in flight from here (a test can wait for none); held here if a test
+        # asked for it, before the latency and before anything is carried out.
+        self.state.gate.enter(path, request.body)
         try:
-            response = handler()
-        except Exception:
-            # A bug in the sandbox must not look like a fault it injects on purpose.
-            traceback.print_exc(file=sys.stderr)
-            response = json_response(
-                500, {"error": "sandbox internal error (see its stderr)"}, outcome="error"
-            )
+            with self.state.lock:
+                delay = self.state.injector.latency_seconds(erp)
+            if delay:
+                time.sleep(delay)  # outside the lock: slow answers must not serialize others
+            try:
+                response = handler()
+            except Exception:
+                # A bug in the sandbox must not look like a fault it injects on purpose.
+                traceback.print_exc(file=sys.stderr)
+                response = json_response(
+                    500, {"error": "sandbox internal error (see its stderr)"}, outcome="error"
+                )
+        finally:
+            self.state.gate.leave()
         if response.outcome is not None:
             self.state.count(erp, "dropped" if response.drop else response.outcome)
         return response

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .faults import ERPS, FaultInjector, Faults
+from .faults import ERPS, FaultInjector, Faults, RequestGate
 
 DEFAULT_SEED = Path(__file__).with_name("seed.json")
 OUTCOMES = ("ok", "error", "rate_limited", "dropped")
@@ -108,6 +108,8 @@ class SandboxState:
         # write, run in reverse on rollback. Only one such batch runs at a time (it
         # holds the lock throughout), so one log suffices.
         self.undo_log: list[Callable[[], None]] | None = None
+        # Outlives reset(): a request held across a reset is let go by it, not forgotten.
+        self.gate = RequestGate()
         self.reset()
 
     @classmethod
@@ -115,6 +117,8 @@ class SandboxState:
         return cls(json.loads(path.read_text(encoding="utf-8")), page_size)
 
     def reset(self) -> None:
+        # A hold left by a test that failed before its release ends with that test.
+        self.gate.release()
         with self.lock:
             seed = copy.deepcopy(self.seed)
             self.xledger: dict[str, XledgerEntity] = {}

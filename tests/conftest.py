@@ -39,6 +39,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+# --- markers: what `make test-fast` leaves out ----------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts a Celery worker is a worker test whatever its module says (its
+    fixture is what makes it slow), and every browser or worker test is slow, so that
+    `-m slow` and `-m "not slow"` mean what they say."""
+    for item in items:
+        if "celery_worker" in getattr(item, "fixturenames", ()) and not item.get_closest_marker(
+            "worker"
+        ):
+            item.add_marker(pytest.mark.worker)
+        if item.get_closest_marker("browser") or item.get_closest_marker("worker"):
+            item.add_marker(pytest.mark.slow)
+
+
 # --- people and organizations --------------------------------------------------------------
 
 

@@ -20,8 +20,8 @@ from alerts.tasks import check_alerts
 from integrations.models import Integration
 from organizations.models import Membership
 from tests.conftest import make_user
+from tests.factories import make_records
 from tests.test_audit_log import make_attempts
-from tests.test_sync_engine import make_records
 
 Kind = Alert.Kind
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

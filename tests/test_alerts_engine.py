@@ -22,7 +22,7 @@ from erp_sandbox.client import SandboxProcess
 from integrations.clients import business_central as bc
 from integrations.clients import xledger as xl
 from tests.conftest import make_user
-from tests.test_sync_engine import configure, make_records, states, sync
+from tests.factories import configure, make_records, states, sync
 
 Kind = Alert.Kind
 State = FinancialRecord.State

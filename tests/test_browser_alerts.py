@@ -17,7 +17,7 @@ from alerts.models import Alert
 from integrations.clients import business_central as bc
 from integrations.clients import xledger as xl
 from tests.browser import accessibility_violations, log_in
-from tests.test_sync_engine import configure, make_records, sync
+from tests.factories import configure, make_records, sync
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 

@@ -24,8 +24,8 @@ from accounting_sync.models import FinancialRecord, SyncRun
 from integrations.models import ConnectionTest, Integration
 from organizations.models import Organization
 from tests.browser import log_in
+from tests.factories import make_records
 from tests.test_browser_i18n import PAGES, site  # noqa: F401 (site: a fixture used below)
-from tests.test_sync_engine import make_records
 
 pytestmark = pytest.mark.browser
 
@@ -44,6 +44,40 @@ document.addEventListener("htmx:evalDisallowedError", function () {
 """
 # What Chromium logs about a policy: a refusal, or a header it could not read.
 POLICY_MESSAGE = re.compile(r"Content Security Policy|Permissions-Policy|Refused to", re.I)
+# Counts, per live part, the poll ticks htmx asks live.js about (htmx:confirm without a
+# triggering event), refused or not. Added after live.js, so it sees live.js's decision made.
+COUNT_TICKS = """() => {
+  window.__liveTicks = {};
+  document.addEventListener("htmx:confirm", function (event) {
+    var element = event.detail.elt;
+    if (element.hasAttribute("data-live") && !event.detail.triggeringEvent) {
+      window.__liveTicks[element.id] = (window.__liveTicks[element.id] || 0) + 1;
+    }
+  });
+}"""
+EVERY_LIVE_PART_TICKED = """n => Array.from(document.querySelectorAll("[data-live]"))
+  .every(element => (window.__liveTicks[element.id] || 0) >= n)"""
+# Set once htmx has handled the change event the form hears (schedule.js decides on it).
+SEE_FORM_CHANGE = """() => {
+  window.__formChangeHandled = false;
+  document.addEventListener("htmx:confirm", function (event) {
+    var trigger = event.detail.triggeringEvent;
+    var form = event.detail.elt.hasAttribute("data-preview-form");
+    if (form && trigger && trigger.type === "change") {
+      window.__formChangeHandled = true;
+    }
+  });
+}"""
+HTMX_IDLE = "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
+
+
+def wait_for_polls(page: Page, count: int) -> None:
+    """Until the page's live part has polled `count` more times and htmx has handled the
+    last answer: a fixed wait could end before a poll on a slow machine."""
+    for _ in range(count):
+        with page.expect_request_finished(lambda request: "/live/" in request.url, timeout=LIVE):
+            pass
+    page.wait_for_function(HTMX_IDLE, timeout=LIVE)
 
 
 class Watcher:
@@ -107,7 +141,7 @@ def test_issue12_item8_no_page_reports_a_csp_violation(
     visit(page, watcher, f"{live_server.url}{reverse('admin:index')}", "admin")
     # Stay a few polls on a live page: what htmx swaps in must pass the policy too.
     visit(page, watcher, f"{live_server.url}{PAGES['organization_home'](site)}", "dashboard")
-    page.wait_for_timeout(4500)
+    wait_for_polls(page, 2)
     watcher.collect("dashboard, after polling")
     assert watcher.problems == []
 
@@ -178,10 +212,12 @@ def test_issue12_item8_the_dashboard_dialog_and_polling_work_under_the_policy(
         "request",
         lambda request: polls.append(request.url) if "/live/" in request.url else None,
     )
+    page.evaluate(COUNT_TICKS)
     hide_tab(page, True)
     SyncRun.objects.filter(pk=run.pk).update(done=3)
     Organization.touch(org.pk)
-    page.wait_for_timeout(5000)
+    # Two ticks of every live part (about 4 s) came while hidden; each would have polled.
+    page.wait_for_function(EVERY_LIVE_PART_TICKED, arg=2, timeout=LIVE)
     assert polls == []
     expect(page.locator("#sync-progress-text")).to_have_text("1 of 5 records done")
     hide_tab(page, False)
@@ -259,12 +295,16 @@ def test_issue12_item8_failed_records_overview_settings_and_schedule_stay_live(
     with page.expect_response(lambda response: "preview" in response.url):
         page.get_by_role("radio", name="Custom (cron)").check()
     cron = page.get_by_label("Cron expression")
-    cron.fill("*/15 9-17 * * 1-5")
+    # The field's own preview (after its typing delay) is answered before the list is cleared.
+    with page.expect_response(lambda response: "preview" in response.url, timeout=LIVE):
+        cron.fill("*/15 9-17 * * 1-5")
     expect(preview).to_contain_text("Every 15 minutes", timeout=LIVE)
-    page.wait_for_timeout(500)
+    page.evaluate(SEE_FORM_CHANGE)
     previews.clear()
     cron.blur()  # the change event: the form must not ask for the same preview again
-    page.wait_for_timeout(1500)
+    # htmx has decided on that change (it would send the request right then), not a
+    # guessed 1.5 s later.
+    page.wait_for_function("() => window.__formChangeHandled", timeout=LIVE)
     assert previews == []
     watcher.collect("schedule")
     assert watcher.problems == []

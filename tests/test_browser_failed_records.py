@@ -15,7 +15,7 @@ from accounting_sync.models import FinancialRecord, SyncRun
 from integrations.clients import business_central as bc
 from integrations.clients import xledger as xl
 from tests.browser import accessibility_violations, log_in
-from tests.test_sync_engine import configure, ledger_counts, make_records, states, sync
+from tests.factories import configure, ledger_counts, make_records, states, sync
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 State = FinancialRecord.State

@@ -252,6 +252,7 @@ def test_issue12_item8_the_live_fragments_and_the_api_send_the_headers_too(
     assert_strict_headers(response, "api_records")
 
 
+@pytest.mark.slow  # starts manage.py in its own process
 def test_issue12_item8_production_settings_keep_the_policy_and_check_deploy_passes(
     tmp_path,
 ) -> None:

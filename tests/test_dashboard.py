@@ -19,8 +19,8 @@ from accounting_sync.models import FinancialRecord, SyncRun
 from audit.models import AdminAction
 from integrations.models import Integration
 from organizations.models import Organization
+from tests.factories import configure, make_records
 from tests.test_inbound_api import post, records
-from tests.test_sync_engine import configure, make_records
 
 pytestmark = pytest.mark.django_db
 

@@ -18,9 +18,8 @@ import requests
 from accounting_sync import tasks
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
 from erp_sandbox.client import SandboxProcess
-from tests.test_sync_engine import (  # noqa: F401 (the autouse fixture comes with them)
+from tests.factories import (
     BC,
-    _trust_the_sandbox,
     configure,
     ledger_counts,
     make_due,
@@ -28,6 +27,9 @@ from tests.test_sync_engine import (  # noqa: F401 (the autouse fixture comes wi
     states,
     sync,
 )
+
+# The connectors trust the sandbox and start with no cached token, in every test here.
+pytestmark = pytest.mark.usefixtures("trust_erp_sandbox")
 
 State = FinancialRecord.State
 
@@ -219,6 +221,7 @@ def test_issue10_item10_xledger_assumptions_flipped_never_duplicate_nor_falsely_
     assert set(counts) <= {r.reference for r in records}
 
 
+@pytest.mark.slow  # six runs through faults, each case
 @pytest.mark.parametrize("assumptions", [{"bc_filter_case": "insensitive"}, {}])
 def test_issue10_item10_business_central_assumptions_flipped_never_duplicate_nor_falsely_sync(
     org, erp_sandbox, assumptions

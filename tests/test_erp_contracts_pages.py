@@ -12,9 +12,9 @@ from accounting_sync.models import FinancialRecord
 from audit.models import AdminAction
 from integrations.forms import MappingsForm
 from integrations.models import Integration
+from tests.factories import make_records
 from tests.test_dashboard import page_for, set_state, text_of
 from tests.test_integration_settings import BC_FORM, XLEDGER_FORM, save, settings_url
-from tests.test_sync_engine import make_records
 
 pytestmark = pytest.mark.django_db
 

@@ -28,7 +28,7 @@ from core import live
 from integrations.clients import business_central as bc
 from integrations.clients import xledger as xl
 from integrations.models import Integration
-from tests.test_sync_engine import configure, ledger_counts, make_records, states, sync
+from tests.factories import configure, ledger_counts, make_records, states, sync
 
 State = FinancialRecord.State
 HTMX = {"HTTP_HX_REQUEST": "true"}

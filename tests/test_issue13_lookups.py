@@ -20,8 +20,7 @@ from accounting_sync.models import FinancialRecord, SyncEvent, SyncLog, SyncRun
 from accounting_sync.orchestrator import Orchestrator, recover_stale_runs, start_run
 from erp_sandbox.client import SandboxProcess
 from organizations.models import Organization
-from tests.test_sync_engine import (  # noqa: F401 (the autouse fixture comes with them)
-    _trust_the_sandbox,
+from tests.factories import (
     configure,
     ledger_counts,
     make_due,
@@ -29,6 +28,9 @@ from tests.test_sync_engine import (  # noqa: F401 (the autouse fixture comes wi
     states,
     sync,
 )
+
+# The connectors trust the sandbox and start with no cached token, in every test here.
+pytestmark = pytest.mark.usefixtures("trust_erp_sandbox")
 
 State = FinancialRecord.State
 

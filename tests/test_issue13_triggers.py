@@ -28,8 +28,8 @@ from accounting_sync.views import api
 from integrations.models import Integration
 from integrations.schedule import last_firing
 from organizations.models import ApiKey, Organization
+from tests.factories import make_records
 from tests.test_inbound_api import post, record, records
-from tests.test_sync_engine import make_records
 
 State = FinancialRecord.State
 OSLO = "Europe/Oslo"

@@ -60,12 +60,17 @@ query ($refs: [String!]) {
 # --- helpers --------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def web(erp_sandbox: SandboxProcess) -> Iterator[requests.Session]:
+def trusting(sandbox: SandboxProcess) -> requests.Session:
     """A session that trusts the sandbox's bundle (and ignores REQUESTS_CA_BUNDLE)."""
     session = requests.Session()
-    session.verify = str(erp_sandbox.ca_bundle)
+    session.verify = str(sandbox.ca_bundle)
     session.trust_env = False
+    return session
+
+
+@pytest.fixture
+def web(erp_sandbox: SandboxProcess) -> Iterator[requests.Session]:
+    session = trusting(erp_sandbox)
     yield session
     session.close()
 
@@ -1571,6 +1576,42 @@ def test_latency_ms_delays_api_answers(web, erp_sandbox):
     started = time.monotonic()
     erp_sandbox.faults()  # the control API is never delayed
     assert time.monotonic() - started < 0.3
+
+
+def test_a_held_request_waits_until_released_and_other_requests_go_past_it(web, erp_sandbox):
+    """The hold that tests use instead of a latency and a sleep (README, "Holding a request")."""
+    erp_sandbox.hold("addGLImportItems")
+    answers: list[dict[str, Any]] = []
+
+    def post() -> None:
+        with trusting(erp_sandbox) as own:  # the test's session stays free for the checks
+            answers.append(post_items(own, erp_sandbox, voucher("VH-HELD")))
+
+    poster = threading.Thread(target=post)
+    poster.start()
+    erp_sandbox.wait_until_held()
+    query = "{ objectKinds { edges { node { dbId } } } }"
+    assert "errors" not in gql(web, erp_sandbox, query).json()  # no match: not held
+    assert xledger_items(erp_sandbox) == []  # nothing carried out while held
+    assert erp_sandbox.release() == 1
+    poster.join(timeout=30)
+    assert "errors" not in answers[0]
+    assert [i["extIdentifier"] for i in xledger_items(erp_sandbox)] == ["VH-HELD"] * 2
+    erp_sandbox.wait_until_idle()
+    status = web.get(f"{erp_sandbox.url}/_sandbox/held").json()
+    assert status == {"match": None, "held": 0, "in_flight": 0}
+
+
+def test_a_reset_lets_a_held_request_go(web, erp_sandbox):
+    erp_sandbox.hold("objectKinds")
+    query = "{ objectKinds { edges { cursor } } }"
+    poster = threading.Thread(target=gql, args=(trusting(erp_sandbox), erp_sandbox, query))
+    poster.start()
+    erp_sandbox.wait_until_held()
+    erp_sandbox.reset()
+    poster.join(timeout=30)
+    assert not poster.is_alive()
+    assert web.post(f"{erp_sandbox.url}/_sandbox/hold", json={}).status_code == 400
 
 
 def test_only_limits_the_faults_to_one_erp(web, erp_sandbox, bc):

@@ -55,12 +55,14 @@ def manage(tmp_path: Path, *args: str, **variables: str) -> subprocess.Completed
     )
 
 
+@pytest.mark.slow  # starts manage.py in its own process
 def test_with_production_values_check_deploy_reports_nothing(tmp_path) -> None:
     result = manage(tmp_path, "check", "--deploy", "--fail-level", "DEBUG", **PRODUCTION)
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
 
 
+@pytest.mark.slow  # starts manage.py in its own process
 def test_the_demo_starts_with_no_variables_at_all(tmp_path) -> None:
     result = manage(tmp_path, "check", DEBUG="true")
     assert result.returncode == 0, result.stderr
@@ -135,6 +137,7 @@ def test_a_malformed_value_stops_start_up_naming_the_variable(tmp_path, variable
     assert f"Environment variable {named}:" in result.stderr
 
 
+@pytest.mark.slow  # starts manage.py in its own process, twice
 def test_the_sandbox_host_is_allowed_in_development_only(tmp_path) -> None:
     show = "from django.conf import settings; print(settings.ERP_ALLOWED_HOSTS)"
     production = manage(tmp_path, "shell", "-c", show, **PRODUCTION)
@@ -143,6 +146,7 @@ def test_the_sandbox_host_is_allowed_in_development_only(tmp_path) -> None:
     assert "localhost" in development.stdout
 
 
+@pytest.mark.slow  # starts manage.py in its own process
 def test_encryption_keys_accept_several_for_rotation(tmp_path) -> None:
     keys = f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}"
     result = manage(tmp_path, "check", DEBUG="true", FIELD_ENCRYPTION_KEYS=keys)

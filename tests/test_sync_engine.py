@@ -1,18 +1,15 @@
 """The sync engine in-process against the ERP sandbox: `start_run` + `execute_run`, no worker.
 
 Each test is named after the criterion it proves (docs/stories.md S2, S3, S6, S9 and
-docs/architecture.md "A record's way from the API to the ERP", "Exactly once"). The helpers at the
-top are shared with the fault and concurrency tests.
+docs/architecture.md, "Exactly once"). The builders it shares
+with the other sync tests are in tests/factories.py.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-import time
-from collections import Counter
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -30,146 +27,20 @@ from accounting_sync.orchestrator import (
     recover_stale_runs,
     start_run,
 )
-from erp_sandbox.client import SandboxProcess
-from integrations.clients import business_central as bc
-from integrations.clients import xledger as xl
 from integrations.forms import MappingsForm
-from integrations.models import CategoryMapping, Integration
+from integrations.models import Integration
 from organizations.models import Organization
+from tests.factories import (
+    PAYABLE,
+    State,
+    configure,
+    ledger_counts,
+    make_records,
+    states,
+    sync,
+)
 
-State = FinancialRecord.State
-
-XLEDGER_TOKEN = "xl-demo-blindeforbundet-token"
-XLEDGER_ENTITY = "Blindeforbundet"
-BC = {
-    "tenant_id": "3f2b9c4e-5d6a-4b7c-8e9f-0a1b2c3d4e5f",
-    "company_id": "8a4c2e6f-1b3d-4a5c-9e7f-6d8b0a2c4e6f",
-    "client_id": "5c1e7a92-0d3b-4f6e-9a8c-2b4d6f8a0c1e",
-    "secret": "hlf-demo-secret",
-    "company": "HLF",
-}
-# category → (account, cost center) per connector; the payable account is credited.
-MAPPINGS = {
-    "xledger": {"travel": ("7130", "300"), "honorarium": ("5330", "200")},
-    "business_central": {"travel": ("7130", "0300"), "honorarium": ("5330", "0200")},
-}
-PAYABLE = "2910"
-
-
-# --- shared helpers (imported by the fault and concurrency tests) ------------------------------
-
-
-def configure(
-    organization: Organization, sandbox: SandboxProcess, connector: str = "xledger", **changes: Any
-) -> Integration:
-    """An enabled, tested, mapped integration pointing at the sandbox."""
-    integration, _ = Integration.objects.get_or_create(
-        organization=organization, defaults={"connector": connector}
-    )
-    integration.connector = connector
-    if connector == "xledger":
-        integration.base_url = f"{sandbox.url}/graphql"
-        integration.xledger_auth = "token"
-        integration.cost_center_object = 1
-        integration.cost_center_kind_db_id = 101
-        secrets = {"api_token": XLEDGER_TOKEN}
-    else:
-        integration.base_url = sandbox.url
-        integration.authority_host = sandbox.url
-        integration.tenant_id = BC["tenant_id"]
-        integration.environment = "production"
-        integration.company_id = BC["company_id"]
-        integration.client_id = BC["client_id"]
-        integration.journal_code = "UTLEGG"
-        integration.cost_center_dimension = "AVDELING"
-        secrets = {"client_secret": BC["secret"]}
-    integration.set_credentials(secrets)
-    mapped = MAPPINGS[connector]
-    integration.erp_accounts = [
-        {"code": code, "name": code} for code in {PAYABLE, *(a for a, _ in mapped.values())}
-    ]
-    integration.erp_cost_centers = [{"code": c, "name": c} for _, c in mapped.values()]
-    integration.payable_account = PAYABLE
-    integration.connection_verified_at = timezone.now()
-    integration.enabled = True
-    integration.first_retry_delay_seconds = 60
-    for name, value in changes.items():
-        setattr(integration, name, value)
-    integration.save()
-    for category, (account, center) in mapped.items():
-        CategoryMapping.objects.update_or_create(
-            integration=integration,
-            category=category,
-            defaults={"account_code": account, "cost_center_code": center},
-        )
-    return integration
-
-
-def make_records(
-    organization: Organization, count: int, *, category: str = "travel", start: int = 0
-) -> list[FinancialRecord]:
-    approved = timezone.now() - timedelta(days=1)
-    records = [
-        FinancialRecord(
-            organization=organization,
-            source_id=f"claim-{category}-{start + n}",
-            kind="reimbursement",
-            category=category,
-            amount=Decimal("100.00") + Decimal(n % 900) + Decimal("0.25"),
-            currency="NOK",
-            expense_date=date.today() - timedelta(days=2),
-            approved_at=approved,
-            claimant_reference=f"V-{1000 + n % 50}",
-            claimant_name="Kari Nordmann",
-            description=f"Train Oslo-Hamar {start + n}",
-        )
-        for n in range(count)
-    ]
-    FinancialRecord.objects.bulk_create(records, batch_size=500)
-    return list(
-        FinancialRecord.objects.filter(organization=organization, category=category).order_by("pk")
-    )
-
-
-def ledger_counts(sandbox: SandboxProcess, connector: str = "xledger") -> Counter[str]:
-    """How many times each reference was posted (vouchers, not lines)."""
-    ledger = sandbox.ledger()
-    if connector == "xledger":
-        items = ledger["xledger"].get(XLEDGER_ENTITY, [])
-        # A voucher is two lines (debit, credit) with the same extIdentifier.
-        lines = Counter(item["extIdentifier"] for item in items)
-        assert all(n % 2 == 0 for n in lines.values()), "a voucher with an odd number of lines"
-        return Counter({ref: n // 2 for ref, n in lines.items()})
-    company = ledger["business_central"].get(BC["company"], {})
-    return Counter(line["externalDocumentNumber"] for line in company.get("journalLines", []))
-
-
-def sync(organization: Organization, trigger: str = "manual", **kwargs: Any) -> SyncRun:
-    run = start_run(organization, trigger, **kwargs)
-    done = execute_run(run.pk, worker="test")
-    assert done is not None
-    return done
-
-
-def make_due(organization: Organization) -> None:
-    """Every planned retry, lookup or import check is due now (the delays themselves are
-    asserted in their own tests)."""
-    FinancialRecord.objects.filter(organization=organization).exclude(
-        next_retry_at__isnull=True
-    ).update(next_retry_at=timezone.now() - timedelta(seconds=1))
-
-
-def states(organization: Organization) -> Counter[str]:
-    return Counter(
-        FinancialRecord.objects.filter(organization=organization).values_list("state", flat=True)
-    )
-
-
-@pytest.fixture(autouse=True)
-def _trust_the_sandbox(erp_sandbox: SandboxProcess, settings) -> None:
-    settings.ERP_CA_BUNDLE = str(erp_sandbox.ca_bundle)
-    xl._tokens.clear()
-    bc._apps.clear()
+pytestmark = pytest.mark.usefixtures("trust_erp_sandbox")
 
 
 # --- S2: the connector's toggle ------------------------------------------------------------------
@@ -209,18 +80,17 @@ def test_s2_6_disabling_during_a_run_finishes_the_batch_in_flight_and_sends_no_m
 ):
     configure(org, erp_sandbox)
     make_records(org, 600)  # three Xledger batches of 250, 250, 100
-    erp_sandbox.set_faults(latency_ms=2000)
+    # The first batch's mutation waits in the sandbox until this test lets it go, so the
+    # connector is disabled while it is in flight on any machine, not after a guessed sleep.
+    erp_sandbox.hold("addGLImportItems")
     run = start_run(org, "manual")
 
     def disable_while_the_first_batch_is_in_flight() -> None:
         try:
-            deadline = time.monotonic() + 30
-            while not SyncRun.objects.filter(pk=run.pk, total__gt=0).exists():
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
-            time.sleep(0.8)  # the first call is now waiting on the sandbox (2 s)
+            erp_sandbox.wait_until_held()
             Integration.objects.filter(organization=org).update(enabled=False)
         finally:
+            erp_sandbox.release()  # also if the wait failed: the run must not hang on it
             connections.close_all()
 
     toggler = threading.Thread(target=disable_while_the_first_batch_is_in_flight)

@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounting_sync import tasks
 from accounting_sync.models import FinancialRecord, SyncRun
 from accounting_sync.orchestrator import RunAlreadyGoing, execute_run, start_run
-from tests.test_sync_engine import configure, ledger_counts, make_records
+from tests.factories import configure, ledger_counts, make_records
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,6 +47,7 @@ def in_thread(target: Callable[[], None], errors: list[BaseException]) -> thread
     return threading.Thread(target=run)
 
 
+@pytest.mark.slow  # twenty-two threads racing on real transactions
 @pytest.mark.timeout(120)
 def test_twenty_manual_triggers_approval_and_sweep_at_once_make_one_running_run(
     org, erp_sandbox, monkeypatch

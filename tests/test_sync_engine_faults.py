@@ -28,7 +28,7 @@ from accounting_sync.orchestrator import start_run
 from erp_sandbox.client import SandboxProcess
 from erp_sandbox.faults import FaultInjector, Faults
 from tests.conftest import BASE_DIR, _database_url_for_worker
-from tests.test_sync_engine import configure, ledger_counts, make_records
+from tests.factories import configure, ledger_counts, make_records
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -310,18 +310,22 @@ def test_issue10_item1_a_worker_killed_between_a_line_and_its_dimension_adds_onl
 
     configure(other_org, erp_sandbox, "business_central", first_retry_delay_seconds=1)
     records = make_records(other_org, 150)  # a batch of 100 lines, then one of 50
-    # Each answer waits 1.5 s, so the lines stand without their dimension that long.
-    erp_sandbox.set_faults(latency_ms=1500)
+    # The first dimensions' batch (the only request carrying "valueCode") waits in the
+    # sandbox until released: the lines stand without their dimension until the worker
+    # is dead. A latency and a kill after polling the ledger raced the worker's next call.
+    erp_sandbox.hold('"valueCode"')
     run = start_run(other_org, SyncRun.Trigger.MANUAL)
     tasks.run_sync.delay(run.pk)
 
-    deadline = time.monotonic() + 60
-    while not any(n == 0 for n in dimensions_per_line(erp_sandbox).values()):
-        assert time.monotonic() < deadline, "no line ever stood without its dimension"
-        time.sleep(0.05)
-    worker.kill()  # between the lines' batch and their dimensions' batch
-    orphans = {ref for ref, n in dimensions_per_line(erp_sandbox).items() if n == 0}
-    erp_sandbox.set_faults()
+    try:
+        erp_sandbox.wait_until_held(timeout=60)
+        worker.kill()  # between the lines' batch and their dimensions' batch
+        orphans = {ref for ref, n in dimensions_per_line(erp_sandbox).items() if n == 0}
+    finally:
+        # The sandbox still carries out the call the dead worker made, as a real ERP
+        # would; the recovery must find those dimensions and add no second one.
+        erp_sandbox.release()
+    erp_sandbox.wait_until_idle()  # that call is done before anything reads the ledger again
     worker.start()
 
     deadline = time.monotonic() + 120

@@ -22,7 +22,7 @@ from integrations.clients import xledger as xl
 from integrations.models import Integration
 from integrations.verify import INFORMATIONAL
 from organizations.models import Organization
-from tests.test_sync_engine import (
+from tests.factories import (
     BC,
     XLEDGER_ENTITY,
     XLEDGER_TOKEN,
