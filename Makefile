@@ -40,6 +40,7 @@ test-fast: export DEBUG ?= true
 test-fast: export VAR_DIR ?= $(CURDIR)/var/test
 test-fast: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest -m "not slow and not browser and not worker" $(PYTEST_ARGS)
 
