@@ -322,6 +322,15 @@ SYNC_LOST_TRIGGER_SECONDS = get_int(
 )
 # How long a record sent to Xledger waits before its import is asked about again.
 SYNC_IMPORT_CHECK_SECONDS = get_int("SYNC_IMPORT_CHECK_SECONDS", 120, minimum=1)
+# Where every worker shares each ERP credential's request window (integrations/pacing.py):
+# a Redis URL (by default the broker's, when the broker is Redis), "" for the database
+# (the embedded default), or "off" to send unpaced.
+_pacing_default = CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis", "rediss")) else ""
+ERP_PACING_URL = env.str("ERP_PACING_URL", default="").strip() or _pacing_default
+if ERP_PACING_URL not in ("", "off") and not ERP_PACING_URL.startswith(("redis://", "rediss://")):
+    raise bad("ERP_PACING_URL", 'expected a redis:// URL, or "off"')
+# A request that would wait longer for its slot is not sent; the run retries it later.
+ERP_PACING_MAX_WAIT_SECONDS = get_int("ERP_PACING_MAX_WAIT_SECONDS", 30, minimum=1)
 
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {

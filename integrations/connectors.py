@@ -6,8 +6,10 @@ from pathlib import Path
 
 from django.conf import settings
 
+from integrations import pacing
 from integrations.clients.base import Connector
 from integrations.clients.business_central import BusinessCentralConfig, BusinessCentralConnector
+from integrations.clients.limits import BUSINESS_CENTRAL_RATE, XLEDGER_RATE
 from integrations.clients.xledger import XledgerConfig, XledgerConnector
 
 
@@ -40,6 +42,15 @@ def build_connector(integration) -> Connector:
                 claimant_subledger=integration.xledger_claimant_subledger,
                 ca_bundle=ca_bundle(),
                 allowed_hosts=allowed_hosts(),
+                # One window per credential: the token, or the OAuth2 client at its token URL.
+                pacer=pacing.pacer(
+                    "xledger:"
+                    + (
+                        secrets.get("api_token", "")
+                        or integration.token_url + integration.client_id
+                    ),
+                    XLEDGER_RATE,
+                ),
             )
         )
     return BusinessCentralConnector(
@@ -55,5 +66,10 @@ def build_connector(integration) -> Connector:
             cost_center_dimension=integration.cost_center_dimension,
             ca_bundle=ca_bundle(),
             allowed_hosts=allowed_hosts(),
+            # Microsoft counts per service principal: the app registration in its tenant.
+            pacer=pacing.pacer(
+                f"business_central:{integration.tenant_id}:{integration.client_id}",
+                BUSINESS_CENTRAL_RATE,
+            ),
         )
     )

@@ -341,3 +341,26 @@ class ConnectionTest(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+class RateWindow(models.Model):
+    """One ERP credential's request window, when there is no Redis to keep it
+    (integrations/pacing.py): this row is locked while a slot is taken."""
+
+    key = models.CharField(max_length=100, unique=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class RateSlot(models.Model):
+    """A request admitted to a window: when it went (seconds since the epoch)."""
+
+    window = models.ForeignKey(RateWindow, on_delete=models.CASCADE, related_name="slots")
+    at = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["window", "at"], name="rateslot_window_at")]
+
+    def __str__(self) -> str:
+        return f"{self.window_id} at {self.at}"

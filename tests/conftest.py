@@ -65,6 +65,13 @@ def _fast_passwords(settings) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _unpaced(settings) -> None:
+    """Tests share the sandbox's few credentials, and a pacing window outlives a test: one
+    test's requests would slow the next. tests/test_pacing.py turns pacing on."""
+    settings.ERP_PACING_URL = "off"
+
+
+@pytest.fixture(autouse=True)
 def _english_after_each_test() -> Iterator[None]:
     """A request in Norwegian leaves Norwegian active in the test's thread: the next test
     would start in it. Each test starts in the default language."""
@@ -244,6 +251,7 @@ def celery_worker(transactional_db, tmp_path) -> Iterator[subprocess.Popen]:
         "DEBUG": "true",
         # The CA the connectors trust: a test that uses the ERP sandbox points it there.
         "ERP_CA_BUNDLE": settings.ERP_CA_BUNDLE,
+        "ERP_PACING_URL": settings.ERP_PACING_URL,
     }
     with log_path.open("wb") as log:
         worker = subprocess.Popen(

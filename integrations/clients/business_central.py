@@ -65,6 +65,7 @@ from .http import (
     ms_since,
     port_of,
 )
+from .limits import Pacer
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +144,9 @@ class BusinessCentralConfig:
     # ERP_ALLOWED_HOSTS entries (see http.AllowList). None: exactly the configured
     # addresses' origins, so a connector built without a list still goes nowhere else.
     allowed_hosts: tuple[str, ...] | None = None
+    # Paces the API's requests in a window shared by every worker (limits.py); None
+    # sends unpaced (unit tests, verify_erp's single calls).
+    pacer: Pacer | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.page_size <= 20_000:
@@ -442,6 +446,7 @@ class BusinessCentralConnector:
             allowed=config.allow_list,
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
+            pacer=config.pacer,
         )
         self._api = config.api_root
         self._company_path = config.company_path

@@ -37,6 +37,9 @@ from urllib3.exceptions import (
 )
 
 from .base import ConnectorError, Outcome, PostResult, truncate
+from .limits import LimitReached, Pacer
+
+logger = logging.getLogger(__name__)
 
 USER_AGENT = "voluntary-ledger/0.1 (accounting-sync)"
 
@@ -69,8 +72,15 @@ class _GuardedAdapter(_TimeoutAdapter):
     on every request, not only when an address is saved, and no caller can skip it.
     """
 
-    def __init__(self, timeout: tuple[float, float], allowed: AllowList, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        timeout: tuple[float, float],
+        allowed: AllowList,
+        pacer: Pacer | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._allowed = allowed
+        self._pacer = pacer
         super().__init__(timeout, **kwargs)
 
     def send(self, request, timeout=None, **kwargs):  # type: ignore[override]
@@ -78,6 +88,8 @@ class _GuardedAdapter(_TimeoutAdapter):
         if problem:
             # Refused before a byte is sent: no header (credentials) leaves the server.
             raise AddressRefused(_not_allowed_failure(request.url, problem), request=request)
+        if self._pacer is not None:
+            self._pace(request)
         response = super().send(request, timeout=timeout, **kwargs)
         if 300 <= response.status_code < 400:
             # Never followed and never read: the answer of a host we were sent to by
@@ -87,6 +99,22 @@ class _GuardedAdapter(_TimeoutAdapter):
             raise AddressRefused(_redirect_failure(request.url, status, location), request=request)
         return response
 
+    def _pace(self, request: requests.PreparedRequest) -> None:
+        """Wait for a slot in the credential's shared window (limits.py)."""
+        assert self._pacer is not None
+        try:
+            self._pacer.before_request()
+        except LimitReached as full:
+            raise AddressRefused(_paced_failure(full.wait), request=request) from None
+        except Exception as problem:
+            # The ERP enforces its limit itself and a 429 is handled like any answer:
+            # pacing is a courtesy, not a reason to stop sending.
+            logger.warning(
+                "ERP request sent unpaced: the rate limiter failed (%s: %s)",
+                type(problem).__name__,
+                problem,
+            )
+
 
 def make_session(
     ca_bundle: str | bool = True,
@@ -94,15 +122,17 @@ def make_session(
     allowed: AllowList,
     connect_timeout: float = 5,
     read_timeout: float = 60,
+    pacer: Pacer | None = None,
 ) -> requests.Session:
     """A pooled session that verifies TLS against `ca_bundle` (a path, or True for certifi)
-    and sends only to `allowed` addresses."""
+    and sends only to `allowed` addresses, each request paced by `pacer` when given."""
     return configure_session(
         requests.Session(),
         ca_bundle,
         allowed=allowed,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
+        pacer=pacer,
     )
 
 
@@ -113,6 +143,7 @@ def configure_session(
     allowed: AllowList,
     connect_timeout: float = 5,
     read_timeout: float = 60,
+    pacer: Pacer | None = None,
 ) -> requests.Session:
     """Give `session` (also a requests-oauthlib OAuth2Session) our gate, pool, trust and timeouts.
 
@@ -123,6 +154,7 @@ def configure_session(
     adapter = _GuardedAdapter(
         (connect_timeout, read_timeout),
         allowed,
+        pacer,
         pool_connections=POOL_SIZE,
         pool_maxsize=POOL_SIZE,
         max_retries=0,
@@ -289,6 +321,15 @@ _REFUSAL_WORDS = {
 }
 
 
+def _paced_failure(wait: float) -> Failure:
+    return Failure(
+        Outcome.RATE_LIMITED,
+        Cause.PACED,
+        f"Held back: the credential's request limit is reached for {wait:.0f} more seconds.",
+        retry_after=wait,
+    )
+
+
 def _redirect_failure(url: str, status: int, location: str) -> Failure:
     """A 3xx answer, never followed.
 
@@ -329,6 +370,7 @@ class Cause(enum.StrEnum):
     DROPPED = "dropped"
     BAD_ADDRESS = "bad_address"
     NOT_ALLOWED = "not_allowed"  # refused by the allow-list before sending
+    PACED = "paced"  # held back by our own pacing (limits.py) before sending
     REDIRECT = "redirect"  # a 3xx answer, never followed
     HTTP = "http"
     OTHER = "other"
@@ -557,6 +599,7 @@ _NETWORK_WORDS = {
     Cause.DROPPED: "The connection was closed after the request was sent, without an answer.",
     Cause.BAD_ADDRESS: "The address is not a valid URL.",
     Cause.NOT_ALLOWED: "The address is not one this server may contact.",
+    Cause.PACED: "Held back by this server's pacing of requests to the ERP.",
     Cause.REDIRECT: "The address answered with a redirect.",
     Cause.OTHER: "The request could not be completed.",
     Cause.HTTP: "The server refused the request.",

@@ -64,6 +64,7 @@ from .http import (
     make_session,
     ms_since,
 )
+from .limits import Pacer
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,9 @@ class XledgerConfig:
     # ERP_ALLOWED_HOSTS entries (see http.AllowList). None: exactly the configured
     # addresses' origins, so a connector built without a list still goes nowhere else.
     allowed_hosts: tuple[str, ...] | None = None
+    # Paces the API's requests in a window shared by every worker (limits.py); None
+    # sends unpaced (unit tests, verify_erp's single calls).
+    pacer: Pacer | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.auth not in ("token", "oauth2"):
@@ -529,6 +533,7 @@ class XledgerConnector:
             allowed=config.allow_list,
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
+            pacer=config.pacer,
         )
         self._host = host_of(config.graphql_url)
 
