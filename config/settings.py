@@ -309,7 +309,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # The sync engine's timings (seconds).
-SYNC_STALE_AFTER_SECONDS = get_int("SYNC_STALE_AFTER_SECONDS", 300, minimum=5)
+# A running sync beats every third of this from a thread of its own (orchestrator
+# `_heartbeat`), so a slow batch never looks dead and a killed worker's run is closed by the
+# sweep within this plus SYNC_SWEEP_SECONDS.
+SYNC_STALE_AFTER_SECONDS = get_int("SYNC_STALE_AFTER_SECONDS", 45, minimum=5)
 SYNC_APPROVAL_DELAY_SECONDS = get_int("SYNC_APPROVAL_DELAY_SECONDS", 5)
 SYNC_SWEEP_SECONDS = get_int("SYNC_SWEEP_SECONDS", 30, minimum=1)
 # Pending records this old with no run since they arrived lost their approval trigger

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -524,3 +525,28 @@ def test_a_run_closed_by_the_sweep_while_alive_leaves_its_records_for_lookup(
     assert set(
         FinancialRecord.objects.filter(organization=org).values_list("state", "needs_lookup")
     ) == {("failed", True)}  # left for the next run's lookup, which will find them
+
+
+@pytest.mark.django_db(transaction=True)
+def test_issue13_item5_a_slow_batch_keeps_its_run_alive_past_the_stale_limit(
+    org, erp_sandbox, settings
+):
+    """The run's own heartbeat thread beats while a batch waits on the ERP: the sweep
+    leaves a slow but live run alone, though the batch outlasts SYNC_STALE_AFTER_SECONDS."""
+    settings.SYNC_STALE_AFTER_SECONDS = 3  # a beat every second
+    configure(org, erp_sandbox)
+    make_records(org, 3)
+    run = start_run(org, "manual")
+    erp_sandbox.hold("addGLImportItems")
+    worker = threading.Thread(target=execute_run, args=(run.pk, "slow@host"))
+    worker.start()
+    try:
+        erp_sandbox.wait_until_held(1)
+        time.sleep(settings.SYNC_STALE_AFTER_SECONDS + 1.5)
+        assert recover_stale_runs() == []
+    finally:
+        erp_sandbox.release()
+        worker.join(timeout=30)
+    run.refresh_from_db()
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert states(org) == {State.SYNCED: 3}
