@@ -16,11 +16,13 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP)
 
 # The demo: SQLite and a folder-based broker under var/, no server to install.
+# `make run DEMO_FEED=1` also runs the Procfile's feed: an approval every few seconds.
 run: export DEBUG ?= true
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile \
+		$(if $(filter-out 0 false,$(DEMO_FEED)),,-c feed=0)
 
 # Every test. CI sets DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis);
 # without them the suite runs on SQLite and the folder broker under var/test.

@@ -25,6 +25,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--page-size", type=int, default=50, help="Business Central's default page size"
     )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument(
+        "--persist",
+        action="store_true",
+        help="keep what was posted in <state-dir>/ledger.json across restarts (the demo)",
+    )
     args = parser.parse_args(argv)
     if args.page_size < 1:
         parser.error("--page-size must be at least 1")
@@ -39,8 +44,9 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    state = SandboxState.from_file(args.seed, page_size=args.page_size)
-    tls = prepare_tls(args.state_dir)
+    tls = prepare_tls(args.state_dir)  # creates the state dir
+    ledger_file = args.state_dir / "ledger.json" if args.persist else None
+    state = SandboxState.from_file(args.seed, page_size=args.page_size, ledger_file=ledger_file)
     server = SandboxServer((args.host, args.port), SandboxApp(state, args.verbose), tls)
     signal.signal(signal.SIGTERM, _stop)
     port = server.server_address[1]

@@ -39,7 +39,13 @@ class SandboxProcess:
 
     @classmethod
     def start(
-        cls, state_dir: Path, port: int = 0, page_size: int = 50, *, verbose: bool = False
+        cls,
+        state_dir: Path,
+        port: int = 0,
+        page_size: int = 50,
+        *,
+        verbose: bool = False,
+        persist: bool = False,
     ) -> SandboxProcess:
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -56,6 +62,8 @@ class SandboxProcess:
         ]
         if verbose:
             command.append("--verbose")
+        if persist:
+            command.append("--persist")
         log_path = state_dir / "sandbox.log"
         with log_path.open("ab") as log:
             process = subprocess.Popen(

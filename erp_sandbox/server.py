@@ -65,6 +65,12 @@ class SandboxApp:
         self.verbose = verbose
 
     def handle(self, request: Request) -> Response:
+        response = self._handle(request)
+        if request.method != "GET":  # only a POST, PATCH or DELETE can change the ledger
+            self.state.save_ledger()
+        return response
+
+    def _handle(self, request: Request) -> Response:
         path = request.path
         if path == "/_sandbox" or path.startswith("/_sandbox/"):
             return control.handle(self.state, request)

@@ -2,7 +2,8 @@
 
 One `SandboxState` per process. All of it is guarded by `lock` (re-entrant, because a
 Business Central `$batch` holds it across the sub-requests it runs, and those take it
-again). Nothing is written to disk: a restart or `/_sandbox/reset` returns to the seed.
+again). Nothing is written to disk unless a ledger file is given (`--persist`, the demo):
+then what was posted survives a restart; `/_sandbox/reset` returns to the seed either way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,18 @@ from .faults import ERPS, FaultInjector, Faults, RequestGate
 
 DEFAULT_SEED = Path(__file__).with_name("seed.json")
 OUTCOMES = ("ok", "error", "rate_limited", "dropped")
+# What a ledger file keeps of each tenant: what was posted and the counters that number
+# it, so that ids stay unique after a restart. Tokens and faults are not kept.
+XLEDGER_POSTED = (
+    "items",
+    "next_item_db_id",
+    "transactions",
+    "next_transaction_db_id",
+    "import_errors",
+    "next_error_db_id",
+    "next_call_id",
+)
+BC_POSTED = ("journal_lines", "dimension_set_lines", "gl_entries", "next_entry_number")
 
 
 @dataclass
@@ -100,10 +114,13 @@ class IssuedToken:
 
 
 class SandboxState:
-    def __init__(self, seed: dict[str, Any], page_size: int = 50) -> None:
+    def __init__(
+        self, seed: dict[str, Any], page_size: int = 50, ledger_file: Path | None = None
+    ) -> None:
         self.lock = threading.RLock()
         self.seed = seed
         self.page_size = page_size
+        self.ledger_file = ledger_file
         # Set while a `$batch` with `Isolation: snapshot` runs: closures that undo each
         # write, run in reverse on rollback. Only one such batch runs at a time (it
         # holds the lock throughout), so one log suffices.
@@ -111,10 +128,14 @@ class SandboxState:
         # Outlives reset(): a request held across a reset is let go by it, not forgotten.
         self.gate = RequestGate()
         self.reset()
+        if ledger_file is not None and ledger_file.exists():
+            self._restore(json.loads(ledger_file.read_text(encoding="utf-8"), object_hook=_decode))
 
     @classmethod
-    def from_file(cls, path: Path, page_size: int = 50) -> SandboxState:
-        return cls(json.loads(path.read_text(encoding="utf-8")), page_size)
+    def from_file(
+        cls, path: Path, page_size: int = 50, ledger_file: Path | None = None
+    ) -> SandboxState:
+        return cls(json.loads(path.read_text(encoding="utf-8")), page_size, ledger_file)
 
     def reset(self) -> None:
         # A hold left by a test that failed before its release ends with that test.
@@ -158,6 +179,49 @@ class SandboxState:
             self.injector = FaultInjector()
             self.counts = {erp: dict.fromkeys(OUTCOMES, 0) for erp in ERPS}
 
+    # --- the ledger file --------------------------------------------------------------------
+
+    def _companies(self) -> dict[str, BcCompany]:
+        return {
+            f"{tenant_id}/{environment}/{company_id}": company
+            for tenant_id, tenant in self.bc_tenants.items()
+            for environment, companies in tenant.environments.items()
+            for company_id, company in companies.items()
+        }
+
+    def save_ledger(self) -> None:
+        """Write what was posted to the ledger file, if there is one (atomically)."""
+        if self.ledger_file is None:
+            return
+        with self.lock:
+            posted = {
+                "xledger": {
+                    name: {key: getattr(entity, key) for key in XLEDGER_POSTED}
+                    for name, entity in self.xledger.items()
+                },
+                "business_central": {
+                    key: {name: getattr(company, name) for name in BC_POSTED}
+                    for key, company in self._companies().items()
+                },
+            }
+            text = json.dumps(posted, ensure_ascii=False, default=_encode)
+        temporary = self.ledger_file.with_name(f"{self.ledger_file.name}.tmp")
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(self.ledger_file)  # a crash never leaves half a ledger
+
+    def _restore(self, posted: dict[str, Any]) -> None:
+        # A tenant no longer in the seed is dropped: there is nowhere to put its entries.
+        with self.lock:
+            for name, saved in posted.get("xledger", {}).items():
+                if entity := self.xledger.get(name):
+                    for key in XLEDGER_POSTED:
+                        setattr(entity, key, saved[key])
+            companies = self._companies()
+            for key, saved in posted.get("business_central", {}).items():
+                if company := companies.get(key):
+                    for name in BC_POSTED:
+                        setattr(company, name, saved[name])
+
     # --- tokens ---------------------------------------------------------------------------
 
     def issue_token(self, store: dict[str, IssuedToken], owner: str, lifetime_s: int) -> str:
@@ -186,3 +250,16 @@ class SandboxState:
     def record_undo(self, undo: Callable[[], None]) -> None:
         if self.undo_log is not None:
             self.undo_log.append(undo)
+
+
+def _encode(value: Any) -> Any:
+    # Business Central amounts are Decimal; a float would not come back the same.
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _decode(value: dict[str, Any]) -> Any:
+    if value.keys() == {"$decimal"}:
+        return Decimal(value["$decimal"])
+    return value

@@ -154,6 +154,17 @@ class ApiKey(models.Model):
         return key, raw_key
 
     @classmethod
+    def adopt(cls, organization: Organization, raw_key: str) -> ApiKey:
+        """Keep a key chosen elsewhere, as the active key of an organization that has none
+        (the demo's published key, so that its feed can post without a secret)."""
+        parts = raw_key.split("_", 2)
+        if len(parts) != 3 or parts[0] != cls.PREFIX:
+            raise ValueError(f"an API key looks like {cls.PREFIX}_<prefix>_<secret>")
+        return cls.objects.create(
+            organization=organization, prefix=parts[1], key_hash=cls._hash(raw_key)
+        )
+
+    @classmethod
     def authenticate(cls, raw_key: str) -> ApiKey | None:
         parts = raw_key.split("_", 2)
         if len(parts) != 3 or parts[0] != cls.PREFIX:
