@@ -29,7 +29,7 @@ WORDS = {
     "nb": {
         "needs_setup": "Må settes opp",
         "healthy": "I orden",
-        "waiting": "venter på en tilordning",
+        "waiting": "venter på kontering",
     },
 }
 
