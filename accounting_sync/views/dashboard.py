@@ -18,7 +18,7 @@ from accounting_sync.health import Facts, Health, assess, facts, next_change, wi
 from accounting_sync.models import FinancialRecord, SyncRun
 from accounting_sync.orchestrator import sendable
 from core import live
-from integrations.models import Integration, SetupSteps
+from integrations.models import CategoryMapping, Integration, SetupSteps
 from integrations.schedule import NextRun, next_runs
 from organizations.models import Organization
 
@@ -86,13 +86,13 @@ class Dashboard:
         """Counted from the records themselves (pending or skipped, no mapping)."""
         if not known.unmapped_waiting:
             return ()
-        mapped = Integration.objects.filter(organization=organization).values("mappings__category")
+        mapped = CategoryMapping.objects.filter(integration__organization=organization)
         rows = (
             FinancialRecord.objects.filter(
                 organization=organization,
                 state__in=[FinancialRecord.State.PENDING, FinancialRecord.State.SKIPPED],
             )
-            .exclude(category__in=mapped.exclude(mappings__category=None))
+            .exclude(category__in=mapped.values("category"))
             .values("category")
             .annotate(count=Count("pk"))
             .order_by("-count", "category")
