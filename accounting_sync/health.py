@@ -151,8 +151,6 @@ def needs_setup(facts: Facts) -> str | None:
             "%(count)d records are waiting for a mapping of their category.",
             facts.unmapped_waiting,
         ) % {"count": facts.unmapped_waiting}
-    if facts.last_run_skipped_only:
-        return str(_("The last sync sent nothing: it skipped every record."))
     return None
 
 
@@ -172,6 +170,10 @@ def assess(facts: Facts, now: datetime) -> Health:
         return Health(AMBER, str(_("Records failed in the last sync.")), stale)
     if reason := needs_setup(facts):
         return Health(SETUP, reason, stale)
+    if facts.last_run_skipped_only:
+        # What it skipped has been mapped since (or it would still wait, above): it goes
+        # with the next sync, but nothing has shown yet that it will.
+        return Health(IDLE, str(_("The last sync sent nothing: it skipped every record.")), stale)
     if not facts.ever_sent:
         return Health(IDLE, str(_("No record has been sent yet.")), stale)
     if stale:

@@ -189,7 +189,8 @@ FACTS: dict[str, Any] = {
         ({"payable_chosen": False}, "setup", "payable account"),
         ({"any_mapping": False}, "setup", "Map the expense categories"),
         ({"unmapped_waiting": 20}, "setup", "20 records are waiting for a mapping"),
-        ({"last_run_skipped_only": True}, "setup", "skipped every record"),
+        ({"last_run_skipped_only": True}, "idle", "skipped every record"),  # mapped since
+        ({"last_run_skipped_only": True, "unmapped_waiting": 2}, "setup", "2 records are"),
         ({"ever_sent": False}, "idle", "No record has been sent yet."),
         ({"unmapped_waiting": 3, "failed": 1}, "amber", "failed"),  # errors come first
         ({"enabled": False, "unmapped_waiting": 3}, "grey", "turned off"),
