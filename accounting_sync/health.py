@@ -27,6 +27,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -51,9 +52,15 @@ GREEN = Level("green", _("Healthy"), "✓")
 AMBER = Level("amber", _("Errors"), "⚠")
 RED = Level("red", _("Overdue"), "✗")
 GREY = Level("grey", _("Off"), "○")
-LEVELS = {level.key: level for level in (GREEN, AMBER, RED, GREY)}
+# Enabled, but records cannot be sent until a person finishes the setup: a payable
+# account, a mapping, or a mapping for the categories records are waiting in (issue 11).
+SETUP = Level("setup", _("Needs setup"), "!")
+# Enabled and nothing wrong, but nothing proves it works: no record sent yet, or no sync
+# for a day with nothing waiting. Green is kept for a connector seen to send.
+IDLE = Level("idle", _("Idle"), "◌")
+LEVELS = {level.key: level for level in (GREEN, AMBER, RED, GREY, SETUP, IDLE)}
 # Worst first: the overview sorts by this.
-SEVERITY = {"red": 0, "amber": 1, "green": 2, "grey": 3}
+SEVERITY = {"red": 0, "amber": 1, "setup": 2, "idle": 3, "green": 4, "grey": 5}
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,12 @@ class Facts:
     last_sync_at: datetime | None  # the end of the last run that sent without failing whole
     last_run_failures: bool  # the last finished run had failed records, or failed whole
     schedule_came_due: bool  # the schedule said "sync now" in the last 24 hours
+    # Setup the engine needs to send anything (issue 11); defaults keep old callers whole.
+    payable_chosen: bool = True
+    any_mapping: bool = True
+    unmapped_waiting: int = 0  # pending or skipped records whose category has no mapping
+    ever_sent: bool = True  # a record was sent at least once (synced or awaiting import)
+    last_run_skipped_only: bool = False  # the last finished run sent none and skipped some
 
 
 @dataclass(frozen=True)
@@ -122,6 +135,25 @@ def schedule_came_due(integration, now: datetime) -> bool:
     return _came_due[key]
 
 
+def needs_setup(facts: Facts) -> str | None:
+    """Why records cannot be sent until a person finishes the setup, in words; or None."""
+    if not facts.payable_chosen:
+        return str(
+            _("Choose the payable account on the mappings page: nothing is sent without one.")
+        )
+    if not facts.any_mapping:
+        return str(
+            _("Map the expense categories on the mappings page: nothing is sent until then.")
+        )
+    if facts.unmapped_waiting:
+        return ngettext(
+            "%(count)d record is waiting for a mapping of its category.",
+            "%(count)d records are waiting for a mapping of their category.",
+            facts.unmapped_waiting,
+        ) % {"count": facts.unmapped_waiting}
+    return None
+
+
 def assess(facts: Facts, now: datetime) -> Health:
     stale = is_stale(facts, now)
     if not facts.configured:
@@ -136,7 +168,42 @@ def assess(facts: Facts, now: datetime) -> Health:
         )
     if facts.failed or facts.last_run_failures:
         return Health(AMBER, str(_("Records failed in the last sync.")), stale)
+    if reason := needs_setup(facts):
+        return Health(SETUP, reason, stale)
+    if facts.last_run_skipped_only:
+        # What it skipped has been mapped since (or it would still wait, above): it goes
+        # with the next sync, but nothing has shown yet that it will.
+        return Health(IDLE, str(_("The last sync sent nothing: it skipped every record.")), stale)
+    if not facts.ever_sent:
+        return Health(IDLE, str(_("No record has been sent yet.")), stale)
+    if stale:
+        # S5.3 warns about it, so it is not called healthy (issue 11); not red either:
+        # nothing was waiting and no schedule came due.
+        return Health(
+            IDLE,
+            str(_("No sync for more than 24 hours, though nothing was waiting to be sent.")),
+            stale,
+        )
     return Health(GREEN, str(_("The last sync completed without errors.")), stale)
+
+
+def next_change(facts: Facts, now: datetime, next_scheduled: datetime | None = None):
+    """The next moment health may change with the clock alone, or None.
+
+    Records still on their way turn overdue 15 minutes after they arrived; a connector
+    turns stale 24 hours after its last sync; a schedule coming due may turn a stale one
+    red. A live page carries this moment in its version, so its poll re-renders once it
+    has passed although nothing in the database changed (`core.live`).
+    """
+    if not facts.configured or not facts.enabled:
+        return None
+    moments = [next_scheduled]
+    if facts.oldest_pending_at is not None:
+        moments.append(facts.oldest_pending_at + ON_THEIR_WAY)
+    if facts.last_sync_at is not None:
+        moments.append(facts.last_sync_at + STALE_AFTER)
+    ahead = [moment for moment in moments if moment is not None and moment > now]
+    return min(ahead, default=None)
 
 
 def _per_organization(queryset: QuerySet, aggregate, output=None) -> Subquery:
@@ -148,9 +215,17 @@ def _per_organization(queryset: QuerySet, aggregate, output=None) -> Subquery:
 def with_facts(organizations: QuerySet) -> QuerySet:
     """Annotate each organization with what `facts` needs: one query for any number."""
     from accounting_sync.models import FinancialRecord, SyncRun
+    from integrations.models import CategoryMapping, Integration
 
+    State = FinancialRecord.State
     records = FinancialRecord.objects.all()
-    pending = records.filter(state=FinancialRecord.State.PENDING)
+    pending = records.filter(state=State.PENDING)
+    mapping_of_category = CategoryMapping.objects.filter(
+        integration__organization_id=OuterRef("organization_id"), category=OuterRef("category")
+    )
+    unmapped = records.filter(state__in=[State.PENDING, State.SKIPPED]).exclude(
+        Exists(mapping_of_category)
+    )
     finished = SyncRun.objects.filter(organization=OuterRef("pk"), finished_at__isnull=False)
     last_run = finished.order_by("-finished_at", "-id")
     counted = IntegerField()
@@ -171,6 +246,23 @@ def with_facts(organizations: QuerySet) -> QuerySet:
             ).values("bad")[:1]
         ),
         run_going=Exists(SyncRun.objects.filter(organization=OuterRef("pk"), status="running")),
+        payable_chosen=Exists(
+            Integration.objects.filter(organization_id=OuterRef("pk")).exclude(payable_account="")
+        ),
+        any_mapping=Exists(
+            CategoryMapping.objects.filter(integration__organization_id=OuterRef("pk"))
+        ),
+        unmapped_waiting=Coalesce(_per_organization(unmapped, Count("pk"), counted), Value(0)),
+        ever_sent=Exists(
+            records.filter(organization=OuterRef("pk"), state__in=[State.SYNCED, State.AWAITING])
+        ),
+        last_run_skipped_only=Subquery(
+            last_run.annotate(
+                skipped_only=ExpressionWrapper(
+                    Q(sent=0, skipped__gt=0), output_field=BooleanField()
+                )
+            ).values("skipped_only")[:1]
+        ),
     )
 
 
@@ -187,4 +279,9 @@ def facts(organization, now: datetime) -> Facts:
         last_sync_at=organization.last_sync_at,
         last_run_failures=bool(organization.last_run_failures),
         schedule_came_due=configured and schedule_came_due(integration, now),
+        payable_chosen=organization.payable_chosen,
+        any_mapping=organization.any_mapping,
+        unmapped_waiting=organization.unmapped_waiting,
+        ever_sent=organization.ever_sent,
+        last_run_skipped_only=bool(organization.last_run_skipped_only),
     )

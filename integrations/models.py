@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import calendar
 import zoneinfo
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from django.conf import settings
@@ -21,6 +22,60 @@ from integrations.validators import (
     validate_tenant_id,
 )
 from organizations.models import Organization
+
+
+@dataclass(frozen=True)
+class SetupStep:
+    """One step of the setup checklist (issue 11): a code the templates put in words.
+
+    Codes, in order: `credentials` (saved), `tested` (a connection test passed), `mapped`
+    (every category that has arrived is mapped and a payable account is chosen),
+    `enabled` (the connector is on).
+    """
+
+    code: str
+    done: bool
+    # `mapped` only: the categories of arrived records that have no mapping yet.
+    unmapped: tuple[str, ...] = field(default=())
+    payable_missing: bool = False
+
+    CREDENTIALS: ClassVar[str] = "credentials"
+    TESTED: ClassVar[str] = "tested"
+    MAPPED: ClassVar[str] = "mapped"
+    ENABLED: ClassVar[str] = "enabled"
+
+
+@dataclass(frozen=True)
+class SetupSteps:
+    """The checklist, shared by the dashboard and the settings page: ready or not, and why."""
+
+    steps: tuple[SetupStep, ...]
+
+    def __iter__(self):
+        return iter(self.steps)
+
+    @property
+    def ready(self) -> bool:
+        return all(step.done for step in self.steps)
+
+    @property
+    def next_step(self) -> SetupStep | None:
+        return next((step for step in self.steps if not step.done), None)
+
+    @classmethod
+    def not_started(cls) -> SetupSteps:
+        """An organization with no integration at all: nothing is done."""
+        return cls(
+            tuple(
+                SetupStep(code, False)
+                for code in (
+                    SetupStep.CREDENTIALS,
+                    SetupStep.TESTED,
+                    SetupStep.MAPPED,
+                    SetupStep.ENABLED,
+                )
+            )
+        )
 
 
 class Integration(models.Model):
@@ -242,12 +297,43 @@ class Integration(models.Model):
         ]
 
     def why_not_enable(self) -> str | None:
-        """The reason the connector cannot be enabled now, in words; None if it can (S2.4)."""
+        """The reason the connector cannot be enabled now, in words; None if it can (S2.4).
+
+        Enabled without a payable account or any mapping, a sync would skip every record
+        and send nothing (issue 11), so those come first too.
+        """
         if self.missing_secrets():
             return _("Save the credentials first.")
         if self.connection_verified_at is None:
             return _("Run Test Connection and make it pass first.")
+        if not self.payable_account:
+            return _("Choose the payable account on the mappings page first.")
+        if not self.mappings.exists():
+            return _("Map at least one expense category on the mappings page first.")
         return None
+
+    def unmapped_categories(self) -> list[str]:
+        """Categories of records that have arrived and have no mapping, in order."""
+        arrived = set(self.organization.records.values_list("category", flat=True).distinct())
+        mapped = set(self.mappings.values_list("category", flat=True))
+        return sorted(arrived - mapped)
+
+    def setup_steps(self) -> SetupSteps:
+        """The setup checklist (issue 11): what is done and what is next, in order."""
+        credentials = self.has_credentials and not self.missing_secrets()
+        tested = credentials and self.connection_verified_at is not None
+        unmapped = tuple(self.unmapped_categories()) if self.pk else ()
+        payable_missing = not self.payable_account
+        any_mapping = bool(self.pk) and self.mappings.exists()
+        mapped = tested and not unmapped and not payable_missing and any_mapping
+        return SetupSteps(
+            (
+                SetupStep(SetupStep.CREDENTIALS, credentials),
+                SetupStep(SetupStep.TESTED, tested),
+                SetupStep(SetupStep.MAPPED, mapped, unmapped, payable_missing),
+                SetupStep(SetupStep.ENABLED, self.enabled),
+            )
+        )
 
     def set_enabled(self, enabled: bool, actor) -> str | None:
         """Turn the connector on or off (S2.1); say why not if it cannot be enabled (S2.4)."""
@@ -257,11 +343,7 @@ class Integration(models.Model):
         if self.enabled != enabled:
             self.enabled = enabled
             self.save(update_fields=["enabled", "updated_at"])
-            kind = (
-                TrailKind.CONNECTOR_ENABLED
-                if enabled
-                else TrailKind.CONNECTOR_DISABLED
-            )
+            kind = TrailKind.CONNECTOR_ENABLED if enabled else TrailKind.CONNECTOR_DISABLED
             record_action(actor, self.organization, kind, connector=self.connector)
         return None
 

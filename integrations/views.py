@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from core import live
 from core.events import TrailKind, record_action
 from integrations.forms import IntegrationSettingsForm, MappingsForm
-from integrations.models import ConnectionTest, Integration
+from integrations.models import ConnectionTest, Integration, SetupSteps
 from integrations.tasks import run_connection_test
 from organizations.access import (
     organization_for,
@@ -32,11 +32,13 @@ def _connection_context(
     organization, can_write: bool, integration: Integration | None
 ) -> dict[str, Any]:
     test = integration.connection_tests.first() if integration else None
+    setup = integration.setup_steps() if integration else SetupSteps.not_started()
     return {
         "organization": organization,
         "integration": integration,
         "test": test,
         "why_not_enable": integration.why_not_enable() if integration else None,
+        "setup": None if setup.ready else setup,  # the checklist, shown until all is done
         "can_write": can_write,
     }
 
@@ -44,9 +46,7 @@ def _connection_context(
 @login_required
 @require_http_methods(["GET", "POST"])
 def integration_settings(request: live.HtmxHttpRequest, slug: str) -> HttpResponse:
-    organization, can_write = organization_for(
-        request.user, slug, write=request.method == "POST"
-    )
+    organization, can_write = organization_for(request.user, slug, write=request.method == "POST")
     integration = _integration_or_none(organization)
     chosen = request.POST.get("connector") or request.GET.get("connector")
     if chosen not in Integration.Connector.values:
@@ -151,9 +151,7 @@ def integration_toggle(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def integration_mappings(request: HttpRequest, slug: str) -> HttpResponse:
-    organization, can_write = organization_for(
-        request.user, slug, write=request.method == "POST"
-    )
+    organization, can_write = organization_for(request.user, slug, write=request.method == "POST")
     integration = _integration_or_none(organization)
     if integration is None or integration.connection_verified_at is None:
         return render(
@@ -178,5 +176,20 @@ def integration_mappings(request: HttpRequest, slug: str) -> HttpResponse:
             "integration": integration,
             "form": form,
             "can_write": can_write,
+            "held_back": _held_back(organization, integration),
         },
     )
+
+
+def _held_back(organization, integration: Integration) -> int:
+    """Records a sync would now send that waited for a mapping: the page offers to send them.
+
+    Counted through the organization's records by their state's stored value, as this
+    layer does not import the engine's models.
+    """
+    mapped = integration.mappings.values("category")
+    if not integration.payable_account:
+        return 0
+    return organization.records.filter(
+        state__in=["pending", "skipped"], category__in=mapped
+    ).count()

@@ -81,6 +81,17 @@ def test_s1_2_and_s2_4_xledger_connects_lists_accounts_and_then_may_be_enabled(
     expect(page.get_by_text("Ledsagertjeneste").first).to_be_visible()
     assert accessibility_violations(page) == []
 
+    # Issue 11: not before a payable account and a mapping either, which it says.
+    expect(page.get_by_role("button", name="Enable connector")).to_be_disabled()
+    expect(
+        page.get_by_text("Choose the payable account on the mappings page first.")
+    ).to_be_visible()
+    integration = Integration.objects.get(organization=org)
+    integration.payable_account = "2910"
+    integration.save()
+    integration.mappings.create(category="travel", account_code="7130", cost_center_code="300")
+    page.reload()
+
     # S2.1: the toggle says clearly what state the connector is in.
     page.get_by_role("button", name="Enable connector").click()
     expect(page.get_by_text("The Xledger connector is enabled.")).to_be_visible()

@@ -127,9 +127,12 @@ def test_s4_5_health_is_red_with_a_warning_when_no_sync_in_24_hours_though_one_w
 
 
 def test_s4_5_no_warning_when_nothing_was_expected(org, org_admin, enabled) -> None:
+    set_state(make_records(org, 1), "synced")
     finished_run(org, ago=timedelta(days=3), sent=1)  # quiet, manual schedule, nothing waiting
     html = page_for(org_admin, org)
-    assert "health-red" not in html and "health-green" in html
+    # Not overdue; not called healthy either, next to a stale warning (issue 11): idle.
+    assert "health-red" not in html and "health-green" not in html
+    assert "health-idle" in html and "Idle" in html
 
 
 def test_s4_5_a_due_schedule_makes_a_quiet_organization_red(org, org_admin, enabled) -> None:
@@ -157,7 +160,8 @@ def test_health_is_grey_when_not_set_up_or_disabled(org, org_admin, enabled) -> 
         ({"last_run_failures": True}, "amber"),
         ({"last_sync_at": None, "oldest_pending_at": "old"}, "red"),
         ({"last_sync_at": "old", "schedule_came_due": True}, "red"),
-        ({"last_sync_at": "old", "oldest_pending_at": "recent"}, "green"),  # on its way
+        # On its way, so not overdue; but stale is not healthy (issue 11).
+        ({"last_sync_at": "old", "oldest_pending_at": "recent"}, "idle"),
         ({"last_sync_at": "old", "failed": 2, "oldest_pending_at": "old"}, "red"),  # worst wins
     ],
 )

@@ -63,6 +63,18 @@ def verified(integration: Integration) -> Integration:
     return integration
 
 
+def mapped(integration: Integration) -> Integration:
+    """As if the mappings page had chosen a payable account and mapped travel."""
+    integration.payable_account = "2910"
+    integration.save()
+    CategoryMapping.objects.update_or_create(
+        integration=integration,
+        category="travel",
+        defaults={"account_code": "7130", "cost_center_code": "300"},
+    )
+    return integration
+
+
 # --- S1.1: only the chosen system's fields --------------------------------------------------
 
 
@@ -198,8 +210,8 @@ def test_changing_the_connection_disables_the_connector_and_asks_for_a_new_test(
     admin_client, org
 ) -> None:
     save(admin_client, org, XLEDGER_FORM)
-    integration = verified(Integration.objects.get(organization=org))
-    integration.set_enabled(True, None)
+    integration = mapped(verified(Integration.objects.get(organization=org)))
+    assert integration.set_enabled(True, None) is None
 
     save(admin_client, org, {**XLEDGER_FORM, "cost_center_kind_db_id": "102"})
 
@@ -257,7 +269,7 @@ def test_s2_1_and_s2_5_enabling_and_disabling_is_shown_and_recorded(
     admin_client, org, org_admin
 ) -> None:
     save(admin_client, org, XLEDGER_FORM)
-    verified(Integration.objects.get(organization=org))
+    mapped(verified(Integration.objects.get(organization=org)))
 
     page = toggle(admin_client, org, True).content.decode()
     assert "Xledger connector:" in page and "Enabled" in page

@@ -74,15 +74,18 @@ def make_org(
     """An organization with an integration, records and a last run as the test needs."""
     organization = Organization.objects.create(name=name, slug=slugify(name))
     if connector:
-        Integration.objects.create(
+        integration = Integration.objects.create(
             organization=organization,
             connector=connector,
             enabled=enabled,
             connection_verified_at=timezone.now() - timedelta(days=30),
+            payable_account="2910",
         )
+        integration.mappings.create(category="travel", account_code="7130", cost_center_code="1")
     add_records(organization, "pending", pending, age=pending_age)
     add_records(organization, "failed", failed)
     if synced_ago is not None:
+        add_records(organization, "synced", 1)  # green needs a record seen sent (issue 11)
         add_finished_run(
             organization, synced_ago, status="partial" if failed else "succeeded", failed=failed
         )
@@ -399,6 +402,8 @@ def test_s5_5_platform_totals_count_every_organization_whatever_the_filter(
         "failed": "3",
         "red": "1",
         "amber": "1",
+        "setup": "0",
+        "idle": "0",
         "green": "2",
         "grey": "1",
         "stale": "1",

@@ -9,14 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from accounting_sync.health import Facts, Health, assess, facts, with_facts
+from accounting_sync.health import Facts, Health, assess, facts, next_change, with_facts
 from accounting_sync.models import FinancialRecord, SyncRun
 from accounting_sync.orchestrator import sendable
-from integrations.models import Integration
+from core import live
+from integrations.models import CategoryMapping, Integration, SetupSteps
 from integrations.schedule import NextRun, next_runs
 from organizations.models import Organization
 
@@ -34,6 +36,10 @@ class Dashboard:
     next_run: NextRun | None
     to_send: int  # what Trigger Sync Now would send: the number in its dialog (S3.1)
     awaiting: int = 0  # sent, but the ERP's import may still refuse them (Xledger)
+    setup: SetupSteps | None = None  # the checklist; None once everything is done
+    # Records held back until their category is mapped: (category, how many), most first.
+    waiting_for_mapping: tuple[tuple[str, int], ...] = ()
+    changes_at: datetime | None = None  # when health next changes with the clock alone
 
     @classmethod
     def build(cls, organization: Organization, now: datetime | None = None) -> Dashboard:
@@ -58,6 +64,8 @@ class Dashboard:
             awaiting = FinancialRecord.objects.filter(
                 organization=organization, state=FinancialRecord.State.AWAITING
             ).count()
+        next_run = upcoming[0] if upcoming else None
+        steps = integration.setup_steps() if integration else SetupSteps.not_started()
         return cls(
             organization=annotated,
             integration=integration,
@@ -65,14 +73,36 @@ class Dashboard:
             health=assess(known, now),
             recent_runs=runs,
             running=running,
-            next_run=upcoming[0] if upcoming else None,
+            next_run=next_run,
             to_send=to_send,
             awaiting=awaiting,
+            setup=None if steps.ready else steps,
+            waiting_for_mapping=cls._waiting_for_mapping(annotated, known),
+            changes_at=next_change(known, now, next_run.moment if next_run else None),
         )
 
+    @staticmethod
+    def _waiting_for_mapping(organization: Organization, known: Facts) -> tuple:
+        """Counted from the records themselves (pending or skipped, no mapping)."""
+        if not known.unmapped_waiting:
+            return ()
+        mapped = CategoryMapping.objects.filter(integration__organization=organization)
+        rows = (
+            FinancialRecord.objects.filter(
+                organization=organization,
+                state__in=[FinancialRecord.State.PENDING, FinancialRecord.State.SKIPPED],
+            )
+            .exclude(category__in=mapped.values("category"))
+            .values("category")
+            .annotate(count=Count("pk"))
+            .order_by("-count", "category")
+        )
+        return tuple((row["category"], row["count"]) for row in rows)
+
     @property
-    def version(self) -> int:
-        return self.organization.live_version
+    def version(self) -> str:
+        """What the live part sends back: it goes out of date when the clock changes health."""
+        return live.versioned(self.organization.live_version, self.changes_at)
 
     @property
     def last_finished(self) -> SyncRun | None:

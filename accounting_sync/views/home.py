@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -22,11 +22,15 @@ from organizations.access import organization_for
 def organization_home(request: HttpRequest, slug: str) -> HttpResponse:
     """The status dashboard (S4): health, counts, Trigger Sync Now, recent runs."""
     organization, can_write = organization_for(request.user, slug)
-    page = Paginator(organization.records.all(), 50).get_page(request.GET.get("page"))
     return render(
         request,
         "accounting_sync/organization_home.html",
-        _context(organization, can_write, Dashboard.build(organization), page=page),
+        _context(
+            organization,
+            can_write,
+            Dashboard.build(organization),
+            page=_records(request, organization),
+        ),
     )
 
 
@@ -72,6 +76,11 @@ def trigger_sync(request: live.HtmxHttpRequest, slug: str) -> HttpResponse:
     return _status(request, organization, True, Dashboard.build(organization), announce=said)
 
 
+def _records(request: HttpRequest, organization) -> Page:
+    """A page of the latest records: in the live part, so their states move (issue 11)."""
+    return Paginator(organization.records.all(), 50).get_page(request.GET.get("page"))
+
+
 def _context(organization, can_write: bool, dashboard: Dashboard, **more) -> dict:
     return {"organization": organization, "dashboard": dashboard, "can_write": can_write, **more}
 
@@ -79,5 +88,12 @@ def _context(organization, can_write: bool, dashboard: Dashboard, **more) -> dic
 def _status(
     request: HttpRequest, organization, can_write: bool, dashboard: Dashboard, announce: str = ""
 ):
-    context = _context(organization, can_write, dashboard, announce=announce, fragment=True)
+    context = _context(
+        organization,
+        can_write,
+        dashboard,
+        announce=announce,
+        fragment=True,
+        page=_records(request, organization),
+    )
     return render(request, "accounting_sync/organization_home.html#status", context)
