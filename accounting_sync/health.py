@@ -68,6 +68,9 @@ class Facts:
     last_sync_at: datetime | None  # the end of the last run that sent without failing whole
     last_run_failures: bool  # the last finished run had failed records, or failed whole
     schedule_came_due: bool  # the schedule said "sync now" in the last 24 hours
+    # Integration.has_credentials: the settings page says "Credentials: saved" then, so an
+    # untested connection is not called "not set up" (issue 11, item 6).
+    credentials_saved: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,10 @@ def schedule_came_due(integration, now: datetime) -> bool:
 
 def assess(facts: Facts, now: datetime) -> Health:
     stale = is_stale(facts, now)
+    if not facts.configured and facts.credentials_saved:
+        return Health(
+            GREY, str(_("Credentials are saved; Test Connection has not passed yet.")), False
+        )
     if not facts.configured:
         return Health(GREY, str(_("The accounting system is not set up yet.")), False)
     if not facts.enabled:
@@ -171,6 +178,10 @@ def with_facts(organizations: QuerySet) -> QuerySet:
             ).values("bad")[:1]
         ),
         run_going=Exists(SyncRun.objects.filter(organization=OuterRef("pk"), status="running")),
+        # Integration.has_credentials, answered by the database: the ciphertext stays unread.
+        credentials_saved=ExpressionWrapper(
+            Q(integration__credentials_ciphertext__gt=""), output_field=BooleanField()
+        ),
     )
 
 
@@ -187,4 +198,5 @@ def facts(organization, now: datetime) -> Facts:
         last_sync_at=organization.last_sync_at,
         last_run_failures=bool(organization.last_run_failures),
         schedule_came_due=configured and schedule_came_due(integration, now),
+        credentials_saved=bool(getattr(organization, "credentials_saved", False)),
     )

@@ -44,9 +44,7 @@ def _connection_context(
 @login_required
 @require_http_methods(["GET", "POST"])
 def integration_settings(request: live.HtmxHttpRequest, slug: str) -> HttpResponse:
-    organization, can_write = organization_for(
-        request.user, slug, write=request.method == "POST"
-    )
+    organization, can_write = organization_for(request.user, slug, write=request.method == "POST")
     integration = _integration_or_none(organization)
     chosen = request.POST.get("connector") or request.GET.get("connector")
     if chosen not in Integration.Connector.values:
@@ -55,6 +53,7 @@ def integration_settings(request: live.HtmxHttpRequest, slug: str) -> HttpRespon
         request.POST or None,
         instance=integration or Integration(organization=organization),
         connector=chosen,
+        xledger_auth=request.POST.get("xledger_auth") or request.GET.get("xledger_auth"),
     )
     if request.method == "POST" and form.is_valid():
         was_enabled = bool(integration and integration.enabled)
@@ -72,6 +71,8 @@ def integration_settings(request: live.HtmxHttpRequest, slug: str) -> HttpRespon
     template = "integrations/settings.html"
     if request.htmx and request.htmx.target == "connector-fields":
         template += "#connector-fields"  # the radio buttons swap in the chosen system's fields
+    elif request.htmx and request.htmx.target == "xledger-auth-fields":
+        template += "#xledger-auth-fields"  # only the sign-in fields: typed values elsewhere stay
     context = {
         **_connection_context(organization, can_write, integration),
         "form": form,
@@ -151,9 +152,7 @@ def integration_toggle(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def integration_mappings(request: HttpRequest, slug: str) -> HttpResponse:
-    organization, can_write = organization_for(
-        request.user, slug, write=request.method == "POST"
-    )
+    organization, can_write = organization_for(request.user, slug, write=request.method == "POST")
     integration = _integration_or_none(organization)
     if integration is None or integration.connection_verified_at is None:
         return render(
