@@ -214,6 +214,12 @@ class SyncRun(models.Model):
     def is_running(self) -> bool:
         return self.status == self.Status.RUNNING
 
+    @property
+    def total_known(self) -> bool:
+        """Whether `total` counts the run's records: set when it claims them (in_flight
+        becomes [] then), so a run just started says "Starting…", not "0 of 0"."""
+        return self.total > 0 or self.in_flight is not None
+
 
 class SyncLog(ChainedModel):
     """One attempt to send one record: only ever inserted, never changed.
