@@ -81,6 +81,9 @@ class Facts:
     unmapped_waiting: int = 0  # pending or skipped records whose category has no mapping
     ever_sent: bool = True  # a record was sent at least once (synced or awaiting import)
     last_run_skipped_only: bool = False  # the last finished run sent none and skipped some
+    # Integration.has_credentials: the settings page says "Credentials: saved" then, so an
+    # untested connection is not called "not set up" (issue 11, item 6).
+    credentials_saved: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,10 @@ def needs_setup(facts: Facts) -> str | None:
 
 def assess(facts: Facts, now: datetime) -> Health:
     stale = is_stale(facts, now)
+    if not facts.configured and facts.credentials_saved:
+        return Health(
+            GREY, str(_("Credentials are saved; Test Connection has not passed yet.")), False
+        )
     if not facts.configured:
         return Health(GREY, str(_("The accounting system is not set up yet.")), False)
     if not facts.enabled:
@@ -263,6 +270,10 @@ def with_facts(organizations: QuerySet) -> QuerySet:
                 )
             ).values("skipped_only")[:1]
         ),
+        # Integration.has_credentials, answered by the database: the ciphertext stays unread.
+        credentials_saved=ExpressionWrapper(
+            Q(integration__credentials_ciphertext__gt=""), output_field=BooleanField()
+        ),
     )
 
 
@@ -284,4 +295,5 @@ def facts(organization, now: datetime) -> Facts:
         unmapped_waiting=organization.unmapped_waiting,
         ever_sent=organization.ever_sent,
         last_run_skipped_only=bool(organization.last_run_skipped_only),
+        credentials_saved=bool(getattr(organization, "credentials_saved", False)),
     )

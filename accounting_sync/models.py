@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from core.chain import ChainedModel
@@ -214,6 +215,12 @@ class SyncRun(models.Model):
     def is_running(self) -> bool:
         return self.status == self.Status.RUNNING
 
+    @property
+    def total_known(self) -> bool:
+        """Whether `total` counts the run's records: set when it claims them (in_flight
+        becomes [] then), so a run just started says "Starting…", not "0 of 0"."""
+        return self.total > 0 or self.in_flight is not None
+
 
 class SyncLog(ChainedModel):
     """One attempt to send one record: only ever inserted, never changed.
@@ -275,6 +282,45 @@ class SyncLog(ChainedModel):
 
     def __str__(self) -> str:
         return f"{self.reference} attempt {self.attempt_number} {self.status}"
+
+    @property
+    def connector_label(self) -> str:
+        """The ERP's name as people know it ("Xledger"), not the stored code."""
+        from integrations.models import Integration
+
+        if self.connector in Integration.Connector.values:
+            return str(Integration.Connector(self.connector).label)
+        return self.connector
+
+    @property
+    def explanation(self) -> str:
+        """What the ERP's answer meant, in the reader's language, worked out from the stored
+        status code (the ERP's own words stay as they are, in error_message)."""
+        status = self.response_status
+        if self.status == self.Status.SUCCEEDED or status is None:
+            return ""
+        said = {"erp": self.connector_label, "status": status}
+        if 200 <= status < 300:
+            return (
+                gettext("%(erp)s answered %(status)s (OK) but refused the content of the record.")
+                % said
+            )
+        if status == 429:
+            return gettext("%(erp)s limited the number of requests (HTTP %(status)s).") % said
+        if status >= 500:
+            return gettext("%(erp)s was unavailable (HTTP %(status)s).") % said
+        if status in (401, 403):
+            return (
+                gettext("%(erp)s refused the credentials or the permission (HTTP %(status)s).")
+                % said
+            )
+        return gettext("%(erp)s refused the record (HTTP %(status)s).") % said
+
+    @property
+    def erp_words(self) -> str:
+        """The ERP's own message, or "" where it said nothing beyond the status code."""
+        message = self.error_message.strip()
+        return "" if message == f"HTTP {self.response_status}" else message
 
 
 class SyncEvent(models.Model):

@@ -79,8 +79,9 @@ class SessionTimeoutMiddleware:
 # Session key: what this session still owes, VERIFY, ENROL or "" (nothing).
 OWED = "two_factor_owed"
 VERIFY, ENROL = "two_factor_verify", "two_factor"
-# Reachable while the second factor is still owed: its page, leaving, choosing a language.
-ALWAYS_OPEN = {"logout", "set_language", "admin:logout"}
+# Reachable while the second factor is still owed: its page, leaving, choosing a language,
+# and the icon the browser fetches for the tab.
+ALWAYS_OPEN = {"logout", "set_language", "admin:logout", "favicon"}
 OPEN = {VERIFY: ALWAYS_OPEN | {VERIFY}, ENROL: ALWAYS_OPEN | {ENROL}}
 
 

@@ -212,6 +212,12 @@ class AlertRecipient(models.Model):
     def is_read(self) -> bool:
         return self.read_at is not None
 
+    @property
+    def is_unread(self) -> bool:
+        """What the list marks "Unread": exactly what `unread()`, the header badge, counts.
+        An alert that resolved itself before it was read is no longer news (`resolve`)."""
+        return self.alert_open and self.read_at is None and self.dismissed_at is None
+
     def mark_read(self) -> None:
         if self.read_at is None:
             self.read_at = timezone.now()

@@ -94,6 +94,12 @@ def _number(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
+def excel_time(moment, zone) -> str:
+    """A plain local date and time ("2026-03-02 09:30:05") that Excel reads as a date; an ISO
+    stamp with microseconds and an offset stays text there. The JSON keeps ISO, exact."""
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def csv_line(row: tuple, zone) -> str:
     """One row as a CSV line, in COLUMNS order.
 
@@ -108,7 +114,7 @@ def csv_line(row: tuple, zone) -> str:
     # Every text column goes through _text, codes and hashes too: they are never
     # formulas today, and a check costs less than a future column slipping through.
     fields = (
-        str(pk), time.astimezone(zone).isoformat(), _text(organization), _text(reference),
+        str(pk), excel_time(time, zone), _text(organization), _text(reference),
         _text(record_type), _text(category), str(amount).replace(".", ","), _text(currency),
         _text(claimant), str(attempt), _text(trigger), _text(status), _text(error_class),
         _text(error_message), _number(response_status), str(duration_ms), _text(erp_id),
@@ -117,10 +123,11 @@ def csv_line(row: tuple, zone) -> str:
     return ";".join(fields) + "\r\n"
 
 
-def csv_lines(rows: Iterator[tuple]) -> Iterator[str]:
+def csv_lines(rows: Iterator[tuple], zone=None) -> Iterator[str]:
     """Excel-friendly for Norwegian users: a BOM so it reads UTF-8 (æøå), semicolons
-    as separators and a decimal comma in amounts, as Norwegian Excel expects."""
-    zone = timezone.get_current_timezone()
+    as separators and a decimal comma in amounts, as Norwegian Excel expects. Times are
+    in `zone` (the organization's), or the current time zone."""
+    zone = zone or timezone.get_current_timezone()
     yield "\ufeff" + ";".join(COLUMNS) + "\r\n"
     while batch := list(islice(rows, LINES_PER_WRITE)):
         yield "".join([csv_line(row, zone) for row in batch])

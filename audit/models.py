@@ -132,16 +132,109 @@ class DetailItem:
             return cls(label, "—")
         if isinstance(value, bool):
             return cls(label, str(_("yes") if value else _("no")))
+        if key in CHOICE_DETAILS and isinstance(value, str):
+            return cls(label, _choice(CHOICE_DETAILS[key](), value))
+        if key == "fields" and isinstance(value, list):
+            return cls(label, ", ".join(field_label(str(name)) for name in value))
         if isinstance(value, list) and all(_scalar(item) for item in value):
             return cls(label, ", ".join(str(item) for item in value))
         if isinstance(value, dict) and all(_scalar(item) for item in value.values()):
             return cls(label, "; ".join(f"{k}: {v}" for k, v in value.items()))
         if isinstance(value, dict) and all(_is_change(item) for item in value.values()):
-            lines = [f"{k}: {_pair(v['from'])} → {_pair(v['to'])}" for k, v in value.items()]
+            lines = [
+                f"{field_label(k)}: {_shown(k, v['from'])} → {_shown(k, v['to'])}"
+                for k, v in value.items()
+            ]
             return cls(label, "\n".join(lines), block=True)
         if isinstance(value, list | dict):
             return cls(label, json.dumps(value, indent=2, ensure_ascii=False), block=True)
         return cls(label, str(value))
+
+
+# The stored detail keeps codes ("xledger", "daily", True); the trail shows them in the
+# reader's language. Looked up when shown: the apps below are imported only then.
+def _connectors() -> list[tuple[str, Any]]:
+    from integrations.models import Integration
+
+    return list(Integration.Connector.choices)
+
+
+def _triggers() -> list[tuple[str, Any]]:
+    from accounting_sync.models import SyncRun
+
+    return list(SyncRun.Trigger.choices)
+
+
+def _roles() -> list[tuple[str, Any]]:
+    from organizations.models import Membership
+
+    return list(Membership.Role.choices)
+
+
+CHOICE_DETAILS = {
+    "connector": _connectors,
+    "trigger": _triggers,
+    "role": _roles,
+    "previous_role": _roles,
+}
+
+
+def _choice(choices: list[tuple[str, Any]], value: str) -> str:
+    return next((str(label) for code, label in choices if code == value), value)
+
+
+def _integration_labels() -> dict[str, Any]:
+    """Each integration field's name as its form labels it, else its verbose name."""
+    from integrations.forms import IntegrationSettingsForm, ScheduleForm
+    from integrations.models import Integration
+
+    labels: dict[str, Any] = {
+        field.name: field.verbose_name
+        for field in Integration._meta.get_fields()
+        if hasattr(field, "verbose_name")
+    }
+    labels.update(IntegrationSettingsForm.Meta.labels)
+    labels.update(ScheduleForm.Meta.labels)
+    labels.update(FIELD_LABELS)
+    return labels
+
+
+# Fields whose label is not in a form's Meta (declared on the form, or said another way there).
+FIELD_LABELS = {
+    "api_token": _("API token"),
+    "client_secret": _("Client secret"),
+    "client_id": _("Client ID"),
+    "base_url": _("Address of the accounting system"),
+    "schedule_weekday": _("Day of the week"),
+    "payable_account": _("Payable account (credited)"),
+}
+
+
+def field_label(name: str) -> str:
+    label = _integration_labels().get(name)
+    return str(label) if label else name.replace("_", " ")
+
+
+def _shown(name: str, value: Any) -> str:
+    """A changed field's value as the reader knows it: a choice's label, Yes/No, the day."""
+    if isinstance(value, bool):
+        return str(_("Yes") if value else _("No"))
+    if value in (None, "", []):
+        return "—"
+    from integrations.models import Integration
+
+    try:
+        field = Integration._meta.get_field(name)
+    except Exception:  # FieldDoesNotExist: a key of another kind of change
+        return _pair(value)
+    if name == "schedule_weekday" and isinstance(value, int):
+        from integrations import schedule
+
+        return _choice([(str(k), v) for k, v in schedule.weekday_choices()], str(value))
+    choices = getattr(field, "choices", None)
+    if choices and isinstance(value, str):
+        return _choice(list(choices), value)
+    return _pair(value)
 
 
 def _scalar(value: Any) -> bool:

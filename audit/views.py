@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import re
+import zoneinfo
 from datetime import date
 from functools import partial
 
@@ -292,7 +293,11 @@ def audit_export(
     name = f"sync-log-{organization.slug if organization else 'all'}-{stamp}.{fmt}"
     rows = export_values(matched)
     if fmt == "csv":
-        response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv; charset=utf-8")
+        # Plain local times in the organization's zone: the CSV carries no offset.
+        zone = zoneinfo.ZoneInfo(organization.time_zone) if organization else None
+        response = StreamingHttpResponse(
+            csv_lines(rows, zone), content_type="text/csv; charset=utf-8"
+        )
     else:
         meta = {
             "exported_at": timezone.localtime().isoformat(),

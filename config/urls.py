@@ -1,19 +1,42 @@
+from functools import cache
+
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
+from django.views.decorators.http import require_GET
 
 from accounting_sync.views import api as sync_api
 from accounting_sync.views import failed as sync_failed
 from accounting_sync.views import history as sync_history
 from accounting_sync.views import home as sync_views
 from accounting_sync.views import overview as sync_overview
+from core import live
 from integrations import schedule_views
 from integrations import views as integration_views
 from organizations import views as organization_views
 
+
+@cache
+def _favicon_bytes() -> bytes:
+    return (settings.BASE_DIR / "static" / "img" / "favicon.svg").read_bytes()
+
+
+@require_GET
+@live.poll  # fetched by the browser, not asked for by the person: no sign of activity
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever the page links: answer with the icon itself,
+    not a 404 in every log (the pages link the same SVG under /static/)."""
+    response = HttpResponse(_favicon_bytes(), content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
 # Every URL here is listed in tests/test_access_matrix.py with who may use it.
 urlpatterns = [
     path("", organization_views.home, name="home"),
+    path("favicon.ico", favicon, name="favicon"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),

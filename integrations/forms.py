@@ -57,6 +57,28 @@ REQUIRED_BY_CONNECTOR: dict[str, tuple[str, ...]] = {
     ),
 }
 REQUIRED_FOR_XLEDGER_OAUTH2 = ("token_url", "client_id")
+# Xledger's fields of each way of signing in: only the chosen way's are in the form.
+XLEDGER_AUTH_FIELDS: dict[str, tuple[str, ...]] = {
+    Integration.XledgerAuth.TOKEN: ("api_token",),
+    Integration.XledgerAuth.OAUTH2: ("token_url", "client_id", "oauth_scope", "client_secret"),
+}
+# The models' help texts name both systems; the form says only what holds for the shown one.
+HELP_TEXTS: dict[str, dict[str, StrOrPromise]] = {
+    Connector.XLEDGER: {
+        "base_url": gettext_lazy("The address of Xledger's GraphQL API."),
+        "cost_center_object": gettext_lazy("Which glObject (1 to 5) holds the cost center."),
+        "cost_center_kind_db_id": gettext_lazy("The object kind whose values are cost centers."),
+        "xledger_claimant_subledger": gettext_lazy(
+            "Claimants exist in Xledger as employees or suppliers under their reference, "
+            "so each claimant is sent as the subledger of the payable line."
+        ),
+    },
+    Connector.BUSINESS_CENTRAL: {
+        "base_url": gettext_lazy("The host of the Business Central API."),
+        "authority_host": gettext_lazy("The Entra ID (Azure AD) sign-in host."),
+        "cost_center_dimension": gettext_lazy("The dimension whose values are cost centers."),
+    },
+}
 LABELS: dict[str, dict[str, StrOrPromise]] = {
     "base_url": {
         Connector.XLEDGER: gettext_lazy("GraphQL endpoint"),
@@ -146,20 +168,28 @@ class IntegrationSettingsForm(forms.ModelForm):
             "xledger_claimant_subledger": gettext_lazy("Send claimants as subledger"),
         }
 
-    def __init__(self, *args, connector: str, **kwargs) -> None:
+    def __init__(self, *args, connector: str, xledger_auth: str | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.connector = connector
         # Validation writes the posted values into the instance; remember what was saved.
         self.saved_connector = self.instance.connector if self.instance.pk else None
-        # Only the chosen system's fields exist in the form, so the other system's
-        # saved values are neither shown nor overwritten.
-        keep = {"connector", *FIELDS_BY_CONNECTOR[connector]}
+        if xledger_auth not in Integration.XledgerAuth.values:
+            xledger_auth = self.instance.xledger_auth or Integration.XledgerAuth.TOKEN
+        self.xledger_auth = xledger_auth
+        self.initial["xledger_auth"] = xledger_auth  # the way whose fields are shown is checked
+        # Only the chosen system's fields exist in the form, and of Xledger's ways of
+        # signing in only the chosen one's, so other saved values are neither shown nor
+        # overwritten.
+        keep = {"connector", *self._field_names()}
         for name in [name for name in self.fields if name not in keep]:
             del self.fields[name]
         cast(forms.ChoiceField, self.fields["connector"]).choices = Connector.choices
         self.initial["connector"] = connector  # the system whose fields are shown is checked
         for name, by_connector in LABELS.items():
-            self.fields[name].label = by_connector[connector]
+            if name in self.fields:
+                self.fields[name].label = by_connector[connector]
+        for name, text in HELP_TEXTS[connector].items():
+            self.fields[name].help_text = text
         if self.instance.pk is None or self.instance.connector != connector:
             for name, value in DEFAULTS[connector].items():
                 if not self.initial.get(name):  # the model's blank value is no choice
@@ -174,8 +204,30 @@ class IntegrationSettingsForm(forms.ModelForm):
         """The system whose fields are shown (its setup needs are shown with them)."""
         return self.connector
 
+    def _field_names(self) -> list[str]:
+        if self.connector != Connector.XLEDGER:
+            return list(FIELDS_BY_CONNECTOR[self.connector])
+        other_ways = {
+            name
+            for way, names in XLEDGER_AUTH_FIELDS.items()
+            if way != self.xledger_auth
+            for name in names
+        }
+        return [name for name in FIELDS_BY_CONNECTOR[self.connector] if name not in other_ways]
+
     def visible_connection_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in FIELDS_BY_CONNECTOR[self.connector]]
+        """The fields shown in order; Xledger's sign-in fields come with its choice."""
+        auth = self.auth_fields_names()
+        return [self[name] for name in self._field_names() if name not in auth]
+
+    def auth_fields_names(self) -> tuple[str, ...]:
+        if self.connector != Connector.XLEDGER:
+            return ()
+        return XLEDGER_AUTH_FIELDS[self.xledger_auth]
+
+    def auth_fields(self) -> list[forms.BoundField]:
+        """The chosen way of signing in to Xledger: shown right after the choice."""
+        return [self[name] for name in self.auth_fields_names()]
 
     def clean(self) -> dict:
         data = super().clean()

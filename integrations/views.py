@@ -55,6 +55,7 @@ def integration_settings(request: live.HtmxHttpRequest, slug: str) -> HttpRespon
         request.POST or None,
         instance=integration or Integration(organization=organization),
         connector=chosen,
+        xledger_auth=request.POST.get("xledger_auth") or request.GET.get("xledger_auth"),
     )
     if request.method == "POST" and form.is_valid():
         was_enabled = bool(integration and integration.enabled)
@@ -72,6 +73,8 @@ def integration_settings(request: live.HtmxHttpRequest, slug: str) -> HttpRespon
     template = "integrations/settings.html"
     if request.htmx and request.htmx.target == "connector-fields":
         template += "#connector-fields"  # the radio buttons swap in the chosen system's fields
+    elif request.htmx and request.htmx.target == "xledger-auth-fields":
+        template += "#xledger-auth-fields"  # only the sign-in fields: typed values elsewhere stay
     context = {
         **_connection_context(organization, can_write, integration),
         "form": form,

@@ -305,7 +305,14 @@ def test_s8_5_csv_lines_are_quoted_exactly_as_the_csv_module_quotes() -> None:
     assert len(tricky) == len(COLUMNS)
     expected = io.StringIO()
     csv.writer(expected, delimiter=";").writerow(
-        [when.isoformat() if v is when else v for v in tricky[:6]] + ["1234,50"] + list(tricky[7:])
+        # The time as Excel reads a date: local, to the second (issue 11).
+        [
+            tricky[0],
+            when.astimezone(timezone.get_current_timezone()).strftime("%Y-%m-%d %H:%M:%S"),
+            *tricky[2:6],
+            "1234,50",
+            *tricky[7:],
+        ]
     )
 
     assert csv_line(tricky, timezone.get_current_timezone()) == expected.getvalue()

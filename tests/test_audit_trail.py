@@ -80,7 +80,7 @@ def test_trail_credentials_changes_name_the_field_never_the_value(org, org_admin
 
     page = client_for(auditor).get(trail_url(org)).content.decode()
 
-    assert "Credentials changed" in page and "api_token" in page
+    assert "Credentials changed" in page and "API token" in page  # named, in words
     assert "Connection settings changed" in page
     assert TOKEN not in page
 

@@ -125,7 +125,7 @@ def test_s6_1_every_failed_record_is_listed_with_details_error_retries_and_next_
     assert "Kari Nordmann" in row and transient.claimant_reference in row
     assert f"{transient.amount} NOK" in row
     assert "503" in transient.last_error and transient.last_error in row
-    assert '<td class="num">1</td>' in row  # retried once so far
+    assert '<td class="num">0</td>' in row  # one attempt: no retry yet (issue 11)
     with override("en"):
         approved = date_format(timezone.localtime(transient.approved_at), "SHORT_DATE_FORMAT")
         next_retry = date_format(
@@ -322,7 +322,7 @@ def test_s6_5_a_retry_that_fails_again_stays_with_the_new_error_and_one_more_ret
     row = row_of(html(admin_client.get(page_url(org))), record)
     record.refresh_from_db()
     assert record.retry_count == 2
-    assert '<td class="num">2</td>' in row
+    assert '<td class="num">1</td>' in row  # two attempts: one retry
     assert re.search(r'<p class="error-message">[^<]*Period is closed', row)
     assert "2 attempts" in row and "503" in row  # the first error is kept in the attempts
     assert ledger_counts(erp_sandbox) == {}

@@ -66,6 +66,11 @@ class Row:
     def last_attempt(self) -> SyncLog | None:
         return self.attempts[-1] if self.attempts else None
 
+    @property
+    def retries(self) -> int:
+        """Attempts after the first: one attempt is no retry (retry_count counts attempts)."""
+        return max(len(self.attempts) - 1, 0)
+
 
 @dataclass(frozen=True)
 class FailedRecords:

@@ -20,6 +20,27 @@
     }
   });
 
+  // A poll replaces the status section. While a sync runs htmx keeps focus on the progress
+  // (it has an id); when the sync ends the progress is gone and focus would fall to <body>,
+  // so it moves to the outcome message instead (role="status", tabindex="-1").
+  var focusWasInStatus = false;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    focusWasInStatus = Boolean(target && target.id === "dashboard-status" &&
+      document.activeElement && target.contains(document.activeElement));
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!focusWasInStatus) {
+      return;
+    }
+    focusWasInStatus = false;
+    var lost = !document.activeElement || document.activeElement === document.body;
+    var outcome = document.getElementById("last-outcome");
+    if (lost && outcome && !document.getElementById("sync-progress")) {
+      outcome.focus();
+    }
+  });
+
   document.addEventListener("htmx:afterRequest", function (event) {
     var dialog = event.detail.elt.closest && event.detail.elt.closest("dialog");
     if (!dialog || !dialog.open) {
