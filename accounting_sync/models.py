@@ -1,12 +1,130 @@
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from accounting_sync import outcomes
+from accounting_sync.outcomes import RunDetail, SkipReason
 from core.chain import ChainedModel
+from integrations.clients.base import Outcome
 from organizations.models import Organization
+
+if TYPE_CHECKING:
+    from integrations.models import Integration
+
+
+class ErrorClass(models.TextChoices):
+    """Why an attempt or a whole run failed: the one list of these codes.
+
+    An attempt's class is the connector's outcome for it (integrations/clients/base.py,
+    `Outcome`), so those values are taken from there. A run adds two of its own: NETWORK
+    (its failures were transient, rate-limited or uncertain: trying again may help) and
+    ABANDONED (its worker died). The audit exports write these codes as they are.
+    """
+
+    TRANSIENT = Outcome.TRANSIENT.value, _("Temporary failure")
+    RATE_LIMITED = Outcome.RATE_LIMITED.value, _("Rate limited")
+    AUTHENTICATION = Outcome.AUTHENTICATION.value, _("Credentials refused")
+    PERMANENT = Outcome.PERMANENT.value, _("Refused by the accounting system")
+    UNCERTAIN = Outcome.UNCERTAIN.value, _("Outcome unknown")
+    NETWORK = "network", _("Accounting system unreachable")
+    ABANDONED = "abandoned", _("Worker stopped")
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> ErrorClass:
+        return cls(outcome.value)
+
+
+class FinancialRecordQuerySet(models.QuerySet["FinancialRecord"]):
+    """The state rules, named once: which records a run takes, a page lists, the sweep
+    retries. Each is a plain filter, so they chain with each other and with `filter`."""
+
+    def pending(self) -> FinancialRecordQuerySet:
+        return self.filter(state=FinancialRecord.State.PENDING)
+
+    def failed(self) -> FinancialRecordQuerySet:
+        return self.filter(state=FinancialRecord.State.FAILED)
+
+    def awaiting(self) -> FinancialRecordQuerySet:
+        """Sent, but the ERP's import may still refuse them (Xledger)."""
+        return self.filter(state=FinancialRecord.State.AWAITING)
+
+    def not_yet_sent(self) -> FinancialRecordQuerySet:
+        """Waiting to be sent: one being sent right now has still waited (S7.3)."""
+        return self.filter(state__in=[FinancialRecord.State.PENDING, FinancialRecord.State.SENDING])
+
+    @staticmethod
+    def _due(state: str, now: datetime) -> Q:
+        return Q(state=state, next_retry_at__lte=now)
+
+    def due_for_retry(self, now: datetime) -> FinancialRecordQuerySet:
+        """Failed records whose automatic retry (or lookup) has come."""
+        return self.filter(self._due(FinancialRecord.State.FAILED, now))
+
+    def due_for_import_check(self, now: datetime) -> FinancialRecordQuerySet:
+        """Records awaiting the ERP's import whose next question to it has come."""
+        return self.filter(self._due(FinancialRecord.State.AWAITING, now))
+
+    def sendable(
+        self, organization: Organization, integration: Integration, now: datetime | None = None
+    ) -> FinancialRecordQuerySet:
+        """What an automatic run takes: pending, due retries, and skipped ones now mapped.
+
+        Reads the mapped categories at once (one query), as the run's claim must.
+        """
+        State = FinancialRecord.State
+        mapped = list(integration.mappings.values_list("category", flat=True))
+        return self.filter(
+            Q(organization=organization, kind__in=integration.included_kinds())
+            & (
+                Q(state=State.PENDING)
+                | self._due(State.FAILED, now or timezone.now())
+                | Q(state=State.SKIPPED, category__in=mapped)
+            )
+        )
+
+    def chosen_for_retry(
+        self, organization: Organization, record_ids: list[int]
+    ) -> FinancialRecordQuerySet:
+        """Retry Selected / Retry All Failed: exactly these, if they are not sent or held."""
+        State = FinancialRecord.State
+        return self.filter(
+            organization=organization,
+            pk__in=record_ids,
+            state__in=[State.FAILED, State.PENDING, State.SKIPPED],
+        )
+
+    def resendable(self) -> FinancialRecordQuerySet:
+        """Waiting or failed, but not refused for good (a failed one with a retry planned)."""
+        State = FinancialRecord.State
+        return self.filter(state__in=[State.PENDING, State.FAILED]).exclude(
+            state=State.FAILED, next_retry_at__isnull=True
+        )
+
+    def held_by(self, run: SyncRun | int) -> FinancialRecordQuerySet:
+        """What a run holds: claimed by it and still `sending` (docs/architecture.md)."""
+        run_id = run if isinstance(run, int) else run.pk
+        return self.filter(claimed_by_id=run_id, state=FinancialRecord.State.SENDING)
+
+    def failed_queue(self) -> FinancialRecordQuerySet:
+        """The Failed Records page: the failed records, and those a sync is re-sending now.
+
+        A record being retried is `sending` until its outcome is known. It stays on the
+        list meanwhile (marked "retrying now"), so rows do not vanish and come back, and a
+        person's tick on it is kept, while the retry runs. `retry_count > 0` tells a
+        re-send of a failed record from a first send.
+        """
+        State = FinancialRecord.State
+        return self.filter(
+            Q(state=State.FAILED) | Q(state=State.SENDING, retry_count__gt=0)
+        ).order_by("-approved_at", "-id")
 
 
 class FinancialRecord(models.Model):
@@ -61,7 +179,7 @@ class FinancialRecord(models.Model):
     last_error = models.TextField(blank=True)
     # failed: when the next automatic retry is due; awaiting: when to ask the ERP again.
     next_retry_at = models.DateTimeField(null=True, blank=True)
-    skip_reason = models.CharField(max_length=300, blank=True)
+    skip_reason = models.CharField(max_length=300, blank=True, choices=SkipReason.choices)
     erp_document_id = models.CharField(max_length=100, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
     # The run that holds the record while it is `sending`; a dead run's records are
@@ -77,6 +195,8 @@ class FinancialRecord(models.Model):
 
     received_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = FinancialRecordQuerySet.as_manager()
 
     class Meta:
         ordering = ["-approved_at", "-id"]
@@ -179,10 +299,21 @@ class SyncRun(models.Model):
     sent = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
-    # What the run says in words: why it stopped, what was skipped and why.
+    # What happened, as codes and numbers; accounting_sync/outcomes.py words them for
+    # each reader. Why it stopped, beyond its counts, with the ERP's words as a parameter.
+    detail_code = models.CharField(max_length=30, blank=True, choices=RunDetail.choices)
+    detail_params = models.JSONField(default=dict, blank=True)
+    # Why records were skipped: [{"code": SkipReason, "count": n, and its parameters}].
+    # Runs stored before the codes hold {English sentence: count} here.
+    skip_reasons = models.JSONField(default=list, blank=True)
+    # Records sent earlier that the ERP's import posted or refused during this run.
+    import_posted = models.PositiveIntegerField(default=0)
+    import_refused = models.PositiveIntegerField(default=0)
+    # Only runs stored before the codes: an English sentence, shown as it was stored.
     message = models.TextField(blank=True)
-    skip_reasons = models.JSONField(default=dict, blank=True)  # reason → count
-    error_class = models.CharField(max_length=20, blank=True)  # why a whole run failed
+    error_class = models.CharField(  # why a whole run failed
+        max_length=20, blank=True, choices=ErrorClass.choices
+    )
     # The ids of the batch being posted right now ([] between batches), so that when the
     # worker dies only these are looked up and the rest it held go back unsent. None: not
     # known (the run never got to claim, or predates this field): all it held are looked up.
@@ -220,6 +351,13 @@ class SyncRun(models.Model):
         """Whether `total` counts the run's records: set when it claims them (in_flight
         becomes [] then), so a run just started says "Starting…", not "0 of 0"."""
         return self.total > 0 or self.in_flight is not None
+    def outcome_text(self) -> str:
+        """What the run did, in the reader's language (the one wording: outcomes.py)."""
+        return outcomes.outcome_text(self)
+
+    def skip_texts(self) -> list[str]:
+        """Why its records were skipped, one line per reason, in the reader's language."""
+        return outcomes.skip_texts(self)
 
 
 class SyncLog(ChainedModel):
@@ -241,7 +379,7 @@ class SyncLog(ChainedModel):
     attempt_number = models.PositiveIntegerField()
     trigger = models.CharField(max_length=10, choices=SyncRun.Trigger.choices)
     status = models.CharField(max_length=10, choices=Status.choices)
-    error_class = models.CharField(max_length=20, blank=True)
+    error_class = models.CharField(max_length=20, blank=True, choices=ErrorClass.choices)
     error_message = models.TextField(blank=True)
     payload = models.JSONField(default=dict, blank=True)  # exactly what was sent; no credentials
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)

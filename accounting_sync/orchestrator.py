@@ -28,10 +28,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Max
 from django.utils import timezone
 
-from accounting_sync.models import FinancialRecord, SyncEvent, SyncLog, SyncRun
+from accounting_sync.models import ErrorClass, FinancialRecord, SyncEvent, SyncLog, SyncRun
+from accounting_sync.outcomes import RunDetail, SkipReason
 from core import events
 from integrations.clients.base import (
     Connector,
@@ -166,10 +167,8 @@ def recover_stale_runs(now=None) -> list[SyncRun]:
             if not SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(
                 status=SyncRun.Status.FAILED,
                 finished_at=now,
-                error_class="abandoned",
-                message="The sync stopped because its worker stopped answering. The records "
-                "it was sending are checked in the accounting system before they are sent "
-                "again; those it had not sent yet go back to the queue.",
+                error_class=ErrorClass.ABANDONED,
+                detail_code=RunDetail.ABANDONED,
             ):
                 continue
             looked_up, returned = hand_back(run.pk, now)
@@ -201,7 +200,7 @@ def hand_back(run_id: int, now) -> tuple[int, int]:
     mark another batch in flight (`_mark_in_flight`) between the read and these updates.
     """
     in_flight = SyncRun.objects.values_list("in_flight", flat=True).get(pk=run_id)
-    held = FinancialRecord.objects.filter(claimed_by_id=run_id, state=State.SENDING)
+    held = FinancialRecord.objects.held_by(run_id)
     maybe_sent = held if in_flight is None else held.filter(pk__in=in_flight)
     looked_up = maybe_sent.update(
         state=State.FAILED,
@@ -224,17 +223,6 @@ def hand_back(run_id: int, now) -> tuple[int, int]:
     return looked_up, never_failed + returned
 
 
-def sendable(organization: Organization, integration: Integration, now=None) -> Q:
-    """What an automatic run takes: pending, due retries, and skipped ones now mapped."""
-    now = now or timezone.now()
-    mapped = list(integration.mappings.values_list("category", flat=True))
-    return Q(organization=organization, kind__in=integration.included_kinds()) & (
-        Q(state=State.PENDING)
-        | Q(state=State.FAILED, next_retry_at__lte=now)
-        | Q(state=State.SKIPPED, category__in=mapped)
-    )
-
-
 def chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -248,9 +236,11 @@ class Orchestrator:
         self.organization = run.organization
         self.integration = self.organization.integration
         self.counts: Counter[str] = Counter()
-        self.skip_reasons: Counter[str] = Counter()
-        self.stop_reason = ""
-        self.error_classes: Counter[str] = Counter()
+        # (SkipReason, category or "") → records skipped for it
+        self.skip_reasons: Counter[tuple[str, str]] = Counter()
+        # Why the run stopped early, as a RunDetail code and its parameters ("": it did not).
+        self.stop_reason: tuple[str, dict[str, Any]] = ("", {})
+        self.error_classes: Counter[Outcome] = Counter()
         # Records the ERP holds only part of (lookup found them incomplete): record id →
         # the ERP's id of that part, which `post` completes instead of creating anew.
         self.existing: dict[int, str] = {}
@@ -263,15 +253,12 @@ class Orchestrator:
     def execute(self) -> None:
         try:
             if not self.integration.enabled:
-                self._finish(
-                    "The connector is disabled; records stay pending until it is enabled.",
-                    failed=True,
-                )
+                self._finish((RunDetail.CONNECTOR_DISABLED, {}), failed=True)
                 return
             records = self._claim()
             awaiting = self._awaiting_due()
             if not records and not awaiting:
-                self._finish("There was nothing to send.")
+                self._finish((RunDetail.NOTHING_TO_SEND, {}))
                 return
             connector = self.integration.build_connector()
             self.settles_later = connector.settles_later
@@ -294,28 +281,17 @@ class Orchestrator:
             logger.exception("sync run %s failed", self.run.pk)
             with transaction.atomic():
                 hand_back(self.run.pk, timezone.now())
-            self._finish(
-                "The sync stopped on an unexpected error; the records it was sending are "
-                "checked in the accounting system before they are sent again.",
-                failed=True,
-            )
+            self._finish((RunDetail.UNEXPECTED_ERROR, {}), failed=True)
             raise
 
     def _claim(self) -> list[FinancialRecord]:
+        all_records = FinancialRecord.objects
         if self.run.record_ids is not None:  # Retry Selected / Retry All Failed
-            wanted = Q(
-                organization=self.organization,
-                pk__in=self.run.record_ids,
-                state__in=[State.FAILED, State.PENDING, State.SKIPPED],
-            )
+            wanted = all_records.chosen_for_retry(self.organization, self.run.record_ids)
         else:
-            wanted = sendable(self.organization, self.integration)
-        FinancialRecord.objects.filter(wanted).update(
-            state=State.SENDING, claimed_by=self.run, updated_at=timezone.now()
-        )
-        records = list(
-            FinancialRecord.objects.filter(claimed_by=self.run, state=State.SENDING).order_by("pk")
-        )
+            wanted = all_records.sendable(self.organization, self.integration)
+        wanted.update(state=State.SENDING, claimed_by=self.run, updated_at=timezone.now())
+        records = list(all_records.held_by(self.run).order_by("pk"))
         # in_flight [] from here on: nothing of this run is in the ERP until a batch is marked.
         SyncRun.objects.filter(pk=self.run.pk).update(total=len(records), in_flight=[])
         Organization.touch(self.run.organization_id)
@@ -330,7 +306,9 @@ class Orchestrator:
             if reason:
                 record.state, record.skip_reason, record.claimed_by = State.SKIPPED, reason, None
                 skipped.append(record)
-                self.skip_reasons[reason] += 1
+                # The category names what is missing only when the mapping is.
+                category = record.category if reason == SkipReason.NO_MAPPING else ""
+                self.skip_reasons[(reason, category)] += 1
             else:
                 ready.append(record)
         if skipped:
@@ -340,9 +318,9 @@ class Orchestrator:
 
     def _skip_reason(self, record: FinancialRecord, mappings: dict) -> str:
         if record.category not in mappings:
-            return f"No mapping for category {record.category!r}."
+            return SkipReason.NO_MAPPING
         if not self.integration.payable_account:
-            return "No payable account is chosen on the mappings page."
+            return SkipReason.NO_PAYABLE_ACCOUNT
         return ""
 
     def _resolve_uncertain(
@@ -367,7 +345,7 @@ class Orchestrator:
         for index, chunk in enumerate(parts):
             if not self._still_running():
                 # The sweep closed this run and gave its records back: send nothing.
-                self.stop_reason = "The sync was closed by the sweep; it sends nothing more."
+                self.stop_reason = (RunDetail.CLOSED_BY_SWEEP, {})
                 return []
             self._beat()  # a long lookup phase must never look like a dead worker
             try:
@@ -440,20 +418,12 @@ class Orchestrator:
     # --- records the ERP may still refuse (Xledger's import job) ------------------------
 
     def _awaiting_due(self) -> list[FinancialRecord]:
-        return list(
-            FinancialRecord.objects.filter(
-                organization=self.organization,
-                state=State.AWAITING,
-                next_retry_at__lte=timezone.now(),
-            ).order_by("pk")
-        )
+        due = FinancialRecord.objects.due_for_import_check(timezone.now())
+        return list(due.filter(organization=self.organization).order_by("pk"))
 
     def _awaiting_among(self, records: list[FinancialRecord]) -> list[FinancialRecord]:
-        return list(
-            FinancialRecord.objects.filter(
-                pk__in=[record.pk for record in records], state=State.AWAITING
-            ).order_by("pk")
-        )
+        awaiting = FinancialRecord.objects.awaiting()
+        return list(awaiting.filter(pk__in=[record.pk for record in records]).order_by("pk"))
 
     def _settle(self, connector: Connector, awaiting: list[FinancialRecord]) -> None:
         """Ask the ERP what became of records it accepted: posted, rejected, or not yet."""
@@ -477,13 +447,13 @@ class Orchestrator:
                 # Refused, or posted after an earlier run sent it: written down as evidence.
                 written.append((record, self._settled(record, settled)))
         now = timezone.now()
-        FinancialRecord.objects.filter(pk__in=[r.pk for r in waiting], state=State.AWAITING).update(
+        FinancialRecord.objects.awaiting().filter(pk__in=[r.pk for r in waiting]).update(
             next_retry_at=self._next_check(now)
         )
         if quiet:
-            FinancialRecord.objects.filter(
-                pk__in=[r.pk for r in quiet], state=State.AWAITING
-            ).update(state=State.SYNCED, synced_at=now, next_retry_at=None)
+            FinancialRecord.objects.awaiting().filter(pk__in=[r.pk for r in quiet]).update(
+                state=State.SYNCED, synced_at=now, next_retry_at=None
+            )
             Organization.touch(self.run.organization_id)
         if written:
             earlier = sum(1 for record, _ in written if record.pk not in self.sent_here)
@@ -536,25 +506,23 @@ class Orchestrator:
         batches = list(chunks(records, connector.batch_size))
         for index, batch in enumerate(batches):
             if not self._still_running():
-                self.stop_reason = "The sync was closed by the sweep; it sends nothing more."
+                self.stop_reason = (RunDetail.CLOSED_BY_SWEEP, {})
                 return
             if not self._still_enabled():
                 left = sum(len(rest) for rest in batches[index:])
                 self._release(State.PENDING)
-                self.stop_reason = (
-                    f"The connector was disabled during the sync; {left} records "
-                    "were not sent and stay pending."
-                )
+                self.stop_reason = (RunDetail.DISABLED_DURING_RUN, {"left": left})
                 return
             if not self._mark_in_flight(batch):
-                self.stop_reason = "The sync was closed by the sweep; it sends nothing more."
+                self.stop_reason = (RunDetail.CLOSED_BY_SWEEP, {})
                 return
             results = self._send(connector, batch)
             self._write_results(list(zip(batch, results, strict=True)))
             if any(result.outcome == Outcome.AUTHENTICATION for result in results):
                 self._release(State.PENDING)
                 message = next(r.message for r in results if r.outcome == Outcome.AUTHENTICATION)
-                self.stop_reason = f"The accounting system refused the credentials: {message}"
+                # The ERP's words are evidence: kept verbatim, worded around when shown.
+                self.stop_reason = (RunDetail.CREDENTIALS_REFUSED, {"error": message})
                 event = SyncEvent.objects.create(
                     organization=self.organization,
                     run=self.run,
@@ -702,6 +670,7 @@ class Orchestrator:
             Outcome.SUCCEEDED: SyncLog.Status.SUCCEEDED,
             Outcome.UNCERTAIN: SyncLog.Status.UNCERTAIN,
         }.get(result.outcome, SyncLog.Status.FAILED)
+        succeeded = result.outcome == Outcome.SUCCEEDED
         return SyncLog(
             run=self.run,
             record=record,
@@ -711,8 +680,8 @@ class Orchestrator:
             attempt_number=before.get("last_number", 0) + 1,
             retry_of_id=before.get("last_id"),
             status=status,
-            error_class="" if result.outcome == Outcome.SUCCEEDED else result.outcome.value,
-            error_message="" if result.outcome == Outcome.SUCCEEDED else result.message,
+            error_class="" if succeeded else ErrorClass.of(result.outcome),
+            error_message="" if succeeded else result.message,
             payload=result.payload,
             response_status=result.response_status,
             response_body=result.response_body,
@@ -833,11 +802,10 @@ class Orchestrator:
 
     def _release(self, state: str) -> None:
         """Give back what the run still holds (none of it was sent by this run)."""
-        FinancialRecord.objects.filter(claimed_by=self.run, state=State.SENDING).update(
-            state=state, claimed_by=None
-        )
+        FinancialRecord.objects.held_by(self.run).update(state=state, claimed_by=None)
 
-    def _finish(self, message: str, failed: bool = False) -> None:
+    def _finish(self, detail: tuple[str, dict[str, Any]], failed: bool = False) -> None:
+        """Close the run with its status, error class and what happened, as codes."""
         run = SyncRun.objects.get(pk=self.run.pk)
         if failed or (run.failed and not run.sent):
             status = SyncRun.Status.FAILED
@@ -847,29 +815,26 @@ class Orchestrator:
             status = SyncRun.Status.SUCCEEDED
         error_class = ""
         if status == SyncRun.Status.FAILED and self.error_classes:
-            error_class = self.error_classes.most_common(1)[0][0]
-            if error_class in NETWORK_CLASSES:
-                error_class = "network"
+            outcome = self.error_classes.most_common(1)[0][0]
+            error_class = (
+                ErrorClass.NETWORK if outcome in NETWORK_CLASSES else ErrorClass.of(outcome)
+            )
+        code, params = detail
+        skipped = sorted(self.skip_reasons.items(), key=lambda item: (-item[1], item[0]))
         SyncRun.objects.filter(pk=self.run.pk).update(
             status=status,
             finished_at=timezone.now(),
             heartbeat_at=timezone.now(),
-            message=message or self._summary(run),
+            detail_code=code,
+            detail_params=params,
             error_class=error_class,
-            skip_reasons=dict(self.skip_reasons),
+            skip_reasons=[
+                {"code": reason, "count": count, **({"category": category} if category else {})}
+                for (reason, category), count in skipped
+            ],
+            import_posted=self.settled["sent"],
+            import_refused=self.settled["failed"],
         )
         Organization.touch(self.run.organization_id)
         # The alerts open or resolve what the run changed (S7.4).
         events.run_ended.send(sender=SyncRun, run_id=self.run.pk)
-
-    def _summary(self, run: SyncRun) -> str:
-        parts = [f"{run.sent} sent"]
-        if run.failed:
-            parts.append(f"{run.failed} failed")
-        if run.skipped:
-            parts.append(f"{run.skipped} skipped")
-        if self.settled["sent"]:
-            parts.append(f"{self.settled['sent']} posted by the accounting system's import")
-        if self.settled["failed"]:
-            parts.append(f"{self.settled['failed']} refused by its import")
-        return ", ".join(parts) + "."

@@ -9,19 +9,24 @@ from datetime import UTC, datetime, timedelta
 from celery import shared_task
 from celery.exceptions import MaxRetriesExceededError
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q, Subquery, Value
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from redis.exceptions import RedisError
 
-from accounting_sync.models import FinancialRecord, SyncEvent, SyncRun, WorkerHeartbeat
+from accounting_sync.models import (
+    ErrorClass,
+    FinancialRecord,
+    SyncEvent,
+    SyncRun,
+    WorkerHeartbeat,
+)
 from accounting_sync.orchestrator import (
     RunAlreadyGoing,
     backoff_seconds,
     execute_run,
     recover_stale_runs,
-    sendable,
     start_run,
 )
 from core import events
@@ -97,7 +102,7 @@ def scheduled_sync(self, organization_id: int) -> None:
     except RunAlreadyGoing:
         return  # the running one takes the records
     run = execute_run(run.pk, worker=self.request.hostname or "worker")
-    if run is None or run.error_class != "network":
+    if run is None or run.error_class != ErrorClass.NETWORK:
         return
     try:
         countdown = backoff_seconds(self.request.retries + 1, SCHEDULED_FIRST_RETRY_SECONDS)
@@ -107,8 +112,9 @@ def scheduled_sync(self, organization_id: int) -> None:
             organization_id=organization_id,
             run=run,
             kind=SyncEvent.Kind.SCHEDULED_RUN_FAILED,
+            # The engine's own note; the alert words the problem for its readers.
             message=f"The scheduled sync could not reach the accounting system, also after "
-            f"{SCHEDULED_RETRIES} retries: {run.message}",
+            f"{SCHEDULED_RETRIES} retries (run {run.pk}).",
         )
         # S9.4: the admins get an in-app alert.
         events.event_recorded.send(sender=SyncEvent, event=event)
@@ -134,14 +140,12 @@ def _already_ran_for_this_firing(integration: Integration) -> bool:
 
 def retry_candidates(integration: Integration) -> list[int]:
     """Records a retried scheduled sync takes: waiting or failed, but not refused for good."""
-    State = FinancialRecord.State
     return list(
-        FinancialRecord.objects.filter(
+        FinancialRecord.objects.resendable()
+        .filter(
             organization_id=integration.organization_id,
             kind__in=integration.included_kinds(),
-            state__in=[State.PENDING, State.FAILED],
         )
-        .exclude(state=State.FAILED, next_retry_at__isnull=True)
         .values_list("pk", flat=True)
     )
 
@@ -152,9 +156,10 @@ def sweep() -> None:
     for pending records whose approval trigger was lost, and import checks for records
     sent but awaiting the ERP's import."""
     recover_stale_runs()
-    retries = _organizations_due(FinancialRecord.State.FAILED)
+    records = FinancialRecord.objects
+    retries = _organizations_due(records.due_for_retry(timezone.now()))
     lost = _organizations_with_lost_triggers() - retries
-    checks = _organizations_due(FinancialRecord.State.AWAITING) - retries - lost
+    checks = _organizations_due(records.due_for_import_check(timezone.now())) - retries - lost
     for trigger, due in (
         (SyncRun.Trigger.RETRY, retries),
         # An approval run: it stands in for the approval trigger that never arrived and
@@ -170,14 +175,10 @@ def sweep() -> None:
             run_sync.delay(run.pk)
 
 
-def _organizations_due(state: str) -> set[int]:
-    """Organizations with an enabled connector and a record in `state` whose time has come."""
+def _organizations_due(due: QuerySet[FinancialRecord]) -> set[int]:
+    """Organizations with an enabled connector and one of these records (due ones)."""
     return set(
-        FinancialRecord.objects.filter(
-            state=state,
-            next_retry_at__lte=timezone.now(),
-            organization__integration__enabled=True,
-        )
+        due.filter(organization__integration__enabled=True)
         .values_list("organization_id", flat=True)
         .distinct()
     )
@@ -208,9 +209,8 @@ def _organizations_with_lost_triggers() -> set[int]:
         .order_by("-started_at")
         .values("started_at")[:1]
     )
-    waiting = FinancialRecord.objects.filter(
+    waiting = FinancialRecord.objects.pending().filter(
         organization=OuterRef("organization_id"),
-        state=FinancialRecord.State.PENDING,
         received_at__lt=cutoff,
         received_at__gt=Coalesce(OuterRef("last_start"), Value(EPOCH)),
     )
@@ -254,10 +254,10 @@ def follow_up(run: SyncRun) -> None:
     integration = Integration.objects.get(organization_id=run.organization_id)
     if not (integration.enabled and integration.sync_after_approval):
         return
-    if run.error_class in ("authentication", "abandoned"):
+    if run.error_class in (ErrorClass.AUTHENTICATION, ErrorClass.ABANDONED):
         return  # a person has to act first; do not loop on it
-    still_pending = FinancialRecord.objects.filter(
-        sendable(integration.organization, integration), state=FinancialRecord.State.PENDING
-    ).exists()
+    still_pending = (
+        FinancialRecord.objects.sendable(integration.organization, integration).pending().exists()
+    )
     if still_pending:
         enqueue_approval_sync(run.organization_id)

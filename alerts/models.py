@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from accounting_sync.models import FinancialRecord
+from accounting_sync.models import FinancialRecord, SyncRun
 from organizations.models import Membership, Organization
 
 
@@ -133,11 +133,18 @@ class Alert(models.Model):
             return gettext(
                 "The scheduled sync could not reach the accounting system, also after "
                 "%(retries)s retries: %(error)s"
-            ) % {"retries": d.get("retries"), "error": d.get("error", "")}
+            ) % {"retries": d.get("retries"), "error": d.get("error") or self._run_outcome()}
         return gettext(
             "The accounting system refused the credentials; nothing is sent until they are "
             "fixed: %(error)s"
         ) % {"error": d.get("error", "")}
+
+    def _run_outcome(self) -> str:
+        """The outcome of the run the alert is about, worded for its reader; read only when
+        the ERP gave no words of its own (a run whose sends all ended uncertain)."""
+        run_id = self.details.get("run")
+        run = SyncRun.objects.filter(pk=run_id).first() if run_id else None
+        return run.outcome_text() if run is not None else ""
 
     @staticmethod
     def _record_type(kind: str | None) -> str:

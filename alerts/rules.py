@@ -24,7 +24,7 @@ from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from accounting_sync.models import FinancialRecord, SyncEvent, SyncLog, SyncRun
+from accounting_sync.models import ErrorClass, FinancialRecord, SyncEvent, SyncLog, SyncRun
 from alerts.models import Alert, AlertRecipient
 from organizations.models import Membership, Organization
 
@@ -39,12 +39,9 @@ MANY_ERRORS_LIMIT = 10
 MANY_ERRORS_WINDOW = timedelta(hours=24)
 # S7.3: approved records not sent after this long, with the connector enabled.
 PENDING_LIMIT = timedelta(hours=48)
-# Records not yet sent: one being sent right now has still waited, and counting it keeps
-# a check that runs during a sync from closing the alert only to open it again.
-WAITING = (FinancialRecord.State.PENDING, FinancialRecord.State.SENDING)
 # An authentication failure is the credentials' problem, alerted on its own (S7.6): it
 # does not make a record "keep failing".
-AUTHENTICATION = "authentication"
+AUTHENTICATION = ErrorClass.AUTHENTICATION
 
 
 # --- opening and resolving -------------------------------------------------------------------
@@ -239,12 +236,17 @@ def check_waiting_records(organization_id: int, now=None) -> None:
     """Open the S7.3 alert if records have waited too long; close it once none has any
     more (sent, or the connector turned off)."""
     now = now or timezone.now()
-    waiting = FinancialRecord.objects.filter(
-        organization_id=organization_id,
-        state__in=WAITING,
-        received_at__lt=now - PENDING_LIMIT,
-        organization__integration__enabled=True,
-    ).count()
+    # Not yet sent counts one being sent right now: it has still waited, and counting it
+    # keeps a check that runs during a sync from closing the alert only to open it again.
+    waiting = (
+        FinancialRecord.objects.not_yet_sent()
+        .filter(
+            organization_id=organization_id,
+            received_at__lt=now - PENDING_LIMIT,
+            organization__integration__enabled=True,
+        )
+        .count()
+    )
     if waiting:
         hours = int(PENDING_LIMIT.total_seconds() // 3600)
         open_alert(
@@ -277,6 +279,8 @@ def alert_for_event(event: SyncEvent) -> Alert | None:
 
 
 def _run_error(run: SyncRun | None) -> str:
+    """The ERP's words for the run's last failure; "" when it has none to give (the alert
+    then words the run's own outcome when shown, in its reader's language)."""
     if run is None:
         return ""
     last = (
@@ -285,7 +289,7 @@ def _run_error(run: SyncRun | None) -> str:
         .values_list("error_message", flat=True)
         .first()
     )
-    return last or run.message
+    return last or ""
 
 
 def resolve_by_run(run: SyncRun, now=None) -> None:

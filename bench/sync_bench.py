@@ -181,7 +181,7 @@ def main() -> int:
         queries = len(connection.queries)
         settings.DEBUG = False
         type(integration.build_connector()).post = original_post
-        assert run.sent == args.records, f"the run sent {run.sent}: {run.message}"
+        assert run.sent == args.records, f"the run sent {run.sent}: {run.outcome_text()}"
         batches = -(-args.records // 250)
         say(
             f"    of which connector.post {in_post[0]:.2f} s, the rest (database, "

@@ -153,7 +153,7 @@ def site(org, other_org, global_admin, auditor) -> dict:
         total=3,
         sent=1,
         failed=2,
-        skip_reasons={"no mapping for category parkering": 1},
+        skip_reasons=[{"code": "no_mapping", "category": "parkering", "count": 1}],
     )
     key, _raw = ApiKey.issue(org, created_by=global_admin)
     AdminAction.record(global_admin, org, AdminAction.Kind.API_KEY_ISSUED, prefix=key.prefix)

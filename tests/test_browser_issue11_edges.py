@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect
 from accounting_sync.models import SyncRun
 from organizations.models import Organization
 from tests.browser import accessibility_violations, log_in
-from tests.test_sync_engine import make_records
+from tests.factories import make_records
 
 pytestmark = [pytest.mark.browser]
 

@@ -15,9 +15,9 @@ from playwright.sync_api import Browser, Page, expect
 from accounting_sync.models import FinancialRecord, SyncRun
 from integrations.models import Integration
 from tests.browser import accessibility_violations, log_in
+from tests.factories import configure, ledger_counts, make_records, sync
 from tests.test_browser_i18n import LANGUAGES, log_in_as
 from tests.test_browser_integration import XLEDGER_TOKEN, choose
-from tests.test_sync_engine import configure, ledger_counts, make_records, sync
 
 pytestmark = [pytest.mark.browser]
 

@@ -13,10 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounting_sync.models import SyncLog
+from tests.factories import configure, make_records
 from tests.test_audit_log import client_for, export
 from tests.test_failed_records import _trust_the_sandbox as _trust  # noqa: F401  (autouse)
 from tests.test_failed_records import fail, failed_org, html, page_url, row_of
-from tests.test_sync_engine import configure, make_records
 
 
 def test_s6_1_one_attempt_is_no_retry_and_a_503_is_explained_with_the_next_try(

@@ -20,9 +20,9 @@ from accounting_sync.models import FinancialRecord, SyncRun
 from core import live
 from integrations.models import CategoryMapping, Integration, SetupStep
 from organizations.models import Organization
+from tests.factories import configure, make_records, sync
 from tests.test_dashboard import finished_run, page_for, set_state, text_of
 from tests.test_integration_settings import XLEDGER_FORM, mapped, save, toggle, verified
-from tests.test_sync_engine import configure, make_records, sync
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,7 @@ from django.db import connections
 from django.utils import timezone
 
 from accounting_sync import tasks
-from accounting_sync.models import FinancialRecord, SyncEvent, SyncLog, SyncRun
+from accounting_sync.models import ErrorClass, FinancialRecord, SyncEvent, SyncLog, SyncRun
 from accounting_sync.orchestrator import (
     BACKOFF_CAP_SECONDS,
     RunAlreadyGoing,
@@ -28,6 +28,7 @@ from accounting_sync.orchestrator import (
     recover_stale_runs,
     start_run,
 )
+from accounting_sync.outcomes import RunDetail, SkipReason
 from integrations.forms import MappingsForm
 from integrations.models import Integration
 from organizations.models import Organization
@@ -54,7 +55,10 @@ def test_s2_2_a_disabled_connector_sends_nothing_and_records_stay_pending(org, e
     run = sync(org)
 
     assert run.status == SyncRun.Status.FAILED
-    assert "disabled" in run.message
+    assert run.detail_code == RunDetail.CONNECTOR_DISABLED and run.message == ""
+    assert run.outcome_text() == (
+        "The connector is disabled; records stay pending until it is enabled."
+    )
     assert states(org) == {State.PENDING: 5}
     assert ledger_counts(erp_sandbox) == {}
     assert not SyncLog.objects.exists()
@@ -101,8 +105,12 @@ def test_s2_6_disabling_during_a_run_finishes_the_batch_in_flight_and_sends_no_m
 
     assert finished is not None
     assert (finished.total, finished.sent, finished.failed) == (600, 250, 0)
-    assert "disabled during the sync" in finished.message
-    assert "350 records were not sent" in finished.message
+    assert finished.detail_code == RunDetail.DISABLED_DURING_RUN
+    assert finished.detail_params == {"left": 350}
+    assert finished.outcome_text() == (
+        "250 sent. The connector was disabled during the sync; 350 records were not sent "
+        "and stay pending."
+    )
     assert states(org) == {State.SYNCED: 250, State.PENDING: 350}
     synced = FinancialRecord.objects.filter(organization=org, state=State.SYNCED)
     assert ledger_counts(erp_sandbox) == {r.reference: 1 for r in synced}
@@ -147,8 +155,11 @@ def test_s3_6_the_run_records_trigger_user_time_count_and_outcome(org, org_admin
     assert before <= run.started_at <= run.finished_at <= timezone.now()
     assert (run.total, run.done, run.sent, run.failed, run.skipped) == (5, 5, 3, 0, 2)
     assert run.status == SyncRun.Status.SUCCEEDED
-    assert run.message == "3 sent, 2 skipped."
-    assert run.skip_reasons == {"No mapping for category 'unmapped'.": 2}
+    # Stored as codes and numbers, worded when shown: no English sentence in the row.
+    assert run.message == "" and run.detail_code == ""
+    assert run.skip_reasons == [{"code": SkipReason.NO_MAPPING, "category": "unmapped", "count": 2}]
+    assert run.outcome_text() == "3 sent, 2 skipped."
+    assert run.skip_texts() == ["2 waiting for a mapping: unmapped"]
     assert run.connector == "xledger" and run.worker == "test"
 
 
@@ -284,7 +295,7 @@ def test_an_unmapped_category_is_skipped_with_the_reason_and_mapping_it_returns_
     assert run.skipped == 3 and run.sent == 0
     for record in FinancialRecord.objects.all():
         assert record.state == State.SKIPPED
-        assert record.skip_reason == "No mapping for category 'meals'."
+        assert record.skip_reason == SkipReason.NO_MAPPING
     assert ledger_counts(erp_sandbox) == {}
 
     categories = ["honorarium", "meals", "travel"]
@@ -322,8 +333,12 @@ def test_an_authentication_failure_fails_the_run_and_returns_records_to_pending_
     run = sync(org)
 
     assert run.status == SyncRun.Status.FAILED
-    assert run.error_class == "authentication"
-    assert "refused the credentials" in run.message
+    assert run.error_class == ErrorClass.AUTHENTICATION == "authentication"
+    assert run.detail_code == RunDetail.CREDENTIALS_REFUSED and run.message == ""
+    # The ERP's own words are kept verbatim, as the parameter of our sentence.
+    erp_words = run.detail_params["error"]
+    assert erp_words and erp_words in run.outcome_text()
+    assert "The accounting system refused the credentials: " in run.outcome_text()
     assert states(org) == {State.PENDING: 300}
     assert set(FinancialRecord.objects.values_list("retry_count", flat=True)) == {0}
     assert not FinancialRecord.objects.filter(claimed_by__isnull=False).exists()

@@ -55,8 +55,10 @@ def test_s9_5_each_sync_shows_time_trigger_user_counts_and_skip_reasons(
         sent=8,
         failed=1,
         skipped=3,
-        skip_reasons={"no mapping for category parking": 2, "no mapping for category toll": 1},
-        message="1 record failed: account 7130 is closed.",
+        skip_reasons=[
+            {"code": "no_mapping", "category": "parking", "count": 2},
+            {"code": "no_mapping", "category": "toll", "count": 1},
+        ],
     )
     page = history(admin_client, org)
     assert "2025-06-05 02:00" in page and "1 min 15 s" in page  # in the reader's locale
@@ -64,10 +66,10 @@ def test_s9_5_each_sync_shows_time_trigger_user_counts_and_skip_reasons(
     assert f"<td>{org_admin.username}</td>" in page
     assert '<td class="num">12</td>' in page and '<td class="num">8</td>' in page
     assert '<td class="num">1</td>' in page and '<td class="num">3</td>' in page
-    assert "<li>no mapping for category parking: 2</li>" in page
-    assert "<li>no mapping for category toll: 1</li>" in page
+    assert "<li>2 waiting for a mapping: parking</li>" in page
+    assert "<li>1 waiting for a mapping: toll</li>" in page
     assert "Partly failed" in page
-    assert "1 record failed: account 7130 is closed." in page
+    assert "<td>8 sent, 1 failed, 3 skipped.</td>" in page  # worded from the counts
 
 
 def test_s9_5_an_automatic_sync_has_no_user_and_its_status_is_in_words(admin_client, org):

@@ -11,12 +11,10 @@ from datetime import datetime
 
 from django.db.models import Count
 from django.utils import timezone
-from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 
+from accounting_sync import outcomes
 from accounting_sync.health import Facts, Health, assess, facts, next_change, with_facts
 from accounting_sync.models import FinancialRecord, SyncRun
-from accounting_sync.orchestrator import sendable
 from core import live
 from integrations.models import CategoryMapping, Integration, SetupSteps
 from integrations.schedule import NextRun, next_runs
@@ -55,15 +53,13 @@ class Dashboard:
         running = next((run for run in runs if run.is_running), None)
         to_send = 0
         if known.enabled and integration is not None:
-            to_send = FinancialRecord.objects.filter(sendable(annotated, integration, now)).count()
+            to_send = FinancialRecord.objects.sendable(annotated, integration, now).count()
         upcoming = (
             next_runs(integration, 1, now=now) if known.enabled and integration is not None else []
         )
         awaiting = 0
         if integration is not None and integration.connector == Integration.Connector.XLEDGER:
-            awaiting = FinancialRecord.objects.filter(
-                organization=organization, state=FinancialRecord.State.AWAITING
-            ).count()
+            awaiting = FinancialRecord.objects.filter(organization=organization).awaiting().count()
         next_run = upcoming[0] if upcoming else None
         steps = integration.setup_steps() if integration else SetupSteps.not_started()
         return cls(
@@ -115,25 +111,7 @@ class Dashboard:
 
     def outcome(self, run: SyncRun) -> str:
         """A finished run's outcome in one sentence, for the page and for screen readers."""
-        if run.status == SyncRun.Status.SUCCEEDED and run.skipped:
-            return ngettext(
-                "Sync finished: %(sent)d sent, %(skipped)d skipped (see the sync history).",
-                "Sync finished: %(sent)d sent, %(skipped)d skipped (see the sync history).",
-                run.skipped,
-            ) % {"sent": run.sent, "skipped": run.skipped}
-        if run.status == SyncRun.Status.SUCCEEDED:
-            return ngettext(
-                "Sync finished: %(sent)d record sent.",
-                "Sync finished: %(sent)d records sent.",
-                run.sent,
-            ) % {"sent": run.sent}
-        if run.status == SyncRun.Status.PARTIAL:
-            return ngettext(
-                "Sync finished with errors: %(sent)d sent, %(failed)d failed.",
-                "Sync finished with errors: %(sent)d sent, %(failed)d failed.",
-                run.failed,
-            ) % {"sent": run.sent, "failed": run.failed}
-        return _("Sync failed: %(reason)s") % {"reason": run.message}
+        return outcomes.announcement(run)
 
     def finished_since(self, run_id: str | None) -> SyncRun | None:
         """The run a page was watching, if it has ended since: its outcome is announced."""

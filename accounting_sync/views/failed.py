@@ -16,7 +16,6 @@ from datetime import datetime
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page, Paginator
-from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -26,6 +25,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
+from accounting_sync import outcomes
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
 from accounting_sync.triggers import SyncRefused, request_run
 from core import live
@@ -36,19 +36,6 @@ from organizations.models import Organization
 PAGE_SIZE = 50
 TEMPLATE = "accounting_sync/failed.html"
 State = FinancialRecord.State
-
-
-def failed_queue(organization: Organization) -> QuerySet[FinancialRecord]:
-    """The failed records, and those a sync is re-sending right now.
-
-    A record being retried is `sending` until its outcome is known. It stays on the
-    list meanwhile (marked "retrying now"), so rows do not vanish and come back, and a
-    person's tick on it is kept, while the retry runs. `retry_count > 0` tells a
-    re-send of a failed record from a first send.
-    """
-    return organization.records.filter(
-        Q(state=State.FAILED) | Q(state=State.SENDING, retry_count__gt=0)
-    ).order_by("-approved_at", "-id")
 
 
 @dataclass(frozen=True)
@@ -85,7 +72,8 @@ class FailedRecords:
 
     @classmethod
     def build(cls, organization: Organization, page_number: str | None = None) -> FailedRecords:
-        page = Paginator(failed_queue(organization), PAGE_SIZE).get_page(page_number)
+        queue = FinancialRecord.objects.filter(organization=organization).failed_queue()
+        page = Paginator(queue, PAGE_SIZE).get_page(page_number)
         records = list(page.object_list)
         return cls(
             organization=organization,
@@ -141,7 +129,7 @@ class FailedRecords:
             .exclude(status=SyncRun.Status.RUNNING)
             .first()
         )
-        return outcome(finished) if finished is not None else ""
+        return outcomes.retry_announcement(finished) if finished is not None else ""
 
 
 def _rows(records: list[FinancialRecord]) -> list[Row]:
@@ -157,30 +145,13 @@ def _rows(records: list[FinancialRecord]) -> list[Row]:
     return [Row(record, attempts[record.pk]) for record in records]
 
 
-def outcome(run: SyncRun) -> str:
-    """A finished run in one sentence; a retry says how many are still failing (S6.4, S6.5)."""
-    if run.status == SyncRun.Status.FAILED and not run.failed:
-        return _("The retry did not run: %(reason)s") % {"reason": run.message}
-    if run.trigger == SyncRun.Trigger.RETRY:
-        return ngettext(
-            "Retry finished: %(sent)d sent, %(failed)d still failing.",
-            "Retry finished: %(sent)d sent, %(failed)d still failing.",
-            run.failed,
-        ) % {"sent": run.sent, "failed": run.failed}
-    return ngettext(
-        "A sync finished: %(sent)d sent, %(failed)d failed.",
-        "A sync finished: %(sent)d sent, %(failed)d failed.",
-        run.failed,
-    ) % {"sent": run.sent, "failed": run.failed}
-
-
 def chosen_records(organization: Organization, form: QueryDict) -> list[int]:
     """The failed records of this organization that the form names (S6.2), or all (S6.3).
 
     Ids of other organizations' records, of records no longer failed, or that are not
     numbers are dropped: the run re-sends exactly what is failed here and was chosen.
     """
-    failed = organization.records.filter(state=State.FAILED)
+    failed = FinancialRecord.objects.filter(organization=organization).failed()
     if not form.get("all"):
         wanted = [int(pk) for pk in form.getlist("record") if pk.isdigit()]
         failed = failed.filter(pk__in=wanted)

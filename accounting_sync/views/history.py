@@ -34,7 +34,7 @@ class Row:
     duration: str
     icon: str
     css: str
-    skip_reasons: list[tuple[str, int]]
+    skip_reasons: list[str]
 
 
 def duration_text(run: SyncRun) -> str:
@@ -52,8 +52,7 @@ def duration_text(run: SyncRun) -> str:
 
 def row(run: SyncRun) -> Row:
     icon, css = STATUS_LOOK.get(run.status, ("•", "state-pending"))
-    reasons = sorted((run.skip_reasons or {}).items(), key=lambda item: (-item[1], item[0]))
-    return Row(run, duration_text(run), icon, css, reasons)
+    return Row(run, duration_text(run), icon, css, run.skip_texts())
 
 
 @login_required
