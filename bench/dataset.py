@@ -431,6 +431,10 @@ class _Builder:
             "skipped",
             "message",
             "skip_reasons",
+            "detail_code",
+            "detail_params",
+            "import_posted",
+            "import_refused",
             "error_class",
             "record_ids",
         ]
@@ -438,11 +442,11 @@ class _Builder:
         def rows() -> Iterator[tuple]:
             for run_id, org_pk, trigger, first, last, status, ok, bad in self.runs:
                 finished = last + timedelta(seconds=1)
-                message = "" if status == "succeeded" else f"{bad} records failed."
+                # Outcomes are codes and counts, worded when shown (accounting_sync/outcomes.py).
                 yield (
                     run_id, org_pk, self.connector[org_pk], trigger, status, first, finished,
-                    finished, "bench@worker", ok + bad, ok + bad, ok, bad, 0, message, "{}",
-                    "authentication" if status == "failed" and bad > 5 else "", None,
+                    finished, "bench@worker", ok + bad, ok + bad, ok, bad, 0, "", "[]", "",
+                    "{}", 0, 0, "authentication" if status == "failed" and bad > 5 else "", None,
                 )  # fmt: skip
             # A few runs in progress now, with none of their attempts written yet.
             for n in range(1, min(RUNNING_RUNS, len(self.orgs) - 1) + 1):
@@ -451,7 +455,7 @@ class _Builder:
                 yield (
                     len(self.runs) + n, org_pk, self.connector[org_pk], "manual", "running",
                     started, None, self.now, "bench@worker", 250, 10 * n, 10 * n, 0, 0, "",
-                    "{}", "", None,
+                    "[]", "", "{}", 0, 0, "", None,
                 )  # fmt: skip
 
         self.counts["sync_runs"] = _copy(cursor, "accounting_sync_syncrun", columns, rows())
@@ -479,6 +483,7 @@ class _Builder:
             "erp_document_id",
             "synced_at",
             "needs_lookup",
+            "lookup_failures",
             "received_at",
             "updated_at",
         ]
@@ -509,10 +514,10 @@ class _Builder:
                     f"V-{rid % 5000}", NAMES[rid % len(NAMES)], f"Reise Oslo-Hamar {rid}",
                     state, max(0, attempts - 1), message if state != "synced" else "",
                     next_retry,
-                    "No mapping for category 'course'." if state == "skipped" else "",
+                    "no_mapping" if state == "skipped" else "",
                     erp_id if state == "synced" else "",
                     last_time if state == "synced" else None,
-                    last_status == "uncertain", approved, last_time or approved,
+                    last_status == "uncertain", 0, approved, last_time or approved,
                 )  # fmt: skip
 
         self.counts["financial_records"] = _copy(
