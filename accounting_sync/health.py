@@ -8,7 +8,8 @@ Health is never told by colour alone: each level has a word and an icon.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from django.db.models import (
@@ -106,36 +107,52 @@ def sync_expected(facts: Facts, now: datetime) -> bool:
     return waiting or facts.schedule_came_due
 
 
-# Most organizations share a handful of schedules: the overview asks the same question
-# hundreds of times a minute, and a cron calculation costs about 20 µs each time.
-_came_due: dict[tuple, bool] = {}
-_CACHE_LIMIT = 4096
-
-
 def schedule_came_due(integration, now: datetime) -> bool:
     """Whether beat should have started a sync in the last 24 hours (no query).
 
     Answered to the minute, which is all beat's cron resolves.
     """
-    from integrations.schedule import cron_for, next_runs
-
-    expression = cron_for(integration)
-    if expression is None:
-        return False
-    minute = now.replace(second=0, microsecond=0)
-    key = (
-        expression,
-        integration.organization.time_zone,
+    return _schedule_came_due(
         integration.schedule,
+        integration.schedule_time,
+        integration.schedule_weekday,
         integration.schedule_day,
-        minute,
+        integration.schedule_cron,
+        integration.organization.time_zone,
+        now.replace(second=0, microsecond=0),
     )
-    if key not in _came_due:
-        if len(_came_due) >= _CACHE_LIMIT:
-            _came_due.clear()
-        upcoming = next_runs(integration, 1, now=minute - STALE_AFTER)
-        _came_due[key] = bool(upcoming) and upcoming[0].moment <= minute
-    return _came_due[key]
+
+
+# Most organizations share a handful of schedules: the overview asks the same question
+# hundreds of times a minute, and a cron calculation costs about 20 µs each time. The
+# arguments are everything the answer depends on (the minute included, so an answer is
+# never reused once the clock has moved on); the bound keeps a long-running process small.
+@lru_cache(maxsize=4096)
+def _schedule_came_due(
+    schedule: str,
+    schedule_time: time | None,
+    schedule_weekday: int | None,
+    schedule_day: int | None,
+    schedule_cron: str,
+    time_zone: str,
+    minute: datetime,
+) -> bool:
+    from integrations.models import Integration
+    from integrations.schedule import next_runs
+    from organizations.models import Organization
+
+    # next_runs reads an integration: an unsaved one holding only what it reads (the
+    # arguments above), so that the cache's key is exactly what the answer depends on.
+    integration = Integration(
+        schedule=schedule,
+        schedule_time=schedule_time,
+        schedule_weekday=schedule_weekday,
+        schedule_day=schedule_day,
+        schedule_cron=schedule_cron,
+        organization=Organization(time_zone=time_zone),
+    )
+    upcoming = next_runs(integration, 1, now=minute - STALE_AFTER)
+    return bool(upcoming) and upcoming[0].moment <= minute
 
 
 def needs_setup(facts: Facts) -> str | None:

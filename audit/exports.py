@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from decimal import Decimal
+from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -25,51 +29,6 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounting_sync.models import SyncLog
-
-# Export column → what it is read from.
-FIELDS = (
-    ("id", "id"),
-    ("time", "created_at"),
-    ("organization", "organization__name"),
-    ("reference", "reference"),
-    ("record_type", "record__kind"),
-    ("category", "record__category"),
-    ("amount", "record__amount"),
-    ("currency", "record__currency"),
-    ("claimant", "record__claimant_name"),
-    ("attempt", "attempt_number"),
-    ("trigger", "trigger"),
-    ("status", "status"),
-    ("error_class", "error_class"),
-    ("error_message", "error_message"),
-    ("response_status", "response_status"),
-    ("duration_ms", "duration_ms"),
-    ("erp_id", "erp_id"),
-    ("retries_attempt", "retry_of_id"),
-    ("prev_hash", "prev_hash"),
-    ("row_hash", "row_hash"),
-)
-COLUMNS = tuple(column for column, _source in FIELDS)
-TIME, AMOUNT = COLUMNS.index("time"), COLUMNS.index("amount")
-CHUNK = 5000  # rows fetched from the database at a time
-LINES_PER_WRITE = 500  # rows handed to the response at a time
-
-
-def export_values(queryset: QuerySet[SyncLog]) -> Iterator[tuple]:
-    """The exported columns of every row the filter matches, newest first, as tuples."""
-    rows = queryset.order_by("-id").values_list(*(source for _column, source in FIELDS))
-    return rows.iterator(chunk_size=CHUNK)
-
-
-def _batches(rows: Iterator[tuple]) -> Iterator[list[tuple]]:
-    """LINES_PER_WRITE rows at a time, with times in the reader's time zone (ISO 8601
-    with the offset). Whole batches keep the per-row Python work to a minimum."""
-    zone = timezone.get_current_timezone()
-    while batch := list(islice(rows, LINES_PER_WRITE)):
-        yield [
-            (*row[:TIME], row[TIME].astimezone(zone).isoformat(), *row[TIME + 1 :]) for row in batch
-        ]
-
 
 # Free text may hold the separator, a quote or a line break; everything else is a
 # number, a code or a hash. Quoted exactly as the csv module quotes (QUOTE_MINIMAL).
@@ -79,12 +38,11 @@ _NEEDS_QUOTES = re.compile(r'[;"\r\n]')
 FORMULA_START = frozenset("=+-@\t\r")
 
 
+# How the CSV writes each kind of value. Every text column goes through _text, codes and
+# hashes too: they are never formulas today, and a check costs less than a future column
+# slipping through. Numbers (amounts included, negative or not) stay numbers.
 def _text(value: str) -> str:
-    """A text cell: neutralised if it could be read as a formula, then quoted if needed.
-
-    Only ever called on text columns: numbers (amounts included, negative or not) are
-    written by the callers below and stay numbers.
-    """
+    """A text cell: neutralised if it could be read as a formula, then quoted if needed."""
     if value[:1] in FORMULA_START:
         value = "'" + value
     return '"' + value.replace('"', '""') + '"' if _NEEDS_QUOTES.search(value) else value
@@ -94,43 +52,102 @@ def _number(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
-def excel_time(moment, zone) -> str:
+def _decimal_comma(value: Decimal) -> str:
+    return str(value).replace(".", ",")  # as Norwegian Excel reads a decimal number
+
+
+def _local_time(value: datetime, zone: tzinfo) -> str:
+    return value.astimezone(zone).isoformat()  # ISO 8601 with the offset: the JSON's, exact
+
+
+def excel_time(moment: datetime, zone: tzinfo) -> str:
     """A plain local date and time ("2026-03-02 09:30:05") that Excel reads as a date; an ISO
     stamp with microseconds and an offset stays text there. The JSON keeps ISO, exact."""
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def csv_line(row: tuple, zone) -> str:
-    """One row as a CSV line, in COLUMNS order.
+@dataclass(frozen=True)
+class Column:
+    name: str  # in the CSV's header and the JSON's keys
+    source: str  # the field it is read from (values_list)
+    csv: Callable[..., str]  # how the CSV writes it; the JSON writes the value as stored
+    zoned: bool = False  # csv takes the reader's time zone too
+
+
+# The exported columns, in order: adding one is one line here.
+EXPORT = (
+    Column("id", "id", str),
+    Column("time", "created_at", excel_time, zoned=True),
+    Column("organization", "organization__name", _text),
+    Column("reference", "reference", _text),
+    Column("record_type", "record__kind", _text),
+    Column("category", "record__category", _text),
+    Column("amount", "record__amount", _decimal_comma),
+    Column("currency", "record__currency", _text),
+    Column("claimant", "record__claimant_name", _text),
+    Column("attempt", "attempt_number", str),
+    Column("trigger", "trigger", _text),
+    Column("status", "status", _text),
+    Column("error_class", "error_class", _text),
+    Column("error_message", "error_message", _text),
+    Column("response_status", "response_status", _number),
+    Column("duration_ms", "duration_ms", str),
+    Column("erp_id", "erp_id", _text),
+    Column("retries_attempt", "retry_of_id", _number),
+    Column("prev_hash", "prev_hash", _text),
+    Column("row_hash", "row_hash", _text),
+)
+COLUMNS = tuple(column.name for column in EXPORT)
+TIME = COLUMNS.index("time")
+CHUNK = 5000  # rows fetched from the database at a time
+LINES_PER_WRITE = 500  # rows handed to the response at a time
+
+
+def export_values(queryset: QuerySet[SyncLog]) -> Iterator[tuple]:
+    """The exported columns of every row the filter matches, newest first, as tuples."""
+    rows = queryset.order_by("-id").values_list(*(column.source for column in EXPORT))
+    return rows.iterator(chunk_size=CHUNK)
+
+
+def _batches(rows: Iterator[tuple]) -> Iterator[list[tuple]]:
+    """LINES_PER_WRITE rows at a time, with times in the reader's time zone (ISO 8601
+    with the offset). Whole batches keep the per-row Python work to a minimum."""
+    zone = timezone.get_current_timezone()
+    while batch := list(islice(rows, LINES_PER_WRITE)):
+        yield [(*row[:TIME], _local_time(row[TIME], zone), *row[TIME + 1 :]) for row in batch]
+
+
+def csv_writers(zone: tzinfo) -> list[Callable[[Any], str]]:
+    """Each column's CSV writer, in COLUMNS order, for a reader in `zone`."""
+    return [partial(column.csv, zone=zone) if column.zoned else column.csv for column in EXPORT]
+
+
+def _csv_text(rows: list[tuple], writers: list[Callable[[Any], str]]) -> str:
+    """The rows as CSV lines, written column by column.
 
     Written by hand rather than with csv.writer: a million rows a run, and this is the
     export's main Python cost (test_audit_log checks it matches csv.writer's output).
+    Column by column, each column's writer runs over the whole batch in one `map`: a
+    loop over the twenty writers for each row costs about a third more.
     """
-    (
-        pk, time, organization, reference, record_type, category, amount, currency,
-        claimant, attempt, trigger, status, error_class, error_message, response_status,
-        duration_ms, erp_id, retries_attempt, prev_hash, row_hash,
-    ) = row  # fmt: skip
-    # Every text column goes through _text, codes and hashes too: they are never
-    # formulas today, and a check costs less than a future column slipping through.
-    fields = (
-        str(pk), excel_time(time, zone), _text(organization), _text(reference),
-        _text(record_type), _text(category), str(amount).replace(".", ","), _text(currency),
-        _text(claimant), str(attempt), _text(trigger), _text(status), _text(error_class),
-        _text(error_message), _number(response_status), str(duration_ms), _text(erp_id),
-        _number(retries_attempt), _text(prev_hash), _text(row_hash),
-    )  # fmt: skip
-    return ";".join(fields) + "\r\n"
+    columns = zip(*rows, strict=True)
+    cells = [map(write, values) for write, values in zip(writers, columns, strict=True)]
+    return "".join([";".join(line) + "\r\n" for line in zip(*cells, strict=True)])
 
 
-def csv_lines(rows: Iterator[tuple], zone=None) -> Iterator[str]:
+def csv_line(row: tuple, zone: tzinfo) -> str:
+    """One row as a CSV line, in COLUMNS order."""
+    return _csv_text([row], csv_writers(zone))
+
+
+def csv_lines(rows: Iterator[tuple], zone: tzinfo | None = None) -> Iterator[str]:
     """Excel-friendly for Norwegian users: a BOM so it reads UTF-8 (æøå), semicolons
     as separators and a decimal comma in amounts, as Norwegian Excel expects. Times are
     in `zone` (the organization's), or the current time zone."""
-    zone = zone or timezone.get_current_timezone()
+    writers = csv_writers(zone or timezone.get_current_timezone())
     yield "\ufeff" + ";".join(COLUMNS) + "\r\n"
     while batch := list(islice(rows, LINES_PER_WRITE)):
-        yield "".join([csv_line(row, zone) for row in batch])
+        yield _csv_text(batch, writers)
 
 
 def json_chunks(rows: Iterator[tuple], meta: dict[str, Any]) -> Iterator[str]:

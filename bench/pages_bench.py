@@ -42,7 +42,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from dataset import build, test_database  # noqa: E402
+from dataset import build, log_in, test_database  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
@@ -64,7 +64,7 @@ def say(text: str) -> None:
 
 def client_for(username: str) -> Client:
     client = Client()
-    client.force_login(get_user_model().objects.get(username=username))
+    log_in(client, get_user_model().objects.get(username=username))
     return client
 
 

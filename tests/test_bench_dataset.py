@@ -4,12 +4,18 @@ bench run). A small build here keeps the dataset in step with the models."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
-from bench import dataset
 from core.chain import verify_chain
 from organizations.models import Organization
+
+# As the bench scripts import it: bench/ is a folder of scripts, not a package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import dataset
 
 
 @pytest.mark.postgres_only(reason="the bench writes with PostgreSQL COPY")

@@ -208,7 +208,7 @@ def test_s5_1_dates_and_words_follow_the_readers_language(client) -> None:
     norwegian = rows(client.get(reverse("overview"), HTTP_ACCEPT_LANGUAGE="nb").content.decode())
     assert last_sync.strftime("%Y-%m-%d %H:%M") in row
     assert last_sync.strftime("%d.%m.%Y %H:%M") in norwegian["blindeforbundet"]
-    # The row's words too, though it is made in Python (RowMarkup).
+    # The row's words too, though they are translated once per page, not once per row.
     assert "I orden" in norwegian["blindeforbundet"]
     assert "Feilede bilag" in norwegian["blindeforbundet"]
     assert "Slått på" in norwegian["blindeforbundet"]
