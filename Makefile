@@ -31,6 +31,7 @@ test: export VAR_DIR ?= $(CURDIR)/var/test
 test: install
 	bash scripts/ensure-chromium
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -42,6 +43,7 @@ test-fast: export DEBUG ?= true
 test-fast: export VAR_DIR ?= $(CURDIR)/var/test
 test-fast: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest -m "not slow and not browser and not worker" $(PYTEST_ARGS)

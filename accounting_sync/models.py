@@ -351,6 +351,7 @@ class SyncRun(models.Model):
         """Whether `total` counts the run's records: set when it claims them (in_flight
         becomes [] then), so a run just started says "Starting…", not "0 of 0"."""
         return self.total > 0 or self.in_flight is not None
+
     def outcome_text(self) -> str:
         """What the run did, in the reader's language (the one wording: outcomes.py)."""
         return outcomes.outcome_text(self)

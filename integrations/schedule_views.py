@@ -39,9 +39,7 @@ def _preview(integration: Integration) -> dict[str, object]:
 @login_required
 @require_http_methods(["GET", "POST"])
 def integration_schedule(request: HttpRequest, slug: str) -> HttpResponse:
-    organization, can_write = organization_for(
-        request.user, slug, write=request.method == "POST"
-    )
+    organization, can_write = organization_for(request.user, slug, write=request.method == "POST")
     integration = _integration(organization)
     form = ScheduleForm(
         request.POST or None,

@@ -52,9 +52,7 @@ def api_keys(request: HttpRequest, slug: str) -> HttpResponse:
     new_key = None
     if request.method == "POST":
         key, new_key = ApiKey.issue(organization, created_by=request.user)
-        record_action(
-            request.user, organization, TrailKind.API_KEY_ISSUED, prefix=key.prefix
-        )
+        record_action(request.user, organization, TrailKind.API_KEY_ISSUED, prefix=key.prefix)
         messages.success(request, _("A new API key was issued; the previous key no longer works."))
     return render(
         request,

@@ -30,9 +30,7 @@ from integrations.clients.base import (
     Settlement,
 )
 
-SEED = json.loads(
-    (Path(__file__).resolve().parent.parent / "erp_sandbox/seed.json").read_text()
-)
+SEED = json.loads((Path(__file__).resolve().parent.parent / "erp_sandbox/seed.json").read_text())
 
 XL_ENTITY = "Blindeforbundet"
 XL_TOKEN = "xl-demo-blindeforbundet-token"

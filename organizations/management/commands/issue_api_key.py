@@ -20,8 +20,6 @@ class Command(BaseCommand):
             slugs = ", ".join(Organization.objects.values_list("slug", flat=True)) or "none"
             raise CommandError(f"No organization {organization!r} (known: {slugs}).") from None
         key, raw_key = ApiKey.issue(org)
-        record_action(
-            None, org, TrailKind.API_KEY_ISSUED, prefix=key.prefix, via="command line"
-        )
+        record_action(None, org, TrailKind.API_KEY_ISSUED, prefix=key.prefix, via="command line")
         # Only the key on stdout, so that `KEY=$(manage.py issue_api_key …)` works.
         self.stdout.write(raw_key)
