@@ -164,7 +164,11 @@ def recover_stale_runs(now=None) -> list[SyncRun]:
     closed = []
     for run in SyncRun.objects.filter(status=SyncRun.Status.RUNNING, heartbeat_at__lt=limit):
         with transaction.atomic():
-            if not SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(
+            # The beat is checked again here: one that came between the read above and
+            # this update (the run's own heartbeat thread) keeps a live run open.
+            if not SyncRun.objects.filter(
+                pk=run.pk, status=SyncRun.Status.RUNNING, heartbeat_at__lt=limit
+            ).update(
                 status=SyncRun.Status.FAILED,
                 finished_at=now,
                 error_class=ErrorClass.ABANDONED,

@@ -40,6 +40,7 @@ NOT_PAGES = {
     "switch_organization": "redirects to the organization's page",
     "set_language": "POST only: the picker",
     "api_records": "the inbound JSON API",
+    "favicon": "an image, not a page",
     "overview_live": "a fragment of the overview",
     "dashboard_live": "a fragment of the dashboard",
     "failed_records_live": "a fragment of the failed records page",

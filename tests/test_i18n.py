@@ -65,7 +65,8 @@ def test_the_login_page_is_in_the_browsers_language_and_offers_the_picker(db) ->
     page = client_for(HTTP_ACCEPT_LANGUAGE="nb").get(reverse("login")).content.decode()
     assert "<h1>Logg inn</h1>" in page
     assert f'action="{reverse("set_language")}"' in page
-    assert '<label for="language-select">Språk</label>' in page
+    # Hidden from sight (the header keeps one row), still read out by a screen reader.
+    assert '<label for="language-select" class="visually-hidden">Språk</label>' in page
     # Each language is named in itself, so a reader finds their own in either page.
     assert '<option value="en" lang="en" >English</option>' in page
     assert '<option value="nb" lang="nb" selected>Norsk (bokmål)</option>' in page
