@@ -7,13 +7,19 @@ admin. Auditors are never addressed, so their page is empty.
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.utils.translation import get_language, get_language_info
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.i18n import set_language
 
-from alerts.models import AlertRecipient
+from alerts.forms import AlertPreferenceForm
+from alerts.models import AlertPreference, AlertRecipient
 from core import live
 
 PAGE_SIZE = 50
@@ -102,3 +108,44 @@ def _answer(request: live.HtmxHttpRequest, delivery: AlertRecipient) -> HttpResp
         "alerts/_changed.html",
         {"delivery": delivery, "alert_unread": unread_count(request.user)},
     )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def alert_settings(request: HttpRequest) -> HttpResponse:
+    """The person's own choice of alert e-mails (there is no one else's to reach here)."""
+    preference = AlertPreference.of(request.user)
+    form = AlertPreferenceForm(request.POST or None, instance=preference)
+    if request.method == "POST" and form.is_valid():
+        preference = form.save(commit=False)
+        # Whoever never used the header's picker reads the app in this language.
+        preference.language = preference.language or get_language()
+        preference.save()
+        messages.success(request, _("Alert settings saved."))
+        return redirect("alert_settings")
+    return render(
+        request,
+        "alerts/settings.html",
+        {
+            "form": form,
+            "emails_enabled": settings.ALERT_EMAILS_ENABLED,
+            "email": getattr(request.user, "email", ""),
+            # In the reader's language: "Norwegian Bokmål", "norsk bokmål", "engelsk".
+            "language_name": get_language_info(
+                preference.language or get_language() or settings.LANGUAGE_CODE
+            )["name_translated"],
+            "digest_hour": settings.ALERT_DIGEST_HOUR,
+            "time_zone": settings.TIME_ZONE,
+        },
+    )
+
+
+@require_POST
+def choose_language(request: HttpRequest) -> HttpResponse:
+    """The header's language picker: Django's set_language (the cookie), and for a person
+    logged in also their alert preferences, so that their e-mails follow."""
+    response = set_language(request)
+    language = request.POST.get("language", "")
+    if request.user.is_authenticated and response.cookies.get(settings.LANGUAGE_COOKIE_NAME):
+        AlertPreference.remember_language(request.user, language)
+    return response
