@@ -8,6 +8,8 @@ index refuses a second open one for the same problem.
 They are called from alerts/hooks.py when the engine writes attempts, ends a run or
 records an event, and from the periodic task (alerts/tasks.py) for what time alone
 changes: records that have waited 48 hours, failures leaving the 24-hour window.
+
+Opening and resolving also queue the e-mails about it (alerts/mail.py), after the commit.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.translation import get_language, get_language_info
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.i18n import set_language
@@ -23,6 +23,8 @@ from alerts.models import AlertPreference, AlertRecipient
 from core import live
 
 PAGE_SIZE = 50
+# Each language as the reader calls it, inside a sentence ("written in norsk bokmål").
+LANGUAGE_NAMES = {"en": gettext_lazy("English"), "nb": gettext_lazy("Norwegian Bokmål")}
 
 
 def deliveries_for(user):
@@ -130,10 +132,9 @@ def alert_settings(request: HttpRequest) -> HttpResponse:
             "form": form,
             "emails_enabled": settings.ALERT_EMAILS_ENABLED,
             "email": getattr(request.user, "email", ""),
-            # In the reader's language: "Norwegian Bokmål", "norsk bokmål", "engelsk".
-            "language_name": get_language_info(
-                preference.language or get_language() or settings.LANGUAGE_CODE
-            )["name_translated"],
+            "language_name": LANGUAGE_NAMES.get(
+                preference.language or get_language() or "", LANGUAGE_NAMES["en"]
+            ),
             "digest_hour": settings.ALERT_DIGEST_HOUR,
             "time_zone": settings.TIME_ZONE,
         },
