@@ -19,11 +19,12 @@ The link is derived from the kind and the organization, so it follows a renamed 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import ClassVar
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext, ngettext
@@ -82,15 +83,16 @@ class Alert(models.Model):
         return self.resolved_at is None
 
     @classmethod
-    def resolve(cls, alerts: QuerySet[Alert], when) -> int:
-        """Close these alerts, and take them out of their recipients' unread counts."""
+    def resolve(cls, alerts: QuerySet[Alert], when) -> list[int]:
+        """Close these alerts, and take them out of their recipients' unread counts; the
+        ids of those closed now."""
         with transaction.atomic():
             ids = list(alerts.filter(resolved_at__isnull=True).values_list("pk", flat=True))
             if not ids:
-                return 0
+                return []
             cls.objects.filter(pk__in=ids, resolved_at__isnull=True).update(resolved_at=when)
             AlertRecipient.objects.filter(alert_id__in=ids).update(alert_open=False)
-        return len(ids)
+        return ids
 
     @property
     def link(self) -> str:
@@ -146,6 +148,36 @@ class Alert(models.Model):
         run = SyncRun.objects.filter(pk=run_id).first() if run_id else None
         return run.outcome_text() if run is not None else ""
 
+    @property
+    def summary(self) -> str:
+        """The alert in a sentence without the ERP's error text, for e-mail: an ERP's
+        message may quote a claimant's name or account, and an e-mail leaves our hands.
+        The record reference is enough to find it in the app."""
+        d = self.details
+        if self.kind == self.Kind.RECORD_FAILING:
+            return gettext(
+                "%(record_type)s %(reference)s failed %(attempts)s attempts in a row."
+            ) % {
+                "record_type": self._record_type(d.get("record_kind")),
+                "reference": d.get("reference", ""),
+                "attempts": d.get("attempts", 3),
+            }
+        if self.kind == self.Kind.MANY_ERRORS:
+            return gettext(
+                "%(count)s sync attempts failed in the last 24 hours (more than %(limit)s)."
+            ) % {"count": d.get("count"), "limit": d.get("limit")}
+        if self.kind == self.Kind.SCHEDULED_SYNC_FAILED:
+            return gettext(
+                "The scheduled sync could not reach the accounting system, also after "
+                "%(retries)s retries."
+            ) % {"retries": d.get("retries")}
+        if self.kind == self.Kind.AUTHENTICATION_FAILED:
+            return gettext(
+                "The accounting system refused the credentials; nothing is sent until they "
+                "are fixed."
+            )
+        return self.message  # records waiting: counts only, nothing to leave out
+
     @staticmethod
     def _record_type(kind: str | None) -> str:
         if kind in FinancialRecord.Kind.values:
@@ -166,6 +198,20 @@ class AlertRecipientQuerySet(models.QuerySet["AlertRecipient"]):
             Exists(
                 Membership.objects.filter(
                     user=user,
+                    organization_id=OuterRef("organization_id"),
+                    role=Membership.Role.ADMIN,
+                )
+            )
+        )
+
+    def still_addressed(self) -> AlertRecipientQuerySet:
+        """`for_user`'s rule for many people at once: active, and a global admin or still
+        an admin of the alert's organization (what an e-mail is sent by)."""
+        return self.filter(user__is_active=True).filter(
+            Q(user__is_superuser=True)
+            | Exists(
+                Membership.objects.filter(
+                    user_id=OuterRef("user_id"),
                     organization_id=OuterRef("organization_id"),
                     role=Membership.Role.ADMIN,
                 )
@@ -237,3 +283,153 @@ class AlertRecipient(models.Model):
         self.dismissed_at = now
         self.read_at = self.read_at or now
         AlertRecipient.objects.filter(pk=self.pk).update(dismissed_at=now, read_at=self.read_at)
+
+
+class AlertPreference(models.Model):
+    """How one person hears about alerts besides the app (issue 16 item 5).
+
+    Every alert is shown in the app; these say which kinds also come by e-mail, and
+    whether at once (one e-mail when it opens, one when it resolves) or in one daily
+    digest. A person without a row gets no e-mail: nobody is mailed by surprise.
+    `language` is the one they last chose in the header (the app itself keeps it in a
+    cookie, which a Celery worker cannot read); empty means the site's default.
+    """
+
+    class Delivery(models.TextChoices):
+        AT_ONCE = "at_once", _("At once")
+        DAILY = "daily", _("Once a day")
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alert_preference"
+    )
+    # Alert.Kind values: the kinds that also come by e-mail.
+    email_kinds = models.JSONField(default=list, blank=True)
+    delivery = models.CharField(max_length=10, choices=Delivery.choices, default=Delivery.AT_ONCE)
+    language = models.CharField(max_length=10, choices=settings.LANGUAGES, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"alert e-mails of user {self.user_id}"
+
+    @classmethod
+    def of(cls, user) -> AlertPreference:
+        """The person's preferences; unsaved defaults (in-app only) if they never chose."""
+        try:
+            return cls.objects.get(user=user)
+        except cls.DoesNotExist:
+            return cls(user=user)
+
+    @classmethod
+    def remember_language(cls, user, language: str) -> None:
+        """The language the person chose in the header: their e-mails are written in it."""
+        if language in dict(settings.LANGUAGES):
+            cls.objects.update_or_create(user=user, defaults={"language": language})
+
+    @property
+    def email_language(self) -> str:
+        return self.language or settings.LANGUAGE_CODE
+
+    def wants_email(self, kind: str, delivery: str) -> bool:
+        return kind in self.email_kinds and self.delivery == delivery
+
+
+class AlertEmail(models.Model):
+    """One e-mail to one person about one alert opening, its resolving, or one day's digest.
+
+    The row is the e-mail's claim and its receipt. The unique constraints make "one e-mail
+    per alert opening, one when it resolves, one digest a day" a fact of the database, so
+    a task delivered twice (Celery's acks_late redelivers after a worker dies) finds the
+    row and sends nothing once `sent_at` is set. While a try is under way `claimed_at`
+    holds it for CLAIM_SECONDS: a copy of the task arriving meanwhile waits, and only a try
+    that died with its worker is taken over once that time has passed.
+    """
+
+    # Longer than the slowest try can take: EMAIL_TIMEOUT for each of the SMTP steps.
+    CLAIM_SECONDS = 600
+
+    class Kind(models.TextChoices):
+        OPENED = "opened", _("Alert opened")
+        RESOLVED = "resolved", _("Alert resolved")
+        DIGEST = "digest", _("Daily digest")
+
+    class Claim(models.TextChoices):
+        TAKEN = "taken"  # this try sends it
+        SENT = "sent"  # sent already: nothing to do
+        BUSY = "busy"  # another try holds it now
+
+    alert = models.ForeignKey(
+        Alert, on_delete=models.CASCADE, null=True, blank=True, related_name="emails"
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    # The local day whose digest this is (digests only).
+    digest_day = models.DateField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    tries = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["alert", "user", "kind"],
+                condition=Q(alert__isnull=False),
+                name="one_email_per_alert_change_and_person",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "digest_day"],
+                condition=Q(kind="digest"),
+                name="one_digest_per_person_and_day",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(kind="digest", alert__isnull=True, digest_day__isnull=False)
+                    | (
+                        Q(kind__in=["opened", "resolved"])
+                        & Q(alert__isnull=False, digest_day__isnull=True)
+                    )
+                ),
+                name="alert_email_is_about_an_alert_or_a_day",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        about = f"alert {self.alert_id}" if self.alert_id else f"digest {self.digest_day}"
+        return f"{self.kind} e-mail, {about} → user {self.user_id}"
+
+    @classmethod
+    def claim(cls, user_id: int, kind: str, *, alert_id=None, digest_day=None, now=None):
+        """Take the right to send this e-mail, or learn that it was sent or is being sent.
+
+        Returns the Claim and the row. The insert and the conditional UPDATE each commit
+        on their own, so two workers cannot both hold it.
+        """
+        now = now or timezone.now()
+        row, _created = cls.objects.get_or_create(
+            user_id=user_id, kind=kind, alert_id=alert_id, digest_day=digest_day
+        )
+        stale = now - timedelta(seconds=cls.CLAIM_SECONDS)
+        taken = (
+            cls.objects.filter(pk=row.pk, sent_at__isnull=True)
+            .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=stale))
+            .update(claimed_at=now, tries=F("tries") + 1)
+        )
+        row.refresh_from_db()
+        if taken:
+            return cls.Claim.TAKEN, row
+        return (cls.Claim.SENT if row.sent_at else cls.Claim.BUSY), row
+
+    def release(self) -> None:
+        """The try failed before the server took the e-mail: the next try may take it."""
+        AlertEmail.objects.filter(pk=self.pk, sent_at__isnull=True).update(claimed_at=None)
+
+    def mark_sent(self) -> None:
+        self.sent_at = timezone.now()
+        AlertEmail.objects.filter(pk=self.pk).update(sent_at=self.sent_at, claimed_at=None)
+
+    def busy_for(self, now=None) -> int:
+        """Seconds until another try's claim may be taken over."""
+        if self.claimed_at is None:
+            return 0
+        held = ((now or timezone.now()) - self.claimed_at).total_seconds()
+        return max(1, int(self.CLAIM_SECONDS - held))

@@ -8,6 +8,8 @@ index refuses a second open one for the same problem.
 They are called from alerts/hooks.py when the engine writes attempts, ends a run or
 records an event, and from the periodic task (alerts/tasks.py) for what time alone
 changes: records that have waited 48 hours, failures leaving the 24-hour window.
+
+Opening and resolving also queue the e-mails about it (alerts/mail.py), after the commit.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import F, Window
@@ -25,7 +29,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from accounting_sync.models import ErrorClass, FinancialRecord, SyncEvent, SyncLog, SyncRun
-from alerts.models import Alert, AlertRecipient
+from alerts.models import Alert, AlertEmail, AlertRecipient
 from organizations.models import Membership, Organization
 
 logger = logging.getLogger(__name__)
@@ -97,6 +101,7 @@ def open_alert(
         # Another worker opened it between our look and our insert: the index said no.
         return None
     logger.info("alert %s opened: organization %s %s %s", alert.pk, organization_id, kind, key)
+    email_after_commit([alert.pk], AlertEmail.Kind.OPENED)
     return alert
 
 
@@ -116,7 +121,24 @@ def resolve(
         alerts = alerts.filter(key__in=list(keys))
     if opened_before is not None:
         alerts = alerts.filter(opened_at__lt=opened_before)
-    return Alert.resolve(alerts, now or timezone.now())
+    closed = Alert.resolve(alerts, now or timezone.now())
+    email_after_commit(closed, AlertEmail.Kind.RESOLVED)
+    return len(closed)
+
+
+def email_after_commit(alert_ids: list[int], change: str) -> None:
+    """Queue the e-mails about these alerts once the transaction that opened or resolved
+    them commits: an alert rolled back with its sync (or its hook's savepoint) mails
+    nobody. `robust`: a broker that is down costs the e-mail, never the sync."""
+    if alert_ids and settings.ALERT_EMAILS_ENABLED:
+        transaction.on_commit(partial(_queue_emails, alert_ids, change), robust=True)
+
+
+def _queue_emails(alert_ids: list[int], change: str) -> None:
+    from alerts.tasks import queue_alert_emails  # the tasks module imports this one
+
+    for alert_id in alert_ids:
+        queue_alert_emails(alert_id, change)
 
 
 # --- S7.1: a record fails three attempts in a row ------------------------------------------------

@@ -7,16 +7,24 @@ admin. Auditors are never addressed, so their page is empty.
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.utils.translation import get_language, gettext_lazy
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.i18n import set_language
 
-from alerts.models import AlertRecipient
+from alerts.forms import AlertPreferenceForm
+from alerts.models import AlertPreference, AlertRecipient
 from core import live
 
 PAGE_SIZE = 50
+# Each language as the reader calls it, inside a sentence ("written in norsk bokmål").
+LANGUAGE_NAMES = {"en": gettext_lazy("English"), "nb": gettext_lazy("Norwegian Bokmål")}
 
 
 def deliveries_for(user):
@@ -102,3 +110,43 @@ def _answer(request: live.HtmxHttpRequest, delivery: AlertRecipient) -> HttpResp
         "alerts/_changed.html",
         {"delivery": delivery, "alert_unread": unread_count(request.user)},
     )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def alert_settings(request: HttpRequest) -> HttpResponse:
+    """The person's own choice of alert e-mails (there is no one else's to reach here)."""
+    preference = AlertPreference.of(request.user)
+    form = AlertPreferenceForm(request.POST or None, instance=preference)
+    if request.method == "POST" and form.is_valid():
+        preference = form.save(commit=False)
+        # Whoever never used the header's picker reads the app in this language.
+        preference.language = preference.language or get_language()
+        preference.save()
+        messages.success(request, _("Alert settings saved."))
+        return redirect("alert_settings")
+    return render(
+        request,
+        "alerts/settings.html",
+        {
+            "form": form,
+            "emails_enabled": settings.ALERT_EMAILS_ENABLED,
+            "email": getattr(request.user, "email", ""),
+            "language_name": LANGUAGE_NAMES.get(
+                preference.language or get_language() or "", LANGUAGE_NAMES["en"]
+            ),
+            "digest_hour": settings.ALERT_DIGEST_HOUR,
+            "time_zone": settings.TIME_ZONE,
+        },
+    )
+
+
+@require_POST
+def choose_language(request: HttpRequest) -> HttpResponse:
+    """The header's language picker: Django's set_language (the cookie), and for a person
+    logged in also their alert preferences, so that their e-mails follow."""
+    response = set_language(request)
+    language = request.POST.get("language", "")
+    if request.user.is_authenticated and response.cookies.get(settings.LANGUAGE_COOKIE_NAME):
+        AlertPreference.remember_language(request.user, language)
+    return response

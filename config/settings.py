@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from celery.schedules import crontab
 from csp.constants import NONE, SELF
 
 from config.env import (
@@ -284,6 +285,41 @@ ERP_CA_BUNDLE = env.str("ERP_CA_BUNDLE", default="") or (
 # Where the demo's integrations point (make run starts the sandbox there).
 ERP_SANDBOX_URL = env.str("ERP_SANDBOX_URL", default="https://localhost:8443")
 
+# E-mail (alerts by e-mail, alerts/mail.py). With EMAIL_HOST set, mail goes out over SMTP;
+# without it, the demo and tests print it (console) and production sends none, and the
+# alert e-mail settings page says so. Links in e-mails are absolute: SITE_URL.
+EMAIL_HOST = env.str("EMAIL_HOST", default="").strip()
+EMAIL_USE_SSL = get_bool("EMAIL_USE_SSL", default=False)  # implicit TLS, usually port 465
+EMAIL_USE_TLS = get_bool("EMAIL_USE_TLS", default=not EMAIL_USE_SSL)  # STARTTLS, usually 587
+if EMAIL_USE_SSL and EMAIL_USE_TLS:
+    raise bad("EMAIL_USE_TLS", "cannot be true together with EMAIL_USE_SSL; choose one")
+EMAIL_PORT = get_int("EMAIL_PORT", 465 if EMAIL_USE_SSL else 587, minimum=1)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+# A server that does not answer within this many seconds fails the try; the task retries.
+EMAIL_TIMEOUT = get_int("EMAIL_TIMEOUT", 30, minimum=1)
+ALERT_EMAILS_ENABLED = bool(EMAIL_HOST) or DEBUG
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="").strip()
+SITE_URL = ""
+if env.str("SITE_URL", default="").strip() or DEBUG:
+    SITE_URL = get_url("SITE_URL", "http://localhost:8000", {"http", "https"}).rstrip("/")
+if EMAIL_HOST and not DEBUG:
+    if not DEFAULT_FROM_EMAIL:
+        raise bad("DEFAULT_FROM_EMAIL", "required when EMAIL_HOST is set")
+    if not SITE_URL.startswith("https://"):
+        raise bad("SITE_URL", "required when EMAIL_HOST is set: https://<this site's host>")
+DEFAULT_FROM_EMAIL = DEFAULT_FROM_EMAIL or "Voluntary Ledger <noreply@localhost>"
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The daily digest of alerts (alerts/tasks.py), at this hour in TIME_ZONE.
+ALERT_DIGEST_HOUR = get_int("ALERT_DIGEST_HOUR", 7)
+if ALERT_DIGEST_HOUR > 23:
+    raise bad("ALERT_DIGEST_HOUR", f"expected an hour from 0 to 23, got {ALERT_DIGEST_HOUR}")
+
 # The inbound API: at most this many records per request and bytes per body.
 INBOUND_MAX_RECORDS = 500
 INBOUND_MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -353,6 +389,12 @@ CELERY_BEAT_SCHEDULE = {
     "alerts-check": {
         "task": "alerts.tasks.check_alerts",
         "schedule": 300.0,
+    },
+    # One e-mail a day to each person who chose the digest (alerts/mail.py), at a fixed
+    # hour of the local day (CELERY_TIMEZONE).
+    "alerts-digest": {
+        "task": "alerts.tasks.send_digests",
+        "schedule": crontab(minute=0, hour=ALERT_DIGEST_HOUR),
     },
     # The audit chains (S8.6): new rows every 5 minutes, every row once a day.
     "audit-chains": {

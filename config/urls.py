@@ -12,6 +12,7 @@ from accounting_sync.views import failed as sync_failed
 from accounting_sync.views import history as sync_history
 from accounting_sync.views import home as sync_views
 from accounting_sync.views import overview as sync_overview
+from alerts import views as alert_views
 from core import live
 from integrations import schedule_views
 from integrations import views as integration_views
@@ -95,7 +96,8 @@ urlpatterns = [
         name="failed_records_live",
     ),
     path("api/v1/records", sync_api.receive_records, name="api_records"),
-    path("i18n/", include("django.conf.urls.i18n")),
+    # Django's set_language, which also keeps a logged-in person's choice for their e-mails.
+    path("i18n/setlang/", alert_views.choose_language, name="set_language"),
     path("", include("accounts.urls")),
     path("", include("audit.urls")),
     path("", include("alerts.urls")),

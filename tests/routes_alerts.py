@@ -38,6 +38,15 @@ ADDRESSEES_ONLY = allowed_for(302, 404, 302, other_admin=404)
 ROUTES: list[Route] = [
     Route("alert_list", "GET", EVERYONE_SIGNED_IN, note="auditors: an empty list"),
     Route("alert_badge", "GET", EVERYONE_SIGNED_IN, note="the header badge's fragment"),
+    # Only one's own settings: the URL names nobody, so there is no one else's to ask for.
+    Route("alert_settings", "GET", EVERYONE_SIGNED_IN, note="one's own alert e-mails"),
+    Route(
+        "alert_settings",
+        "POST",
+        allowed_for(302, 302, 302, other_admin=302),
+        query={"email_kinds": "record_failing", "delivery": "daily"},
+        note="saves one's own, then the page again",
+    ),
     AddressedAlertRoute("alert_mark_read", "POST", ADDRESSEES_ONLY, note="then the alerts page"),
     AddressedAlertRoute("alert_dismiss", "POST", ADDRESSEES_ONLY, note="then the alerts page"),
 ]

@@ -84,6 +84,7 @@ PAGES: dict[str, Callable[[dict], str]] = {
     "global_audit_log": lambda site: reverse("global_audit_log"),
     "global_admin_trail": lambda site: reverse("global_admin_trail"),
     "alert_list": lambda site: reverse("alert_list"),
+    "alert_settings": lambda site: reverse("alert_settings"),
     "two_factor": lambda site: reverse("two_factor"),
     "lockouts": lambda site: reverse("lockouts"),
 }

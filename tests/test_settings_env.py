@@ -30,6 +30,16 @@ VARIABLES = (
     "SYNC_STALE_AFTER_SECONDS",
     "SYNC_APPROVAL_DELAY_SECONDS",
     "SYNC_SWEEP_SECONDS",
+    "EMAIL_HOST",
+    "EMAIL_PORT",
+    "EMAIL_USE_TLS",
+    "EMAIL_USE_SSL",
+    "EMAIL_HOST_USER",
+    "EMAIL_HOST_PASSWORD",
+    "EMAIL_TIMEOUT",
+    "DEFAULT_FROM_EMAIL",
+    "SITE_URL",
+    "ALERT_DIGEST_HOUR",
 )
 PRODUCTION = {
     "DEBUG": "false",
@@ -129,12 +139,55 @@ def test_the_demo_starts_with_no_variables_at_all(tmp_path) -> None:
             "ERP_ALLOWED_HOSTS",
             id="erp-hosts-empty-item",
         ),
+        pytest.param(
+            {**PRODUCTION, "EMAIL_HOST": "smtp.example.no", "SITE_URL": "https://l.example.no"},
+            "DEFAULT_FROM_EMAIL",
+            id="email-without-a-sender",
+        ),
+        pytest.param(
+            {**PRODUCTION, "EMAIL_HOST": "smtp.example.no", "DEFAULT_FROM_EMAIL": "a@b.no"},
+            "SITE_URL",
+            id="email-without-the-sites-address",
+        ),
+        pytest.param(
+            {"DEBUG": "true", "EMAIL_USE_SSL": "true", "EMAIL_USE_TLS": "true"},
+            "EMAIL_USE_TLS",
+            id="email-tls-and-ssl",
+        ),
+        pytest.param(
+            {"DEBUG": "true", "ALERT_DIGEST_HOUR": "24"}, "ALERT_DIGEST_HOUR", id="digest-hour-24"
+        ),
     ],
 )
 def test_a_malformed_value_stops_start_up_naming_the_variable(tmp_path, variables, named) -> None:
     result = manage(tmp_path, "check", **variables)
     assert result.returncode != 0
     assert f"Environment variable {named}:" in result.stderr
+
+
+@pytest.mark.slow  # starts manage.py in its own process, twice
+def test_issue16_5_email_goes_over_smtp_when_configured_and_nowhere_in_production_otherwise(
+    tmp_path,
+) -> None:
+    show = (
+        "from django.conf import settings as s; "
+        "print(s.EMAIL_BACKEND, s.ALERT_EMAILS_ENABLED, s.EMAIL_PORT, s.SITE_URL)"
+    )
+    mail = {
+        "EMAIL_HOST": "smtp.example.no",
+        "DEFAULT_FROM_EMAIL": "Voluntary Ledger <alerts@ledger.example.no>",
+        "SITE_URL": "https://ledger.example.no/",
+    }
+    configured = manage(tmp_path, "shell", "-c", show, **PRODUCTION, **mail)
+    # The last line: Django's shell first says what it imported.
+    assert configured.stdout.splitlines()[-1].split() == [
+        "django.core.mail.backends.smtp.EmailBackend",
+        "True",
+        "587",
+        "https://ledger.example.no",
+    ], configured.stderr
+    without = manage(tmp_path, "shell", "-c", show, **PRODUCTION)
+    assert without.stdout.splitlines()[-1].split()[1] == "False", without.stderr
 
 
 @pytest.mark.slow  # starts manage.py in its own process, twice
