@@ -333,7 +333,9 @@ def assert_exactly_once(
         f"{len(failed_in_erp)} failed but in the ERP, {len(stuck)} stuck, "
         f"{len(strangers)} in the ERP but unknown, {len(wrongly_refused)} synced though refused"
     )
-    assert not duplicates, f"{summary}: {sorted(duplicates.items())[:20]}"
+    assert not duplicates, (
+        f"{summary}: {sorted(duplicates.items())[:20]}\n{history(sorted(duplicates)[:3])}"
+    )
     assert not lost, f"{summary}: {lost[:20]}"
     assert not failed_in_erp, f"{summary}: {failed_in_erp[:20]}"
     assert not stuck, f"{summary}: {stuck[:20]}"
@@ -342,6 +344,20 @@ def assert_exactly_once(
     # What the ERP refused is all that is missing from it.
     assert set(in_ledger) == references - refused, summary
     print(summary)
+
+
+def history(references: list[str]) -> str:
+    """What the application wrote about these records: each attempt, by which run."""
+    from accounting_sync.models import SyncLog
+
+    lines = []
+    for row in SyncLog.objects.filter(reference__in=references).select_related("run"):
+        lines.append(
+            f"{row.reference} #{row.attempt_number} run {row.run_id} ({row.run.trigger}, "
+            f"{row.run.worker}, {row.run.status} {row.run.error_class}) {row.connector} "
+            f"{row.status} {row.error_class} {sorted(row.payload)} {row.error_message[:60]}"
+        )
+    return "\n".join(lines)
 
 
 def wait_for(condition, *, timeout: float, what: str, pool: Pool) -> None:
