@@ -272,6 +272,14 @@ def _database_url_for_worker() -> str:
     return f"postgres://{user}{password}@{host}{port}/{params['NAME']}"
 
 
+def worker_command(name: str, *, heartbeat: bool = False) -> list[str]:
+    """`celery -A config worker` as the tests start it: one task at a time (solo pool),
+    named `name@host`, without the cluster chatter a lone test worker does not need."""
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=info"]
+    command += ["--pool=solo", f"--hostname={name}@%h", "--without-gossip", "--without-mingle"]
+    return command if heartbeat else [*command, "--without-heartbeat"]
+
+
 @pytest.fixture
 def celery_worker(transactional_db, tmp_path) -> Iterator[subprocess.Popen]:
     """`celery -A config worker` in its own process, on the broker the settings name."""
@@ -288,19 +296,7 @@ def celery_worker(transactional_db, tmp_path) -> Iterator[subprocess.Popen]:
     }
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--loglevel=info",
-                "--pool=solo",
-                "--hostname=test-worker@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            worker_command("test-worker", heartbeat=True),
             cwd=BASE_DIR,
             env=env,
             stdout=log,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ from accounting_sync.orchestrator import start_run
 from erp_sandbox.client import SandboxProcess
 from erp_sandbox.faults import FaultInjector, Faults
 from organizations.models import ApiKey, Organization
-from tests.conftest import BASE_DIR, _database_url_for_worker
+from tests.conftest import BASE_DIR, _database_url_for_worker, worker_command
 from tests.factories import configure, ledger_counts, make_records
 from tests.outage_proxy import OutageProxy
 from tests.test_inbound_api import post, records
@@ -92,20 +91,7 @@ class WorkerProcess:
     def spawn(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "worker",
-                    "--loglevel=info",
-                    "--pool=solo",
-                    f"--hostname={self.name}@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                ],
+                worker_command(self.name),
                 cwd=BASE_DIR,
                 env=self.env,
                 stdout=log,

@@ -13,7 +13,6 @@ import itertools
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from accounting_sync.models import FinancialRecord, SyncEvent, SyncLog, SyncRun
 from accounting_sync.orchestrator import start_run
 from erp_sandbox.client import SandboxProcess
 from erp_sandbox.faults import FaultInjector, Faults
-from tests.conftest import BASE_DIR, _database_url_for_worker
+from tests.conftest import BASE_DIR, _database_url_for_worker, worker_command
 from tests.factories import configure, ledger_counts, make_records
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -59,20 +58,7 @@ class Worker:
         self.log_path = self.log_dir / f"worker-{self.starts}.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "worker",
-                    "--loglevel=info",
-                    "--pool=solo",
-                    f"--hostname=fault-worker-{self.starts}@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                ],
+                worker_command(f"fault-worker-{self.starts}"),
                 cwd=BASE_DIR,
                 env=self.env,
                 stdout=log,
