@@ -175,6 +175,7 @@ def test_s4_3_the_dashboard_and_history_show_a_named_category_by_its_name_and_ot
         "7 records waiting for a mapping: Parkering og bom (5), course_fee (2)."
     )
     assert "Another organization" not in dashboard
+    assert "Not mapped yet: course_fee, Parkering og bom." in words(dashboard)
     history = get(english, "sync_history", org)
     assert "5 waiting for a mapping: Parkering og bom" in history
     assert "2 waiting for a mapping: course_fee" in history
