@@ -17,7 +17,7 @@ from integrations.clients.base import Outcome
 from organizations.models import Organization
 
 if TYPE_CHECKING:
-    from integrations.models import Integration
+    from integrations.models import CategoryLabels, Integration
 
 
 class ErrorClass(models.TextChoices):
@@ -356,9 +356,9 @@ class SyncRun(models.Model):
         """What the run did, in the reader's language (the one wording: outcomes.py)."""
         return outcomes.outcome_text(self)
 
-    def skip_texts(self) -> list[str]:
+    def skip_texts(self, labels: CategoryLabels | None = None) -> list[str]:
         """Why its records were skipped, one line per reason, in the reader's language."""
-        return outcomes.skip_texts(self)
+        return outcomes.skip_texts(self, labels)
 
 
 class SyncLog(ChainedModel):

@@ -19,6 +19,8 @@ from django.db import models
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from integrations.models import CategoryLabels
+
 if TYPE_CHECKING:
     from accounting_sync.models import SyncRun
 
@@ -135,24 +137,31 @@ def _detail(code: str, params: Mapping[str, Any]) -> str:
     return code  # a code this version does not know: shown as stored rather than hidden
 
 
-def skip_texts(run: SyncRun) -> list[str]:
-    """Why records were skipped, one line per reason, most records first."""
+def skip_texts(run: SyncRun, labels: CategoryLabels | None = None) -> list[str]:
+    """Why records were skipped, one line per reason, most records first.
+
+    Categories are shown by the organization's names for them: a page of many runs
+    passes `labels` read once; without them they are read here, once for this run.
+    """
     stored = run.skip_reasons or []
     if isinstance(stored, dict):  # stored before the codes: {English sentence: count}
         legacy = sorted(stored.items(), key=lambda item: (-item[1], item[0]))
         return [f"{reason}: {count}" for reason, count in legacy]
-    return [skip_text(entry) for entry in stored]
+    if labels is None and any(entry.get("code") == SkipReason.NO_MAPPING for entry in stored):
+        labels = CategoryLabels.of(run.organization_id)
+    return [skip_text(entry, labels) for entry in stored]
 
 
-def skip_text(entry: Mapping[str, Any]) -> str:
+def skip_text(entry: Mapping[str, Any], labels: CategoryLabels | None = None) -> str:
     """One stored skip reason ({"code", "count", and its parameters}) in words."""
     code, count = entry.get("code", ""), int(entry.get("count", 0))
     if code == SkipReason.NO_MAPPING:
+        category = str(entry.get("category", ""))
         return ngettext(
             "%(count)d waiting for a mapping: %(category)s",
             "%(count)d waiting for a mapping: %(category)s",
             count,
-        ) % {"count": count, "category": entry.get("category", "")}
+        ) % {"count": count, "category": labels[category] if labels is not None else category}
     if code == SkipReason.NO_PAYABLE_ACCOUNT:
         return ngettext(
             "%(count)d waiting for a payable account to be chosen on the mappings page",

@@ -104,6 +104,7 @@ DETAIL_LABELS = {
     "filter": _("Filter"),
     "format": _("Format"),
     "ip_address": _("Address"),
+    "names": _("Category names"),
     "prefix": _("Key prefix"),
     "previous_role": _("Previous role"),
     "records": _("Records chosen"),

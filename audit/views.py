@@ -23,6 +23,7 @@ from audit.models import AdminAction, ChainCheckpoint
 from audit.tasks import verify_organization
 from core import live
 from core.chain import head
+from integrations.models import CategoryLabels
 from organizations.access import organization_for, require_global_admin
 from organizations.models import Organization
 
@@ -256,6 +257,7 @@ def audit_entry(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
             "entry": entry,
             "payload": json.dumps(entry.payload, indent=2, ensure_ascii=False),
             "attempts": chain,
+            "category_labels": CategoryLabels.of(entry.organization_id),
         },
     )
 

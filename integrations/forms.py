@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy
 
 from core.events import TrailKind, record_action
 from integrations import schedule
-from integrations.models import Integration
+from integrations.models import CategoryName, Integration
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -366,8 +366,17 @@ class MappingsForm(forms.Form):
         ]
         messages = {"invalid_choice": not_listed}
         existing = {m.category: m for m in integration.mappings.all()}
+        self.names_before = dict(
+            CategoryName.objects.filter(organization_id=integration.organization_id).values_list(
+                "category", "name"
+            )
+        )
         for index, category in enumerate(categories):
             mapping = existing.get(category)
+            self.fields[f"name_{index}"] = self._name_field(
+                _("Name shown for %(category)s") % {"category": category},
+                self.names_before.get(category, ""),
+            )
             self.fields[f"account_{index}"] = forms.ChoiceField(
                 choices=accounts,
                 required=False,
@@ -388,6 +397,7 @@ class MappingsForm(forms.Form):
             label=_("New category"),
             help_text=_("A category the volunteer app will send that has no records yet."),
         )
+        self.fields["new_name"] = self._name_field(_("Name shown"), "")
         self.fields["new_account"] = forms.ChoiceField(
             choices=accounts, required=False, label=_("Account"), error_messages=messages
         )
@@ -403,9 +413,25 @@ class MappingsForm(forms.Form):
             help_text=_("What the organization owes the volunteer, e.g. 2910 Gjeld til ansatte."),
         )
 
-    def rows(self) -> list[tuple[str, forms.BoundField, forms.BoundField]]:
+    @staticmethod
+    def _name_field(label: str, initial: str) -> forms.CharField:
+        # Blank shows the slug, as before names existed; strip=True drops stray spaces.
+        return forms.CharField(
+            required=False,
+            max_length=64,
+            label=label,
+            initial=initial,
+            help_text=_("Blank shows the category as the volunteer app sends it."),
+        )
+
+    def rows(self) -> list[tuple[str, forms.BoundField, forms.BoundField, forms.BoundField]]:
         return [
-            (category, self[f"account_{index}"], self[f"cost_center_{index}"])
+            (
+                category,
+                self[f"name_{index}"],
+                self[f"account_{index}"],
+                self[f"cost_center_{index}"],
+            )
             for index, category in enumerate(self.categories)
         ]
 
@@ -423,6 +449,8 @@ class MappingsForm(forms.Form):
                     )
         if data.get("new_category") and not data.get("new_account"):
             self.add_error("new_account", _("Choose where the new category is posted."))
+        if data.get("new_name") and not data.get("new_category"):
+            self.add_error("new_category", _("Enter the category this name is for."))
         if data.get("new_category") in self.categories:
             self.add_error("new_category", _("This category is already in the list above."))
         self._refuse_payable_as_expense(data, [account for account, _center in pairs])
@@ -462,8 +490,16 @@ class MappingsForm(forms.Form):
         payable = self.cleaned_data.get("payable_account") or ""
         if payable != integration.payable_account:
             changes["payable account"] = {"from": integration.payable_account, "to": payable}
-        if not changes:
+        names_after = self.chosen_names()
+        names = {
+            category: {"from": self.names_before.get(category, ""), "to": name}
+            for category, name in sorted(names_after.items())
+            if self.names_before.get(category, "") != name
+        }
+        if not changes and not names:
             return
+        # One trail entry for one press of Save; each part only when it changed.
+        detail = {key: value for key, value in (("changes", changes), ("names", names)) if value}
         with transaction.atomic():
             for category, pair in after.items():
                 integration.mappings.update_or_create(
@@ -477,9 +513,31 @@ class MappingsForm(forms.Form):
             ).update(state="pending", skip_reason="")
             integration.payable_account = payable
             integration.save(update_fields=["payable_account", "updated_at"])
-            record_action(
-                actor, integration.organization, TrailKind.MAPPINGS_CHANGED, changes=changes
+            self._save_names(names_after)
+            record_action(actor, integration.organization, TrailKind.MAPPINGS_CHANGED, **detail)
+
+    def _save_names(self, names: dict[str, str]) -> None:
+        organization_id = self.integration.organization_id
+        named = {category: name for category, name in names.items() if name}
+        CategoryName.objects.filter(
+            organization_id=organization_id,
+            category__in=[category for category, name in names.items() if not name],
+        ).delete()
+        for category, name in named.items():
+            CategoryName.objects.update_or_create(
+                organization_id=organization_id, category=category, defaults={"name": name}
             )
+
+    def chosen_names(self) -> dict[str, str]:
+        """category → the name pages show ("" shows the slug), for the categories on the form."""
+        data = self.cleaned_data
+        result = {
+            category: data.get(f"name_{index}") or ""
+            for index, category in enumerate(self.categories)
+        }
+        if data.get("new_category"):
+            result[data["new_category"]] = data.get("new_name") or ""
+        return result
 
     def chosen(self) -> dict[str, tuple[str, str] | None]:
         """category → (account, cost center), or None for "not mapped"."""

@@ -392,6 +392,59 @@ class CategoryMapping(models.Model):
         return f"{self.category} → {self.account_code} / {self.cost_center_code}"
 
 
+class CategoryName(models.Model):
+    """What an organization calls an expense category on its pages (issue 11).
+
+    A table of its own rather than a field of `CategoryMapping`: a category that waits
+    for a mapping can be named too, and a name outlives a mapping removed. Records,
+    mappings and the audit exports keep carrying the slug; only pages show the name.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="category_names"
+    )
+    category = models.CharField(max_length=64)
+    name = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["category"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "category"], name="one_name_per_category"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category}: {self.name}"
+
+
+class CategoryLabels:
+    """Category slug → what a page shows: the organization's name for it, else the slug.
+
+    Read once per page (or per run worded), so a list of records costs one query.
+    """
+
+    def __init__(self, names: dict[str, str] | None = None) -> None:
+        self.names = names or {}
+
+    @classmethod
+    def of(cls, organization: Organization | int | None) -> CategoryLabels:
+        if organization is None:
+            return cls()
+        pk = organization if isinstance(organization, int) else organization.pk
+        return cls(
+            dict(CategoryName.objects.filter(organization_id=pk).values_list("category", "name"))
+        )
+
+    def __getitem__(self, category: str) -> str:
+        return self.names.get(category) or category
+
+    def with_slug(self, category: str) -> str:
+        """For an auditor: the name and the raw value records carry, "Travel (travel)"."""
+        name = self.names.get(category)
+        return f"{name} ({category})" if name and name != category else category
+
+
 class ConnectionTest(models.Model):
     """One press of Test Connection, run in the background by a worker (S1.2, S1.3, S1.6)."""
 

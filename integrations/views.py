@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from core import live
 from core.events import TrailKind, record_action
 from integrations.forms import IntegrationSettingsForm, MappingsForm
-from integrations.models import ConnectionTest, Integration, SetupSteps
+from integrations.models import CategoryLabels, ConnectionTest, Integration, SetupSteps
 from integrations.tasks import run_connection_test
 from organizations.access import (
     organization_for,
@@ -39,6 +39,7 @@ def _connection_context(
         "test": test,
         "why_not_enable": integration.why_not_enable() if integration else None,
         "setup": None if setup.ready else setup,  # the checklist, shown until all is done
+        "category_labels": None if setup.ready else CategoryLabels.of(organization),
         "can_write": can_write,
     }
 
@@ -162,9 +163,11 @@ def integration_mappings(request: HttpRequest, slug: str) -> HttpResponse:
             "integrations/mappings.html",
             {"organization": organization, "integration": integration, "form": None},
         )
+    # Named categories stay listed while named, so a name can be changed or cleared.
     categories = sorted(
         set(organization.records.values_list("category", flat=True).distinct())
         | set(integration.mappings.values_list("category", flat=True))
+        | set(organization.category_names.values_list("category", flat=True))
     )
     form = MappingsForm(request.POST or None, integration=integration, categories=categories)
     if request.method == "POST" and form.is_valid():

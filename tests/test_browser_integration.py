@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from integrations.models import Integration
+from integrations.models import CategoryName, Integration
 from tests.browser import accessibility_violations, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
@@ -162,3 +162,13 @@ def test_s1_5_mappings_are_chosen_from_the_accounts_the_erp_listed(
     assert accessibility_violations(page) == []
     mapping = Integration.objects.get(organization=org).mappings.get()
     assert (mapping.account_code, mapping.cost_center_code) == ("7130", "300")
+
+    # The organization names the category; the mapping keeps the slug (issue 11).
+    page.get_by_label("Name shown for travel").fill("Reise og transport")
+    page.get_by_role("button", name="Save mappings").click()
+    expect(page.get_by_text("The mappings were saved.")).to_be_visible()
+    expect(page.get_by_label("Name shown for travel")).to_have_value("Reise og transport")
+    assert accessibility_violations(page) == []
+    assert CategoryName.objects.get(organization=org, category="travel").name == (
+        "Reise og transport"
+    )

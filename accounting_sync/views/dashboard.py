@@ -6,7 +6,7 @@ organization's `live_version` has moved on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db.models import Count
@@ -16,7 +16,7 @@ from accounting_sync import outcomes
 from accounting_sync.health import Facts, Health, assess, facts, next_change, with_facts
 from accounting_sync.models import FinancialRecord, SyncRun
 from core import live
-from integrations.models import CategoryMapping, Integration, SetupSteps
+from integrations.models import CategoryLabels, CategoryMapping, Integration, SetupSteps
 from integrations.schedule import NextRun, next_runs
 from organizations.models import Organization
 
@@ -38,6 +38,8 @@ class Dashboard:
     # Records held back until their category is mapped: (category, how many), most first.
     waiting_for_mapping: tuple[tuple[str, int], ...] = ()
     changes_at: datetime | None = None  # when health next changes with the clock alone
+    # The organization's names for its categories: the page shows them for the slugs.
+    category_labels: CategoryLabels = field(default_factory=CategoryLabels)
 
     @classmethod
     def build(cls, organization: Organization, now: datetime | None = None) -> Dashboard:
@@ -75,6 +77,7 @@ class Dashboard:
             setup=None if steps.ready else steps,
             waiting_for_mapping=cls._waiting_for_mapping(annotated, known),
             changes_at=next_change(known, now, next_run.moment if next_run else None),
+            category_labels=CategoryLabels.of(organization),
         )
 
     @staticmethod

@@ -29,7 +29,7 @@ from accounting_sync import outcomes
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
 from accounting_sync.triggers import SyncRefused, request_run
 from core import live
-from integrations.models import Integration
+from integrations.models import CategoryLabels, Integration
 from organizations.access import organization_for
 from organizations.models import Organization
 
@@ -69,6 +69,7 @@ class FailedRecords:
     running: SyncRun | None
     enabled: bool
     now: datetime
+    category_labels: CategoryLabels  # the organization's names for its categories
 
     @classmethod
     def build(cls, organization: Organization, page_number: str | None = None) -> FailedRecords:
@@ -86,6 +87,7 @@ class FailedRecords:
             ),
             enabled=Integration.objects.filter(organization=organization, enabled=True).exists(),
             now=timezone.now(),
+            category_labels=CategoryLabels.of(organization) if records else CategoryLabels(),
         )
 
     @property

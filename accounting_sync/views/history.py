@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from accounting_sync.models import SyncRun
+from integrations.models import CategoryLabels
 from organizations.access import organization_for
 
 PAGE_SIZE = 50
@@ -50,9 +51,9 @@ def duration_text(run: SyncRun) -> str:
     return _("%(hours)d h %(minutes)d min") % {"hours": hours, "minutes": minutes}
 
 
-def row(run: SyncRun) -> Row:
+def row(run: SyncRun, labels: CategoryLabels | None = None) -> Row:
     icon, css = STATUS_LOOK.get(run.status, ("•", "state-pending"))
-    return Row(run, duration_text(run), icon, css, run.skip_texts())
+    return Row(run, duration_text(run), icon, css, run.skip_texts(labels))
 
 
 @login_required
@@ -65,12 +66,13 @@ def sync_history(request: HttpRequest, slug: str) -> HttpResponse:
         .order_by("-started_at", "-id")
     )
     page = Paginator(runs, PAGE_SIZE).get_page(request.GET.get("page"))
+    labels = CategoryLabels.of(organization)  # once for the page, not once per run
     return render(
         request,
         "accounting_sync/history.html",
         {
             "organization": organization,
             "page": page,
-            "rows": [row(run) for run in page.object_list],
+            "rows": [row(run, labels) for run in page.object_list],
         },
     )
