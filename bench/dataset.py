@@ -479,6 +479,7 @@ class _Builder:
             "erp_document_id",
             "synced_at",
             "needs_lookup",
+            "lookup_failures",
             "received_at",
             "updated_at",
         ]
@@ -512,7 +513,7 @@ class _Builder:
                     "No mapping for category 'course'." if state == "skipped" else "",
                     erp_id if state == "synced" else "",
                     last_time if state == "synced" else None,
-                    last_status == "uncertain", approved, last_time or approved,
+                    last_status == "uncertain", 0, approved, last_time or approved,
                 )  # fmt: skip
 
         self.counts["financial_records"] = _copy(
