@@ -44,6 +44,36 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 proc_name = "voluntary-ledger-web"
 
 
+def _json_logs() -> bool:
+    """As config/settings.py decides LOG_FORMAT: JSON unless DEBUG, or as set."""
+    chosen = os.environ.get("LOG_FORMAT", "").strip().lower()
+    if chosen:
+        return chosen == "json"
+    return os.environ.get("DEBUG", "").strip().lower() not in {"1", "true", "yes", "on"}
+
+
+if _json_logs():
+    # gunicorn's own lines (start, workers, timeouts) in the same JSON as the application's,
+    # so a log collector reads one format; gunicorn keeps its loggers and handler names.
+    logconfig_dict = {
+        # Its loggers print through their own handlers; the root's would print each twice.
+        "root": {"level": "INFO", "handlers": []},
+        "formatters": {"json": {"()": "config.logging.JsonLines"}},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+            },
+            "error_console": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            },
+        },
+    }
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """prometheus-client's multiprocess mode: a worker that exits no longer counts in the
     live gauges (its counters stay summed, as counters should)."""
