@@ -89,9 +89,11 @@ def alive() -> None:
     )
 
 
-def timed(label: str, client: Client, path: str, repeat: int, **headers: str) -> dict:
+def timed(
+    label: str, client: Client, path: str, repeat: int, headers: dict[str, str] | None = None
+) -> dict:
     def get() -> None:
-        response = client.get(path, **headers)
+        response = client.get(path, headers=headers)
         assert response.status_code == 200, (path, response.status_code, response.content[:300])
 
     with CaptureQueriesContext(connection) as captured:
@@ -225,7 +227,7 @@ def main() -> int:
         client = Client()
         readyz = timed("/readyz", client, "/readyz", args.repeat)
         metrics = timed(
-            "/metrics", client, "/metrics", args.repeat, HTTP_AUTHORIZATION=f"Bearer {TOKEN}"
+            "/metrics", client, "/metrics", args.repeat, {"Authorization": f"Bearer {TOKEN}"}
         )
         python = sys.executable
         gunicorn, gunicorn_errors = requests_per_second(
