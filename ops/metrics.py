@@ -83,8 +83,8 @@ RUN_SECONDS = Histogram(
 )
 ERP_SECONDS = Histogram(
     f"{PREFIX}_erp_request_duration_seconds",
-    "ERP request latency, by ERP, operation and outcome (ok or error).",
-    ["erp", "operation", "outcome"],
+    "ERP request latency, by connector, operation and outcome (ok or error).",
+    ["connector", "operation", "outcome"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
 PACING_WAITS = Counter(
@@ -161,8 +161,11 @@ def erp_called(
 ) -> None:
     # Statuses carry error codes and vary; the outcome is what a graph needs.
     outcome = "ok" if status == "ok" or (status.isdigit() and status.startswith("2")) else "error"
+    # The connectors log their display name ("Business Central"); the label is the
+    # connector's key, as in every other metric ("business_central").
+    connector = erp.lower().replace(" ", "_")
     try:
-        ERP_SECONDS.labels(erp, operation, outcome).observe(seconds)
+        ERP_SECONDS.labels(connector, operation, outcome).observe(seconds)
     except Exception:
         logger.exception("counting an ERP request failed")
 

@@ -290,7 +290,7 @@ def test_metrics_count_a_sync_its_attempts_duration_and_erp_latency(
         value - before.get((name, labels), 0)
         for (name, labels), value in after.items()
         if name == "voluntary_ledger_erp_request_duration_seconds_count"
-        and dict(labels)["erp"] == "Xledger"
+        and dict(labels)["connector"] == "xledger"
     )
     assert erp_requests >= 1
     # Sent but awaiting Xledger's import: no longer pending.

@@ -122,6 +122,22 @@ def _stop(processes: list[subprocess.Popen]) -> None:
             process.kill()
 
 
+def procfile() -> dict[str, str]:
+    """The processes of Procfile.production: name → command."""
+    lines = (BASE_DIR / "Procfile.production").read_text().splitlines()
+    return dict(
+        (name.strip(), command.strip())
+        for name, _, command in (line.partition(":") for line in lines if line.strip())
+    )
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).ok
+    except requests.RequestException:  # not listening yet, or still loading Django
+        return False
+
+
 def _heartbeat_due_now() -> None:
     """As when beat starts again after a pause: the worker heartbeat was last sent two
     minutes ago, so beat sends it at once rather than a minute after it starts."""
@@ -177,6 +193,9 @@ def production(
         WEB_CONCURRENCY="2",
         GUNICORN_THREADS="2",
         SYNC_APPROVAL_DELAY_SECONDS="1",
+        CELERY_CONCURRENCY="2",
+        # The Procfile names its programs; they are this interpreter's.
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         **production_env_extra,
     )
     logs = tmp_path / "logs"
@@ -192,58 +211,20 @@ def production(
     assert collected.returncode == 0, collected.stderr
 
     _heartbeat_due_now()
+    commands = procfile()
+    ready: dict[str, Callable[[], bool]] = {
+        "worker": lambda: b"ready." in (logs / "worker.log").read_bytes(),
+        "beat": lambda: b"beat: Starting" in (logs / "beat.log").read_bytes(),
+        "web": lambda: _answers(f"http://127.0.0.1:{port}/healthz"),
+    }
+    assert set(commands) == set(ready)
     processes: list[subprocess.Popen] = []
-    celery = [sys.executable, "-m", "celery", "-A", "config"]
     try:
-        processes.append(
-            _start(
-                "worker",
-                [
-                    *celery,
-                    "worker",
-                    "--loglevel=info",
-                    "--concurrency=2",
-                    "--hostname=smoke-worker@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                ],
-                env,
-                logs,
-                lambda: b"ready." in (logs / "worker.log").read_bytes(),
-            )
-        )
-        processes.append(
-            _start(
-                "beat",
-                [
-                    *celery,
-                    "beat",
-                    "--loglevel=info",
-                    "--scheduler",
-                    "django_celery_beat.schedulers:DatabaseScheduler",
-                    "--pidfile=",
-                ],
-                env,
-                logs,
-                lambda: b"beat: Starting" in (logs / "beat.log").read_bytes(),
-            )
-        )
-
-        def answers() -> bool:
-            try:
-                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
-            except requests.RequestException:  # not listening yet, or still loading Django
-                return False
-
-        processes.append(
-            _start(
-                "web",
-                [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn_conf.py", "config.wsgi"],
-                env,
-                logs,
-                answers,
-            )
-        )
+        for name in ("worker", "beat", "web"):
+            # As honcho or systemd would: the Procfile's line through a shell (it expands
+            # ${CELERY_CONCURRENCY:-4}), `exec`, so the signal to stop reaches the process.
+            command = ["bash", "-c", f"exec {commands[name]}"]
+            processes.append(_start(name, command, env, logs, ready[name]))
         yield Production(
             url=f"http://127.0.0.1:{port}",
             env=env,
