@@ -74,9 +74,9 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         # would be rendered for a probe that is not even past the Host check).
         return _no_store(HttpResponseNotFound("Not found.\n", content_type="text/plain"))
     bearer = _bearer(request)
-    allowed = (token and bearer and hmac.compare_digest(bearer, token)) or (
-        networks and _from_allowed_network(request)
-    )
+    # As bytes: compare_digest refuses a str with non-ASCII characters (a 500, not a 401).
+    matches = bool(bearer) and hmac.compare_digest(bearer.encode(), token.encode())
+    allowed = (token and matches) or (networks and _from_allowed_network(request))
     if not allowed:
         response = HttpResponse(
             "Not allowed.\n", status=HTTPStatus.UNAUTHORIZED, content_type="text/plain"

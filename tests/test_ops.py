@@ -200,6 +200,8 @@ def test_metrics_need_the_token(settings) -> None:
     assert Client().get("/metrics").status_code == 401
     wrong = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer " + "x" * 40)
     assert wrong.status_code == 401 and wrong["WWW-Authenticate"].startswith("Bearer")
+    odd = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer bl\u00e5b\u00e6r")
+    assert odd.status_code == 401
     right = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert right.status_code == 200
     assert b"voluntary_ledger_records{" in right.content
