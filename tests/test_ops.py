@@ -385,3 +385,47 @@ def test_the_line_django_writes_after_the_answer_names_the_request_too(json_log)
     [line] = [entry for entry in lines(json_log) if entry["logger"] == "django.request"]
     assert line["request_id"] == response["X-Request-ID"]
     assert logcontext.current() == {}  # and nothing is left for the next request
+
+
+class _Window:
+    """A shared request window that answers the given waits, then has room."""
+
+    def __init__(self, *waits: float) -> None:
+        self.waits = list(waits)
+
+    def admit(self, key: str, rate: object) -> float:
+        return self.waits.pop(0) if self.waits else 0.0
+
+
+def test_rate_limit_waits_and_refusals_are_counted(erp_sandbox: SandboxProcess) -> None:
+    """The shared window made a request wait, or refused it: both show in /metrics."""
+    from prometheus_client import REGISTRY
+
+    from integrations.clients.http import AddressRefused, AllowList, make_session
+    from integrations.clients.limits import Pacer, Rate
+
+    def value(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    before = {
+        name: value(name)
+        for name in (
+            "voluntary_ledger_erp_rate_limit_waits_total",
+            "voluntary_ledger_erp_rate_limit_wait_seconds_total",
+            "voluntary_ledger_erp_rate_limit_refusals_total",
+        )
+    }
+    allowed = AllowList.parse(["localhost:*"])
+    url = f"{erp_sandbox.url}/_sandbox/faults"
+    waits = Pacer(_Window(0.25, 0.5), "k", Rate(1, 1), max_wait=5, sleep=lambda _s: None)
+    make_session(str(erp_sandbox.ca_bundle), allowed=allowed, pacer=waits).get(url)
+    refuses = Pacer(_Window(60.0), "k", Rate(1, 1), max_wait=5, sleep=lambda _s: None)
+    with pytest.raises(AddressRefused):
+        make_session(str(erp_sandbox.ca_bundle), allowed=allowed, pacer=refuses).get(url)
+
+    moved = {name: value(name) - was for name, was in before.items()}
+    assert moved == {
+        "voluntary_ledger_erp_rate_limit_waits_total": 1,
+        "voluntary_ledger_erp_rate_limit_wait_seconds_total": 0.75,
+        "voluntary_ledger_erp_rate_limit_refusals_total": 1,
+    }
