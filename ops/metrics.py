@@ -13,7 +13,7 @@ prefork children), and one scrape reaches one of them:
   is read from the database at scrape time: the same answer whichever process is asked, and
   never lost with a restart.
 
-Labels are bounded: connector (two), outcome, operation, trigger, alert kind. No
+Labels are bounded: connector (two), outcome, operation, trigger, status, alert kind. No
 organization label: there can be hundreds, and each would multiply every series.
 """
 
@@ -65,10 +65,12 @@ ATTEMPTS = Counter(
     "record is synced or accepted for import) or the error class.",
     ["connector", "outcome"],
 )
+# Without the reason: the run's reasons are sentences naming a category, which is free text
+# from the volunteer app (unbounded); the dashboard shows them.
 SKIPPED = Counter(
     f"{PREFIX}_records_skipped",
-    "Records a sync run left unsent, by reason (no mapping, kind not included, ...).",
-    ["connector", "reason"],
+    "Records a sync run left unsent (no mapping for their category, no payable account).",
+    ["connector"],
 )
 RUNS = Counter(
     f"{PREFIX}_sync_runs",
@@ -144,14 +146,14 @@ def attempts_recorded(sender: Any, attempts: Iterable[SyncLog], **kwargs: Any) -
 def run_ended(sender: Any, run_id: int, **kwargs: Any) -> None:
     try:
         run = SyncRun.objects.only(
-            "connector", "trigger", "status", "started_at", "finished_at", "skip_reasons"
+            "connector", "trigger", "status", "started_at", "finished_at", "skipped"
         ).get(pk=run_id)
         RUNS.labels(run.connector, run.trigger, run.status).inc()
         if run.finished_at is not None:
             seconds = (run.finished_at - run.started_at).total_seconds()
             RUN_SECONDS.labels(run.connector, run.trigger).observe(max(0.0, seconds))
-        for reason, count in (run.skip_reasons or {}).items():
-            SKIPPED.labels(run.connector, reason).inc(count)
+        if run.skipped:
+            SKIPPED.labels(run.connector).inc(run.skipped)
     except Exception:
         logger.exception("counting sync run %s failed", run_id)
 

@@ -259,6 +259,7 @@ def test_metrics_count_a_sync_its_attempts_duration_and_erp_latency(
 ) -> None:
     configure(org, trust_erp_sandbox)
     make_records(org, 4)
+    make_records(org, 2, category="unmapped: free text from the volunteer app")
     before = scrape(settings)
     sync(org)
     after = scrape(settings)
@@ -271,6 +272,7 @@ def test_metrics_count_a_sync_its_attempts_duration_and_erp_latency(
     assert (
         moved("voluntary_ledger_sync_attempts_total", connector="xledger", outcome="succeeded") == 4
     )
+    assert moved("voluntary_ledger_records_skipped_total", connector="xledger") == 2
     assert (
         moved(
             "voluntary_ledger_sync_runs_total",
