@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from accounting_sync.models import ErrorClass, FinancialRecord, SyncEvent, SyncLog, SyncRun
 from accounting_sync.outcomes import RunDetail, SkipReason
-from core import events
+from core import events, logcontext
 from integrations.clients.base import (
     Connector,
     ConnectorError,
@@ -117,7 +117,8 @@ def execute_run(run_id: int, worker: str = "") -> SyncRun | None:
     if not claimed:
         return None
     run = SyncRun.objects.select_related("organization__integration").get(pk=run_id)
-    with _heartbeat(run_id):
+    # Every log line of the run names it and its organization (core/logcontext.py).
+    with logcontext.bound(organization=run.organization.slug, run_id=run_id), _heartbeat(run_id):
         Orchestrator(run).execute()
     run.refresh_from_db()
     return run

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -68,6 +69,17 @@ def get_url(name: str, default: str, schemes: set[str]) -> str:
         allowed = ", ".join(sorted(schemes))
         raise bad(name, f"scheme {scheme or '(none)'!r} is not one of: {allowed}")
     return raw
+
+
+def get_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated networks (10.0.0.0/8) or single addresses (192.0.2.7)."""
+    networks = []
+    for item in get_list(name, []):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise bad(name, f"{item!r} is not an IP address or network") from None
+    return networks
 
 
 def get_database(name: str, default: str) -> dict:

@@ -16,6 +16,7 @@ from config.env import (
     get_fernet_keys,
     get_int,
     get_list,
+    get_networks,
     get_url,
 )
 
@@ -67,10 +68,15 @@ INSTALLED_APPS = [
     "accounting_sync",
     "audit",
     "alerts",
+    "ops",
     "accounts",
 ]
 
 MIDDLEWARE = [
+    # First: a request id for every log line, then the probes, answered before the rest
+    # (sessions, login, second factor, https redirect) runs for them (ops/middleware.py).
+    "ops.middleware.RequestContextMiddleware",
+    "ops.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy and Permissions-Policy on every response (issue 12 item 8).
     "csp.middleware.CSPMiddleware",
@@ -348,6 +354,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat writes a task's last send time after every send (not every 3 minutes): /readyz tells
+# a stopped beat from the heartbeat task's last_run_at (ops/health.py). A few small writes
+# a minute.
+CELERY_BEAT_SYNC_EVERY = 1
 # The sync engine's timings (seconds).
 # A running sync beats every third of this from a thread of its own (orchestrator
 # `_heartbeat`), so a slow batch never looks dead and a killed worker's run is closed by the
@@ -411,12 +421,30 @@ CELERY_BEAT_SCHEDULE = {
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise bad("LOG_LEVEL", f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
+# One JSON object per line in production (for a log collector), plain lines in the demo.
+# Either way each line names the request, organization, run and record it is about, where
+# known (core/logcontext.py, config/logging.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="").strip().lower() or ("text" if DEBUG else "json")
+if LOG_FORMAT not in {"json", "text"}:
+    raise bad("LOG_FORMAT", f"expected json or text, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"forbidden_in_one_line": {"()": "config.logging.ForbiddenInOneLine"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"()": "config.logging.PlainWithContext"},
+        "json": {"()": "config.logging.JsonLines"},
+    },
+    "filters": {
+        "forbidden_in_one_line": {"()": "config.logging.ForbiddenInOneLine"},
+        "context": {"()": "config.logging.WithContext"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # Django's own console handler (when DEBUG) printed each of its records a second
@@ -426,3 +454,11 @@ LOGGING = {
         "django.request": {"filters": ["forbidden_in_one_line"]},
     },
 }
+
+# /metrics (ops/metrics.py): answered to a request bearing METRICS_TOKEN, or coming straight
+# from an address in METRICS_ALLOWED_NETWORKS (comma-separated, e.g. 10.0.0.0/8); with
+# neither set it is a 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="").strip()
+if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise bad("METRICS_TOKEN", "must be a random value of at least 32 characters")
+METRICS_ALLOWED_NETWORKS = get_networks("METRICS_ALLOWED_NETWORKS")

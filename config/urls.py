@@ -16,6 +16,7 @@ from alerts import views as alert_views
 from core import live
 from integrations import schedule_views
 from integrations import views as integration_views
+from ops import views as ops_views
 from organizations import views as organization_views
 
 
@@ -38,6 +39,10 @@ def favicon(request: HttpRequest) -> HttpResponse:
 urlpatterns = [
     path("", organization_views.home, name="home"),
     path("favicon.ico", favicon, name="favicon"),
+    # For machines (ops/views.py); ops.middleware.ProbeMiddleware answers them first.
+    path("healthz", ops_views.healthz, name="healthz"),
+    path("readyz", ops_views.readyz, name="readyz"),
+    path("metrics", ops_views.metrics_view, name="metrics"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),

@@ -62,3 +62,9 @@ def record_action(actor: Any, organization: Any, kind: str, **detail: Any) -> No
 attempts_recorded = Signal()  # organization_id, attempts (SyncLog rows just written)
 run_ended = Signal()  # run_id
 event_recorded = Signal()  # event (a SyncEvent row)
+
+# What the operations' metrics count (ops/metrics.py); nothing else needs to listen, and a
+# missing listener (a test settings module without ops) only means nothing is counted.
+records_received = Signal()  # organization_id, created (new records stored by the API)
+erp_called = Signal()  # erp (display name), operation, status, seconds: one ERP request
+erp_paced = Signal()  # seconds (waited for a slot of the shared window), refused (bool)

@@ -16,6 +16,7 @@ from tests import (
     routes_audit_trail,
     routes_failed,
     routes_i18n,
+    routes_ops,
     routes_overview,
     routes_pages,
 )
@@ -96,6 +97,7 @@ MATRIX += (
     + routes_audit_trail.ROUTES
     + routes_failed.ROUTES
     + routes_i18n.ROUTES
+    + routes_ops.ROUTES
     + routes_overview.ROUTES
     + routes_pages.ROUTES
 )

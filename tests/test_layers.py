@@ -19,6 +19,7 @@ LAYERS = [
     "accounting_sync",
     "audit",
     "alerts",
+    "ops",
     "accounts",
     "config",
 ]

@@ -23,6 +23,9 @@ VARIABLES = (
     "SECURE_HSTS_SECONDS",
     "CONN_MAX_AGE",
     "LOG_LEVEL",
+    "LOG_FORMAT",
+    "METRICS_TOKEN",
+    "METRICS_ALLOWED_NETWORKS",
     "BEHIND_TLS_PROXY",
     "ERP_ALLOWED_HOSTS",
     "ERP_CA_BUNDLE",
@@ -129,6 +132,17 @@ def test_the_demo_starts_with_no_variables_at_all(tmp_path) -> None:
             id="conn-max-age-negative",
         ),
         pytest.param({"DEBUG": "true", "LOG_LEVEL": "LOUD"}, "LOG_LEVEL", id="log-level-unknown"),
+        pytest.param({"DEBUG": "true", "LOG_FORMAT": "xml"}, "LOG_FORMAT", id="log-format-unknown"),
+        pytest.param(
+            {"DEBUG": "true", "METRICS_TOKEN": "guessable"},
+            "METRICS_TOKEN",
+            id="metrics-token-short",
+        ),
+        pytest.param(
+            {"DEBUG": "true", "METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,10.0.0.300"},
+            "METRICS_ALLOWED_NETWORKS",
+            id="metrics-network-malformed",
+        ),
         pytest.param(
             {"DEBUG": "true", "SYNC_STALE_AFTER_SECONDS": "1"},
             "SYNC_STALE_AFTER_SECONDS",

@@ -15,7 +15,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from accounting_sync.inbound import ingest, parse_body, validate_batch
+from accounting_sync.models import FinancialRecord
 from accounting_sync.triggers import request_approval_sync
+from core import events, logcontext
 from organizations.models import ApiKey, Organization
 
 logger = logging.getLogger(__name__)
@@ -102,6 +104,7 @@ def receive_records(request: HttpRequest) -> JsonResponse:
             "unauthorized",
             "Send the organization's API key as 'Authorization: Bearer <key>'.",
         )
+    logcontext.bind(organization=key.organization.slug)  # until the request ends
     limit = settings.INBOUND_MAX_BODY_BYTES
     # Refuse on the declared length before reading a byte of an oversized body.
     if _declared_length(request) > limit or len(request.body) > limit:
@@ -167,6 +170,9 @@ def receive_records(request: HttpRequest) -> JsonResponse:
             conflicts=result.conflicts,
         )
     if result.created:
+        events.records_received.send(
+            sender=FinancialRecord, organization_id=key.organization.pk, created=result.created
+        )
         _request_sync(key.organization)
     body = {
         "created": result.created,

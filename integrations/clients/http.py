@@ -36,6 +36,8 @@ from urllib3.exceptions import (
     SSLError as Urllib3SSLError,
 )
 
+from core import events
+
 from .base import ConnectorError, Outcome, PostResult, truncate
 from .limits import LimitReached, Pacer
 
@@ -103,8 +105,9 @@ class _GuardedAdapter(_TimeoutAdapter):
         """Wait for a slot in the credential's shared window (limits.py)."""
         assert self._pacer is not None
         try:
-            self._pacer.before_request()
+            waited = self._pacer.before_request()
         except LimitReached as full:
+            events.erp_paced.send(sender=Pacer, seconds=0.0, refused=True)
             raise AddressRefused(_paced_failure(full.wait), request=request) from None
         except Exception as problem:
             # The ERP enforces its limit itself and a 429 is handled like any answer:
@@ -114,6 +117,9 @@ class _GuardedAdapter(_TimeoutAdapter):
                 type(problem).__name__,
                 problem,
             )
+        else:
+            if waited > 0:
+                events.erp_paced.send(sender=Pacer, seconds=waited, refused=False)
 
 
 def make_session(
@@ -689,9 +695,14 @@ def log_call(
     started: float,
 ) -> int:
     """One INFO line per call; returns the duration in milliseconds."""
-    duration_ms = int((time.monotonic() - started) * 1000)
+    seconds = time.monotonic() - started
+    duration_ms = int(seconds * 1000)
     logger.info(
         "%s %s count=%d status=%s duration_ms=%d", erp, operation, count, status, duration_ms
+    )
+    # The request latency histogram (ops/metrics.py).
+    events.erp_called.send(
+        sender=log_call, erp=erp, operation=operation, status=status, seconds=seconds
     )
     return duration_ms
 
