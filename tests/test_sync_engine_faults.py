@@ -209,7 +209,8 @@ def faults_refusing_some(organization, connector: str) -> dict:
     for good: references carry database ids, which differ between databases and runs."""
     references = [r.reference for r in FinancialRecord.objects.filter(organization=organization)]
     assert len(references) >= 100, "made with the records, before the sync"
-    for seed in range(FAULTS["seed"], FAULTS["seed"] + 1000):
+    first = int(FAULTS["seed"])
+    for seed in range(first, first + 1000):
         faults = {**FAULTS, "seed": seed}
         if expected_permanent(connector, references, faults):
             return faults
