@@ -26,29 +26,16 @@ PASSWORD = "correct-horse-battery-staple"
 
 
 # --- CI runs every test: a skipped test fails the run ------------------------------------
-# The one exception: CI's SQLite pass skips the tests marked `postgres_only(reason=...)`
-# (what SQLite cannot do), each shown as a skip with its reason; on PostgreSQL they run.
-
-POSTGRES_ONLY = "postgres only"
-_postgres_only_skipped: set[str] = set()  # node ids skipped by that marker in this session
+# A test marked `postgres_only(reason=...)` needs what SQLite lacks. No test skips itself:
+# `make test` leaves those out by selection (-m "not postgres_only") when DATABASE_URL is
+# not PostgreSQL, and pytest reports them as deselected; CI's PostgreSQL pass runs them.
 
 
-def _skip_postgres_only_on_sqlite(items: list[pytest.Item]) -> None:
+def _postgres_only_say_why(items: list[pytest.Item]) -> None:
     for item in items:
         marker = item.get_closest_marker("postgres_only")
-        if marker is None:
-            continue
-        reason = marker.kwargs.get("reason", "")
-        if not reason:  # a skip must say why, on every database
+        if marker is not None and not marker.kwargs.get("reason"):
             raise pytest.UsageError(f"{item.nodeid}: postgres_only needs reason=")
-        if connection.vendor != "postgresql":
-            item.add_marker(pytest.mark.skip(reason=f"{POSTGRES_ONLY}: {reason}"))
-            _postgres_only_skipped.add(item.nodeid)
-
-
-def skips_failing_ci(skipped: list[pytest.TestReport], allowed: set[str]) -> list[str]:
-    """The node ids of the skips CI refuses: every skip but the marked postgres-only ones."""
-    return [report.nodeid for report in skipped if report.nodeid not in allowed]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -56,17 +43,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter else []
-    refused = skips_failing_ci(skipped, _postgres_only_skipped)
-    if reporter is not None and len(refused) < len(skipped):
-        reporter.write_line(
-            f"CI=true: {len(skipped) - len(refused)} test(s) marked postgres_only skipped on "
-            f"{connection.vendor}, each with its reason."
-        )
-    if refused:
+    if skipped:
         assert reporter is not None  # it counted them
+        names = ", ".join(report.nodeid for report in skipped)
         reporter.write_line(
-            f"CI=true: {len(refused)} test(s) skipped; every test must run in CI "
-            f"(only postgres_only tests may skip, and only on SQLite): {', '.join(refused)}"
+            f"CI=true: {len(skipped)} test(s) skipped; every test must run: {names}"
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -79,7 +60,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that starts a Celery worker is a worker test whatever its module says (its
     fixture is what makes it slow), and every browser or worker test is slow, so that
     `-m slow` and `-m "not slow"` mean what they say."""
-    _skip_postgres_only_on_sqlite(items)
+    _postgres_only_say_why(items)
     for item in items:
         if "celery_worker" in getattr(item, "fixturenames", ()) and not item.get_closest_marker(
             "worker"
