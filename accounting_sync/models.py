@@ -14,6 +14,7 @@ from accounting_sync import outcomes
 from accounting_sync.outcomes import RunDetail, SkipReason
 from core.chain import ChainedModel
 from integrations.clients.base import Outcome
+from integrations.notes import joined, words
 from organizations.models import Organization
 
 if TYPE_CHECKING:
@@ -176,7 +177,10 @@ class FinancialRecord(models.Model):
 
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
     retry_count = models.PositiveIntegerField(default=0)
+    # Why the last attempt failed: the ERP's own words, verbatim (evidence), and our own
+    # words as a note worded when read (integrations/notes.py). See `error_text`.
     last_error = models.TextField(blank=True)
+    last_note = models.JSONField(default=dict, blank=True)
     # failed: when the next automatic retry is due; awaiting: when to ask the ERP again.
     next_retry_at = models.DateTimeField(null=True, blank=True)
     skip_reason = models.CharField(max_length=300, blank=True, choices=SkipReason.choices)
@@ -240,6 +244,16 @@ class FinancialRecord(models.Model):
 
     def content(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.CONTENT_FIELDS}
+
+    @property
+    def note_text(self) -> str:
+        """Our own words on the last attempt, in the reader's language ("" for none)."""
+        return words(self.last_note)
+
+    @property
+    def error_text(self) -> str:
+        """Why the last attempt failed, in the reader's language, the ERP's words beside."""
+        return joined(self.note_text, self.last_error)
 
     def differing_fields(self, other: dict[str, object]) -> list[str]:
         mine = self.content()
@@ -381,7 +395,10 @@ class SyncLog(ChainedModel):
     trigger = models.CharField(max_length=10, choices=SyncRun.Trigger.choices)
     status = models.CharField(max_length=10, choices=Status.choices)
     error_class = models.CharField(max_length=20, blank=True, choices=ErrorClass.choices)
-    error_message = models.TextField(blank=True)
+    error_message = models.TextField(blank=True)  # the ERP's own words, verbatim
+    # Our own words, as a code (notes.py). Null where there are none: rows chained before
+    # notes existed have none, and a null note is left out of the hash (LATER_CHAIN_FIELDS).
+    note = models.JSONField(null=True, blank=True)
     payload = models.JSONField(default=dict, blank=True)  # exactly what was sent; no credentials
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.TextField(blank=True)
@@ -410,6 +427,7 @@ class SyncLog(ChainedModel):
         "retry_of_id",
         "created_at",
     )
+    LATER_CHAIN_FIELDS = ("note",)
 
     class Meta:
         db_table = "sync_logs"
@@ -421,6 +439,16 @@ class SyncLog(ChainedModel):
 
     def __str__(self) -> str:
         return f"{self.reference} attempt {self.attempt_number} {self.status}"
+
+    @property
+    def note_text(self) -> str:
+        """Our own words about this attempt, in the reader's language ("" for none)."""
+        return words(self.note)
+
+    @property
+    def error_text(self) -> str:
+        """Why it failed: our note in the reader's language, the ERP's words beside."""
+        return joined(self.note_text, self.error_message)
 
     @property
     def connector_label(self) -> str:
@@ -473,7 +501,8 @@ class SyncEvent(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
     run = models.ForeignKey(SyncRun, null=True, blank=True, on_delete=models.PROTECT)
     kind = models.CharField(max_length=30, choices=Kind.choices)
-    message = models.TextField()
+    message = models.TextField(blank=True)  # the ERP's own words, verbatim
+    note = models.JSONField(default=dict, blank=True)  # our own words, as a code (notes.py)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

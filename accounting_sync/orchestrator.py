@@ -45,6 +45,7 @@ from integrations.clients.base import (
     Settlement,
 )
 from integrations.models import Integration
+from integrations.notes import Note, NoteCode, note
 from organizations.models import Organization
 
 logger = logging.getLogger(__name__)
@@ -181,9 +182,9 @@ def recover_stale_runs(now=None) -> list[SyncRun]:
                 organization_id=run.organization_id,
                 run=run,
                 kind=SyncEvent.Kind.RUN_ABANDONED,
-                message=f"Sync {run.pk} stopped when its worker died; {looked_up} records it "
-                "was sending will be looked up in the accounting system before they are sent "
-                f"again, and {returned} it had not sent yet go back to the queue.",
+                note=note(
+                    NoteCode.RUN_ABANDONED, run=run.pk, looked_up=looked_up, returned=returned
+                ).stored(),
             )
             Organization.touch(run.organization_id)
         run.refresh_from_db()
@@ -212,16 +213,16 @@ def hand_back(run_id: int, now) -> tuple[int, int]:
         needs_lookup=True,
         next_retry_at=now,
         claimed_by=None,
-        last_error="The sync was interrupted while sending it; checking the accounting "
-        "system first.",
+        last_error="",
+        last_note=note(NoteCode.INTERRUPTED_WHILE_SENDING).stored(),
         updated_at=now,
     )
     # Each update below re-reads `held`: what an earlier one moved is no longer sending.
-    never_failed = held.filter(last_error="").update(
+    never_failed = held.filter(last_error="", last_note={}).update(
         state=State.FAILED,
         next_retry_at=now,
         claimed_by=None,
-        last_error="The sync was interrupted before sending it; it is sent shortly.",
+        last_note=note(NoteCode.INTERRUPTED_BEFORE_SENDING).stored(),
         updated_at=now,
     )
     returned = held.update(state=State.FAILED, next_retry_at=now, claimed_by=None, updated_at=now)
@@ -405,8 +406,7 @@ class Orchestrator:
         return PostResult(
             reference=record.reference,
             outcome=Outcome.TRANSIENT,
-            message="Not in the accounting system: the last send did not arrive, and the "
-            "automatic retries are used up. Retry sends it again.",
+            note=note(NoteCode.NOT_IN_ERP),
             payload={"lookup": record.reference, "found": False},
         )
 
@@ -416,7 +416,7 @@ class Orchestrator:
             reference=record.reference,
             outcome=Outcome.SUCCEEDED,
             erp_id=erp_id,
-            message="Found in the accounting system by its reference; not sent again.",
+            note=note(NoteCode.FOUND_BY_REFERENCE),
             payload={"lookup": record.reference},
         )
 
@@ -472,7 +472,7 @@ class Orchestrator:
                 reference=record.reference,
                 outcome=Outcome.SUCCEEDED,
                 erp_id=settled.erp_id or record.erp_document_id,
-                message="The accounting system's import posted it.",
+                note=note(NoteCode.IMPORT_POSTED),
                 payload={"settle": record.reference},
                 response_body=settled.response_body,
             )
@@ -492,17 +492,12 @@ class Orchestrator:
         outcome = (
             Outcome.AUTHENTICATION if error.outcome == Outcome.AUTHENTICATION else Outcome.UNCERTAIN
         )
-        if asked:
-            message = f"Could not check the accounting system before resending: {error.message}"
-        else:
-            message = (
-                "Not checked in the accounting system yet: its lookups just before failed "
-                f"({error.message}). It is checked at the next attempt."
-            )
+        code = NoteCode.LOOKUP_FAILED if asked else NoteCode.NOT_CHECKED
         return PostResult(
             reference=record.reference,
             outcome=outcome,
-            message=message,
+            message=error.erp_words,
+            note=note(code, reason=error.note.stored()),
             retry_after=error.retry_after,
             payload={"lookup": record.reference},
         )
@@ -525,14 +520,20 @@ class Orchestrator:
             self._write_results(list(zip(batch, results, strict=True)))
             if any(result.outcome == Outcome.AUTHENTICATION for result in results):
                 self._release(State.PENDING)
-                message = next(r.message for r in results if r.outcome == Outcome.AUTHENTICATION)
-                # The ERP's words are evidence: kept verbatim, worded around when shown.
-                self.stop_reason = (RunDetail.CREDENTIALS_REFUSED, {"error": message})
+                refused = next(r for r in results if r.outcome == Outcome.AUTHENTICATION)
+                message = refused.message
+                # The ERP's words are evidence: kept verbatim, worded around when shown;
+                # our own words about them travel as a note.
+                self.stop_reason = (
+                    RunDetail.CREDENTIALS_REFUSED,
+                    {"error": message, "note": _stored(refused.note)},
+                )
                 event = SyncEvent.objects.create(
                     organization=self.organization,
                     run=self.run,
                     kind=SyncEvent.Kind.AUTHENTICATION_FAILED,
                     message=message,
+                    note=_stored(refused.note),
                 )
                 # S7.6: the alert opens at once, since retrying cannot fix it
                 events.event_recorded.send(sender=SyncEvent, event=event)
@@ -637,6 +638,7 @@ class Orchestrator:
                     state=State.AWAITING if awaiting else State.SYNCED,
                     synced_at=None if awaiting else now,
                     last_error="",
+                    last_note={},
                     next_retry_at=self._next_check(now) if awaiting else None,
                     needs_lookup=False,
                     lookup_failures=0,
@@ -651,6 +653,7 @@ class Orchestrator:
                         "state",
                         "retry_count",
                         "last_error",
+                        "last_note",
                         "next_retry_at",
                         "needs_lookup",
                         "lookup_failures",
@@ -687,6 +690,7 @@ class Orchestrator:
             status=status,
             error_class="" if succeeded else ErrorClass.of(result.outcome),
             error_message="" if succeeded else result.message,
+            note=result.note.stored() if result.note else None,
             payload=result.payload,
             response_status=result.response_status,
             response_body=result.response_body,
@@ -706,6 +710,7 @@ class Orchestrator:
         if result.outcome == Outcome.SUCCEEDED:
             record.erp_document_id = result.erp_id
             record.last_error, record.needs_lookup, record.lookup_failures = "", False, 0
+            record.last_note = {}
             if awaiting:
                 record.state, record.synced_at = State.AWAITING, None
                 record.next_retry_at = self._next_check(now)
@@ -714,9 +719,11 @@ class Orchestrator:
             return "sent"
         if result.outcome == Outcome.AUTHENTICATION:
             # Retrying cannot fix credentials: no retry is burned, the record waits.
-            record.state, record.last_error = State.PENDING, result.message
+            record.state = State.PENDING
+            record.last_error, record.last_note = result.message, _stored(result.note)
             return "failed"
-        record.state, record.last_error = State.FAILED, result.message
+        record.state = State.FAILED
+        record.last_error, record.last_note = result.message, _stored(result.note)
         if "lookup" in result.payload:
             self._apply_lookup(record, result, now)
         else:
@@ -843,3 +850,7 @@ class Orchestrator:
         Organization.touch(self.run.organization_id)
         # The alerts open or resolve what the run changed (S7.4).
         events.run_ended.send(sender=SyncRun, run_id=self.run.pk)
+
+
+def _stored(said: Note | None) -> dict[str, Any]:
+    return said.stored() if said is not None else {}

@@ -112,9 +112,8 @@ def scheduled_sync(self, organization_id: int) -> None:
             organization_id=organization_id,
             run=run,
             kind=SyncEvent.Kind.SCHEDULED_RUN_FAILED,
-            # The engine's own note; the alert words the problem for its readers.
-            message=f"The scheduled sync could not reach the accounting system, also after "
-            f"{SCHEDULED_RETRIES} retries (run {run.pk}).",
+            # The alert words the problem for its readers from the run and its retries.
+            message="",
         )
         # S9.4: the admins get an in-app alert.
         events.event_recorded.send(sender=SyncEvent, event=event)

@@ -31,6 +31,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from accounting_sync.models import FinancialRecord, SyncRun
+from integrations.notes import joined, words
 from organizations.models import Membership, Organization
 
 
@@ -115,13 +116,13 @@ class Alert(models.Model):
                 "record_type": self._record_type(d.get("record_kind")),
                 "reference": d.get("reference", ""),
                 "attempts": d.get("attempts", 3),
-                "error": d.get("error", ""),
+                "error": self._error(),
             }
         if self.kind == self.Kind.MANY_ERRORS:
             return gettext(
                 "%(count)s sync attempts failed in the last 24 hours (more than %(limit)s). "
                 "Last error: %(error)s"
-            ) % {"count": d.get("count"), "limit": d.get("limit"), "error": d.get("error", "")}
+            ) % {"count": d.get("count"), "limit": d.get("limit"), "error": self._error()}
         if self.kind == self.Kind.PENDING_TOO_LONG:
             count = d.get("count", 0)
             return ngettext(
@@ -135,11 +136,15 @@ class Alert(models.Model):
             return gettext(
                 "The scheduled sync could not reach the accounting system, also after "
                 "%(retries)s retries: %(error)s"
-            ) % {"retries": d.get("retries"), "error": d.get("error") or self._run_outcome()}
+            ) % {"retries": d.get("retries"), "error": self._error() or self._run_outcome()}
         return gettext(
             "The accounting system refused the credentials; nothing is sent until they are "
             "fixed: %(error)s"
-        ) % {"error": d.get("error", "")}
+        ) % {"error": self._error()}
+
+    def _error(self) -> str:
+        """The failure: our note on it in the reader's language, the ERP's words beside."""
+        return joined(words(self.details.get("note")), self.details.get("error", ""))
 
     def _run_outcome(self) -> str:
         """The outcome of the run the alert is about, worded for its reader; read only when

@@ -167,6 +167,7 @@ def check_failing_records(organization_id: int, record_ids: Iterable[int], now=N
             "status",
             "error_class",
             "error_message",
+            "note",
             "reference",
             "record__kind",
             "record__state",
@@ -187,6 +188,7 @@ def check_failing_records(organization_id: int, record_ids: Iterable[int], now=N
                 "record_kind": last["record__kind"],  # its word is chosen when shown
                 "attempts": FAILED_IN_A_ROW,
                 "error": last["error_message"],
+                "note": last["note"],
             },
             key=record_key(record_id),
             now=now,
@@ -237,7 +239,7 @@ def _open_many_errors(organization_id: int, failures, now: datetime) -> None:
         organization_id=organization_id, kind=Kind.MANY_ERRORS, resolved_at__isnull=True
     ).exists():
         return  # counting them again would change nothing
-    last = failures.order_by("-created_at", "-id").values("error_message").first() or {}
+    last = failures.order_by("-created_at", "-id").values("error_message", "note").first() or {}
     open_alert(
         organization_id,
         Kind.MANY_ERRORS,
@@ -245,6 +247,7 @@ def _open_many_errors(organization_id: int, failures, now: datetime) -> None:
             "count": failures.count(),
             "limit": MANY_ERRORS_LIMIT,
             "error": last.get("error_message", ""),
+            "note": last.get("note") or {},
         },
         global_admins=True,
         now=now,
@@ -287,7 +290,7 @@ def alert_for_event(event: SyncEvent) -> Alert | None:
         return open_alert(
             event.organization_id,
             Kind.AUTHENTICATION_FAILED,
-            {"error": event.message, "run": event.run_id},
+            {"error": event.message, "note": event.note, "run": event.run_id},
         )
     if event.kind == SyncEvent.Kind.SCHEDULED_RUN_FAILED:
         from accounting_sync.tasks import SCHEDULED_RETRIES  # tasks imports the hooks
@@ -295,23 +298,26 @@ def alert_for_event(event: SyncEvent) -> Alert | None:
         return open_alert(
             event.organization_id,
             Kind.SCHEDULED_SYNC_FAILED,
-            {"retries": SCHEDULED_RETRIES, "error": _run_error(event.run), "run": event.run_id},
+            {"retries": SCHEDULED_RETRIES, **_run_error(event.run), "run": event.run_id},
         )
     return None
 
 
-def _run_error(run: SyncRun | None) -> str:
-    """The ERP's words for the run's last failure; "" when it has none to give (the alert
-    then words the run's own outcome when shown, in its reader's language)."""
-    if run is None:
-        return ""
-    last = (
-        SyncLog.objects.filter(run=run, status=FAILED)
-        .order_by("-id")
-        .values_list("error_message", flat=True)
-        .first()
-    )
-    return last or ""
+def _run_error(run: SyncRun | None) -> dict[str, Any]:
+    """The run's last failure: the ERP's words ("error") and our note on it; both empty
+    when it has none to give (the alert then words the run's own outcome when shown, in
+    its reader's language)."""
+    last = None
+    if run is not None:
+        last = (
+            SyncLog.objects.filter(run=run, status=FAILED)
+            .order_by("-id")
+            .values("error_message", "note")
+            .first()
+        )
+    if last is None:
+        return {"error": "", "note": {}}
+    return {"error": last["error_message"], "note": last["note"]}
 
 
 def resolve_by_run(run: SyncRun, now=None) -> None:

@@ -48,6 +48,11 @@ def _text(value: str) -> str:
     return '"' + value.replace('"', '""') + '"' if _NEEDS_QUOTES.search(value) else value
 
 
+def _note(value: dict[str, Any]) -> str:
+    """Our own note on the attempt as stored (code and parameters), hashed with the row."""
+    return _text(json.dumps(value, ensure_ascii=False, sort_keys=True)) if value else ""
+
+
 def _number(value: int | None) -> str:
     return "" if value is None else str(value)
 
@@ -90,6 +95,7 @@ EXPORT = (
     Column("status", "status", _text),
     Column("error_class", "error_class", _text),
     Column("error_message", "error_message", _text),
+    Column("note", "note", _note),
     Column("response_status", "response_status", _number),
     Column("duration_ms", "duration_ms", str),
     Column("erp_id", "erp_id", _text),

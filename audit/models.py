@@ -11,7 +11,16 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from core.chain import GENESIS, Break, ChainedModel, Walk, digest, walk
+from core.chain import (
+    GENESIS,
+    Break,
+    ChainedModel,
+    Walk,
+    content_of,
+    digest,
+    hashed_fields,
+    walk,
+)
 from core.events import TrailKind
 
 if TYPE_CHECKING:
@@ -395,17 +404,16 @@ class ChainCheckpoint(models.Model):
     def _checkpoint_row_intact(self) -> bool:
         """The last verified row still carries the hash it had: otherwise the chain was
         rewritten from some earlier row on, and only a whole walk finds where."""
-        fields = self.model.CHAIN_FIELDS
         row = (
             self.model.objects.filter(pk=self.last_row_id, organization_id=self.organization_id)
-            .values_list("prev_hash", "row_hash", *fields)
+            .values_list("prev_hash", "row_hash", *hashed_fields(self.model))
             .first()
         )
         if row is None:
             return False
         prev_hash, row_hash, *values = row
         return row_hash == self.last_row_hash and row_hash == digest(
-            prev_hash, dict(zip(fields, values, strict=True))
+            prev_hash, content_of(self.model, values)
         )
 
     def _set_progress(self, checked: int, total: int | None = None) -> None:

@@ -10,7 +10,6 @@ import json
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
-from django.utils.translation import gettext_noop
 
 
 class CredentialsUnreadable(Exception):
@@ -31,9 +30,9 @@ def decrypt(ciphertext: str) -> dict[str, str]:
     try:
         return json.loads(_fernet().decrypt(ciphertext.encode()))
     except InvalidToken:
-        # gettext_noop: stored in English by the worker, shown translated on the page.
+        # Said on the page by its note (NoteCode.CREDENTIALS_UNREADABLE); this is for logs.
         raise CredentialsUnreadable(
-            gettext_noop("The stored credentials cannot be decrypted with the configured keys.")
+            "The stored credentials cannot be decrypted with the configured keys."
         ) from None
 
 

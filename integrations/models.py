@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy
 
 from core.events import TrailKind, record_action
 from integrations import crypto
+from integrations.notes import joined, words
 from integrations.validators import (
     validate_company_id,
     validate_environment,
@@ -461,7 +462,9 @@ class ConnectionTest(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    message = models.TextField(blank=True)
+    message = models.TextField(blank=True)  # the ERP's own words, verbatim
+    # Our own words on what the test found or why it failed, as codes (notes.py).
+    notes = models.JSONField(default=list, blank=True)
     account_count = models.PositiveIntegerField(default=0)
     cost_center_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -476,6 +479,23 @@ class ConnectionTest(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    @property
+    def found_text(self) -> str:
+        """What a passed test found out about the ERP (company, object kind), in words."""
+        return "; ".join(words(stored) for stored in self.notes) or self.message
+
+    @property
+    def failure_text(self) -> str:
+        """Why the test failed, in the reader's language, with the ERP's words beside.
+
+        A test stored before the notes kept an English sentence: translated where it is one
+        of ours (gettext_noop), else shown as stored.
+        """
+        if not self.notes:
+            return _(self.message) if self.message else ""
+        said = self.message and f"({self.message})"
+        return joined(*(words(stored) for stored in self.notes), said)
 
 
 class RateWindow(models.Model):

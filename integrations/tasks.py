@@ -5,11 +5,11 @@ import logging
 from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
-from django.utils.translation import gettext_noop
 
 from integrations.clients.base import ConnectorError
 from integrations.crypto import CredentialsUnreadable
 from integrations.models import ConnectionTest, Integration
+from integrations.notes import Note, NoteCode, note
 
 logger = logging.getLogger(__name__)
 
@@ -26,24 +26,16 @@ def run_connection_test(test_id: int) -> None:
     try:
         report = test.integration.build_connector().test_connection()
     except ConnectorError as error:
-        _finish(test, ConnectionTest.Status.FAILED, error.message)
+        _finish(test, ConnectionTest.Status.FAILED, [error.note], error.erp_words)
         return
-    except CredentialsUnreadable as error:
-        _finish(test, ConnectionTest.Status.FAILED, str(error))
+    except CredentialsUnreadable:
+        _finish(test, ConnectionTest.Status.FAILED, [note(NoteCode.CREDENTIALS_UNREADABLE)])
         return
     except Exception:
         # Not a classified ERP failure: a bug. Say so without details that could
         # carry a secret; the traceback goes to the worker's log.
         logger.exception("connection test %s failed unexpectedly", test_id)
-        # Stored in English; the page shows it in the reader's language ({% translate %}).
-        _finish(
-            test,
-            ConnectionTest.Status.FAILED,
-            gettext_noop(
-                "The test stopped on an unexpected error. The technical details are in the "
-                "worker's log."
-            ),
-        )
+        _finish(test, ConnectionTest.Status.FAILED, [note(NoteCode.TEST_UNEXPECTED_ERROR)])
         return
     with transaction.atomic():
         integration = Integration.objects.select_for_update().get(pk=test.integration_id)
@@ -51,15 +43,23 @@ def run_connection_test(test_id: int) -> None:
         integration.save()
         test.account_count = len(report.accounts)
         test.cost_center_count = len(report.cost_centers)
-        # The page words the outcome from the counts in the reader's language; the message
-        # keeps only what the connector found out about the ERP (company, object kind).
-        _finish(test, ConnectionTest.Status.SUCCEEDED, report.detail)
+        # The page words the outcome from the counts in the reader's language; the notes
+        # keep what the connector found out about the ERP (company, object kind).
+        _finish(test, ConnectionTest.Status.SUCCEEDED, report.details)
 
 
-def _finish(test: ConnectionTest, status: str, message: str) -> None:
+def _finish(test: ConnectionTest, status: str, notes: list[Note], erp_words: str = "") -> None:
     test.status = status
-    test.message = message
+    test.notes = [said.stored() for said in notes]
+    test.message = erp_words
     test.finished_at = timezone.now()
     test.save(
-        update_fields=["status", "message", "account_count", "cost_center_count", "finished_at"]
+        update_fields=[
+            "status",
+            "notes",
+            "message",
+            "account_count",
+            "cost_center_count",
+            "finished_at",
+        ]
     )

@@ -166,7 +166,7 @@ def failure_words(probe: Probe, error: CallFailed | ConnectorError | Failure) ->
     if isinstance(error, ConnectorError):
         return redact(error.message, probe.secrets())
     failure = error.failure if isinstance(error, CallFailed) else error
-    words = probe.connector.admin_message(failure)
+    words = str(probe.connector.admin_message(failure))
     if failure.status and str(failure.status) not in words:
         words = f"HTTP {failure.status}: {words}"
     if failure.message and failure.message not in words:
@@ -515,7 +515,9 @@ def xledger_post_test(probe: Probe) -> list[Check]:
     connector = probe.connector
     posting = verification_posting(probe, TEST_CURRENCY)
     result = connector.post([posting])[0]
-    said = result.message or result.response_body
+    said = (
+        " ".join(p for p in (str(result.note or ""), result.message) if p) or result.response_body
+    )
     evidence = (
         f"outcome {result.outcome}, HTTP {result.response_status}, dbId {result.erp_id or '-'}"
     )

@@ -300,7 +300,8 @@ def test_s8_5_csv_lines_are_quoted_exactly_as_the_csv_module_quotes() -> None:
     tricky = (
         42, when, 'Ås; "Æra" IL', "VH-1-42", "reimbursement", "reise\nfly", Decimal("1234.50"),
         "NOK", "Øystein «Ø» Ødegård", 2, "retry", "failed", "permanent",
-        'Konto "7130" finnes ikke;\r\nsjekk kontoplanen', None, 17, "", None, "a" * 64, "b" * 64,
+        'Konto "7130" finnes ikke;\r\nsjekk kontoplanen', None, None, 17, "", None,
+        "a" * 64, "b" * 64,
     )  # fmt: skip
     assert len(tricky) == len(COLUMNS)
     expected = io.StringIO()

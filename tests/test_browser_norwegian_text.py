@@ -1,10 +1,11 @@
 """Issue 11, "Done when": a Norwegian page holds no English run, skip, error or trail text.
 
 The engine really runs against the ERP sandbox (a sync that skips an unmapped category, one
-the ERP answers with 503), an admin really changes the mappings, and Chromium reads the
-dashboard, the sync history, the failed records and the trail as a Norwegian browser does.
-What the application says itself must be Norwegian; only the ERP's own words may stay as
-the ERP wrote them (evidence), and the sandbox's 503 carries none of the phrases below.
+the ERP answers with 503, one whose connection drops after sending and cannot be looked
+up), an admin really changes the mappings, and Chromium reads the dashboard, the sync
+history, the failed records and the trail as a Norwegian browser does. What the
+application says itself must be Norwegian; only the ERP's own words may stay as the ERP
+wrote them (evidence), and the sandbox's 503 carries none of the phrases below.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ ENGLISH = [
     "Sync triggered",
     "Retries",
     "Failed records",
+    "Could not check the accounting system",
+    "had a problem",
 ]
 
 
@@ -51,6 +54,10 @@ def test_issue11_a_norwegian_page_holds_no_english_run_skip_error_or_trail_text(
     configure(org, erp_sandbox)
     make_records(org, 2, category="parkering")  # no mapping: skipped, waiting for one
     sync(org, "manual")
+    dropped = make_records(org, 1, start=20)
+    # Sent, then no answer: the 503 run below tries to look it up first and cannot.
+    erp_sandbox.set_faults(drop_after_commit_rate=1.0)
+    sync(org, "manual", record_ids=[r.pk for r in dropped])
     failing = make_records(org, 2, start=10)
     erp_sandbox.set_faults(error_rate=1.0)  # the ERP answers 503
     sync(org, "manual", record_ids=[r.pk for r in failing])
@@ -77,6 +84,7 @@ def test_issue11_a_norwegian_page_holds_no_english_run_skip_error_or_trail_text(
                 assert "venter på kontering" in text  # the skip, worded in Norwegian
             if name == "failed":
                 assert "HTTP 503" in text  # the status stays as the ERP gave it
+                assert "Kunne ikke kontrollere regnskapssystemet før ny sending" in text
     finally:
         context.close()
 
@@ -93,6 +101,7 @@ def test_issue11_a_norwegian_page_holds_no_english_run_skip_error_or_trail_text(
         page.goto(f"{live_server.url}{pages['history']}")
         assert "waiting for a mapping" in page.locator("main").inner_text()
         page.goto(f"{live_server.url}{pages['failed']}")
-        assert "was unavailable" in page.locator("main").inner_text()
+        text = page.locator("main").inner_text()
+        assert "was unavailable" in text and "Could not check the accounting system" in text
     finally:
         context.close()

@@ -300,7 +300,7 @@ class TestXledgerFaults:
         batch = [xl_posting(1), xl_posting(2, expense_account="7150"), xl_posting(3)]
         results = xl_connector(sandbox).post(batch)
         assert outcomes(results) == [Outcome.SUCCEEDED, Outcome.PERMANENT, Outcome.SUCCEEDED]
-        assert results[1].message == "Account '7150' does not exist"
+        assert results[1].words == "Account '7150' does not exist"
         assert {i["extIdentifier"] for i in xl_items(sandbox)} == {"VH-bf-1", "VH-bf-3"}
 
     @pytest.mark.parametrize("auth", ["token", "oauth2"])
@@ -327,12 +327,12 @@ class TestXledgerFaults:
         with pytest.raises(ConnectorError) as caught:
             connector.test_connection()
         assert caught.value.outcome is Outcome.AUTHENTICATION
-        assert caught.value.message == (
+        assert str(caught.value.note) == (
             "The API token was refused. Check that it is correct and not revoked."
         )
         [result] = connector.post([xl_posting(1)])
         assert result.outcome is Outcome.AUTHENTICATION
-        assert "xl-wrong-token-123" not in result.message + result.response_body
+        assert "xl-wrong-token-123" not in result.words + result.response_body
 
     def test_a_wrong_client_secret_is_refused_without_showing_it(self, sandbox):
         connector = xl_connector(sandbox, auth="oauth2", client_secret="wrong-secret-456")
@@ -349,7 +349,7 @@ class TestXledgerFaults:
         with pytest.raises(ConnectorError) as caught:
             connector.test_connection()
         assert caught.value.outcome is Outcome.TRANSIENT
-        assert caught.value.message == (
+        assert str(caught.value.note) == (
             "Could not find the host no-such-host.invalid. Check the address."
         )
 
@@ -446,8 +446,8 @@ class TestXledgerIssue10Errors:
         assert outcomes(results) == [Outcome.SUCCEEDED, Outcome.PERMANENT, Outcome.SUCCEEDED]
         assert [r.partial for r in results] == [False, True, False]
         assert results[1].message.startswith("Account '7150' does not exist")
-        assert "Xledger holds part of voucher VH-bf-2" in results[1].message
-        assert "finance must remove it in Xledger" in results[1].message
+        assert "Xledger holds part of voucher VH-bf-2" in results[1].words
+        assert "finance must remove it in Xledger" in results[1].words
         assert [i["account"] for i in xl_lines(sandbox, "VH-bf-2")] == ["2910"]
         assert sandbox.requests()["xledger"]["error"] == 1  # one call: nothing resent
 
@@ -465,7 +465,7 @@ class TestXledgerIssue10Errors:
         before = sent_mutations(sandbox)
         [again] = connector.post([replace(half, existing_id=found["VH-bf-2"].erp_id)])
         assert (again.outcome, again.partial) == (Outcome.PERMANENT, True)
-        assert "Xledger holds part of voucher VH-bf-2" in again.message
+        assert "Xledger holds part of voucher VH-bf-2" in again.words
         assert sent_mutations(sandbox) == before  # never sent
         assert len(xl_lines(sandbox, "VH-bf-2")) == 1
 
@@ -487,7 +487,7 @@ class TestXledgerIssue10Errors:
         batch = [xl_posting(1), xl_posting(2, expense_account="7150"), xl_posting(3)]
         results = connector.post(batch)
         assert outcomes(results) == [Outcome.UNCERTAIN] * 3
-        assert results[1].message == "Account '7150' does not exist"
+        assert results[1].words == "Account '7150' does not exist"
         assert xl_items(sandbox) == []
         assert connector.lookup([p.reference for p in batch]) == {}  # may be sent again
 
@@ -498,7 +498,7 @@ class TestXledgerIssue10Errors:
         batch = [xl_posting(1), xl_posting(2, expense_account="7150"), xl_posting(3)]
         results = xl_connector(sandbox).post(batch)
         assert outcomes(results) == [Outcome.UNCERTAIN, Outcome.PERMANENT, Outcome.UNCERTAIN]
-        assert "could not be checked" in results[0].message
+        assert "could not be checked" in results[0].words
         assert xl_items(sandbox) == []
 
     def test_issue10_item7_without_the_ext_identifier_filter_lookup_and_settle_raise(self, sandbox):
@@ -528,7 +528,7 @@ class TestXledgerIssue10Errors:
         connector = xl_connector(sandbox)
         results = connector.post([xl_posting(1), xl_posting(2)])
         assert outcomes(results) == [Outcome.UNCERTAIN] * 2
-        assert results[0].message == "Your query timed out."
+        assert results[0].words == "Your query timed out."
         sandbox.set_faults()
         assert set(connector.lookup(["VH-bf-1", "VH-bf-2"])) == {"VH-bf-1", "VH-bf-2"}
 
@@ -541,12 +541,12 @@ class TestXledgerIssue10Errors:
         assert caught.value.outcome is Outcome.AUTHENTICATION
         [result] = connector.post([xl_posting(1)])
         assert result.outcome is Outcome.AUTHENTICATION
-        assert "xl-revoked-token-321" not in result.message + result.response_body
+        assert "xl-revoked-token-321" not in result.words + result.response_body
 
     def test_issue10_item7_a_malformed_token_is_authentication_with_xledgers_words(self, sandbox):
         [result] = xl_connector(sandbox, api_token="two words").post([xl_posting(1)])
         assert result.outcome is Outcome.AUTHENTICATION
-        assert result.message.startswith("Bad format for API Token.")
+        assert result.words.startswith("Bad format for API Token.")
 
 
 class TestXledgerIssue10Settle:
@@ -709,7 +709,7 @@ class TestBusinessCentralConnection:
         assert "AADSTS" not in message  # not a refusal at Entra
         [result] = connector.post([bc_posting(1)])
         assert result.outcome is Outcome.AUTHENTICATION
-        assert "Microsoft Entra Applications" in result.message
+        assert "Microsoft Entra Applications" in result.words
         assert journal_lines(sandbox) == []
 
     def test_issue10_item4_a_journal_outside_the_default_template_says_where_to_create_it(
@@ -723,7 +723,7 @@ class TestBusinessCentralConnection:
         assert "GENERELT" in report.detail
         [result] = connector.post([bc_posting(1)])
         assert result.outcome is Outcome.PERMANENT
-        assert "default general journal template" in result.message
+        assert "default general journal template" in result.words
 
 
 class TestBusinessCentralPosting:
@@ -816,7 +816,7 @@ class TestBusinessCentralPosting:
         connector = bc_connector(sandbox)
         results = connector.post([bc_posting(1, currency="EUR"), bc_posting(2)])
         assert outcomes(results) == [Outcome.PERMANENT, Outcome.SUCCEEDED]
-        assert "local currency" in results[0].message
+        assert "local currency" in results[0].words
         assert [line["externalDocumentNumber"] for line in journal_lines(sandbox)] == ["VH-HLF-2"]
 
     def test_settle_answers_every_reference_posted_without_a_call(self, sandbox):
@@ -882,8 +882,8 @@ class TestBusinessCentralFaults:
         assert result.outcome is Outcome.TRANSIENT
         assert result.partial
         [line] = journal_lines(sandbox)
-        assert f"The journal line {line['id']} exists in Business Central" in result.message
-        assert "will be added to that line on the next attempt" in result.message
+        assert f"The journal line {line['id']} exists in Business Central" in result.words
+        assert "will be added to that line on the next attempt" in result.words
         assert dimensions_of(sandbox, line["id"]) == []
 
         sandbox.set_faults()
@@ -929,7 +929,7 @@ class TestBusinessCentralFaults:
         expected = [Outcome.SUCCEEDED] * 10
         expected[4] = Outcome.PERMANENT
         assert outcomes(results) == expected
-        assert results[4].message.startswith('The "accountNumber" does not match to an Account.')
+        assert results[4].words.startswith('The "accountNumber" does not match to an Account.')
         assert results[4].response_status == 400
         assert not results[4].partial
         lines = journal_lines(sandbox)
@@ -960,7 +960,7 @@ class TestBusinessCentralFaults:
         batch = [bc_posting(1), bc_posting(2, expense_account="7150"), bc_posting(3)]
         results = bc_connector(sandbox).post(batch)
         assert outcomes(results) == [Outcome.SUCCEEDED, Outcome.PERMANENT, Outcome.SUCCEEDED]
-        assert results[1].message.startswith('The "accountNumber" does not match to an Account.')
+        assert results[1].words.startswith('The "accountNumber" does not match to an Account.')
         assert {line["externalDocumentNumber"] for line in journal_lines(sandbox)} == {
             "VH-HLF-1",
             "VH-HLF-3",
@@ -971,7 +971,7 @@ class TestBusinessCentralFaults:
         results = bc_connector(sandbox).post(batch)
         assert outcomes(results) == [Outcome.SUCCEEDED, Outcome.PERMANENT]
         assert not results[1].partial
-        assert results[1].message.startswith(
+        assert results[1].words.startswith(
             "The dimension value 9999 for dimension AVDELING does not exist."
         )
         assert [op["method"] for op in results[1].payload["requests"]] == [
@@ -1021,7 +1021,7 @@ class TestBusinessCentralFaults:
         assert "not-the-secret-789" not in caught.value.message
         [result] = connector.post([bc_posting(1)])
         assert result.outcome is Outcome.AUTHENTICATION
-        assert "not-the-secret-789" not in result.message + result.response_body
+        assert "not-the-secret-789" not in result.words + result.response_body
 
     def test_an_unknown_tenant_is_explained(self, sandbox):
         connector = bc_connector(sandbox, tenant_id="00000000-0000-0000-0000-000000000000")
@@ -1044,7 +1044,7 @@ class TestBusinessCentralFaults:
     def test_an_unknown_journal_refuses_postings_with_its_code(self, sandbox):
         results = bc_connector(sandbox, journal_code="NOPE").post([bc_posting(1)])
         assert results[0].outcome is Outcome.PERMANENT
-        assert "journal NOPE does not exist" in results[0].message
+        assert "journal NOPE does not exist" in results[0].words
 
     def test_issue10_item4_a_lower_case_journal_code_finds_the_journal(self, sandbox):
         results = bc_connector(sandbox, journal_code="utlegg").post([bc_posting(1)])
@@ -1080,7 +1080,7 @@ def _exercise(connector, postings: list[Posting], texts: list[str]) -> None:
             texts.append(error.message)
             texts.append(str(error))
     for result in connector.post(postings):
-        texts.extend([result.message, result.response_body, json.dumps(result.payload)])
+        texts.extend([result.words, result.response_body, json.dumps(result.payload)])
 
 
 def _access_tokens_in_caches() -> set[str]:

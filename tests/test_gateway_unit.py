@@ -303,9 +303,11 @@ class TestRealSockets:
 
 
 class TestAdminWords:
-    def words(self, failure, credential="API token") -> str:
-        return gw_http.describe_failure(
-            failure, erp="Xledger", host="www.xledger.net", credential=credential
+    def words(self, failure, credential="api_token") -> str:
+        return str(
+            gw_http.describe_failure(
+                failure, erp="Xledger", host="www.xledger.net", credential=credential
+            )
         )
 
     def test_an_unknown_host_is_named_with_what_to_check(self):
@@ -321,7 +323,7 @@ class TestAdminWords:
         )
 
     def test_a_missing_permission_says_an_admin_must_grant_it(self):
-        words = self.words(gw_http.classify_failure(status=403), credential="client secret")
+        words = self.words(gw_http.classify_failure(status=403), credential="client_secret")
         assert "does not allow this operation" in words
         assert "administrator must grant" in words
 
@@ -475,7 +477,7 @@ class TestXledgerVoucher:
     def test_issue10_item6_a_posting_without_a_usable_number_is_never_sent(self, mocked, number):
         [result] = xl.XledgerConnector(xl_config()).post([posting(number=number)])
         assert result.outcome is Outcome.PERMANENT
-        assert "voucher number" in result.message
+        assert "voucher number" in result.words
         assert not mocked.calls
 
     def test_the_cost_center_goes_to_the_configured_gl_object(self):
@@ -554,7 +556,7 @@ class TestXledgerPost:
             Outcome.PERMANENT,
             Outcome.SUCCEEDED,
         ]
-        assert results[1].message == "Account '7130' does not exist"
+        assert results[1].words == "Account '7130' does not exist"
         assert '"inputs", 2' in results[1].response_body
         assert sent_json(mocked.calls[1])["variables"]["refs"] == ["VH-1-101", "VH-1-103"]
         resent = sent_json(mocked.calls[3])["variables"]["inputs"]
@@ -597,12 +599,12 @@ class TestXledgerPost:
             (Outcome.SUCCEEDED, False),
             (Outcome.PERMANENT, True),
         ]
-        assert "Xledger holds part of voucher VH-1-102" in results[1].message
+        assert "Xledger holds part of voucher VH-1-102" in results[1].words
 
     def test_issue10_item7_a_posting_found_in_part_is_refused_without_being_sent(self, mocked):
         [result] = xl.XledgerConnector(xl_config()).post([posting(existing_id="900123")])
         assert (result.outcome, result.partial) == (Outcome.PERMANENT, True)
-        assert result.message.startswith(
+        assert result.words.startswith(
             "Xledger holds part of voucher VH-1-101: finance must remove it in Xledger before "
             "it is sent again."
         )
@@ -693,7 +695,7 @@ class TestXledgerPost:
             [posting("VH-1-101", "10.005"), posting("VH-1-102")]
         )
         assert results[0].outcome is Outcome.PERMANENT
-        assert "more than two decimals" in results[0].message
+        assert "more than two decimals" in results[0].words
         assert results[1].outcome is Outcome.SUCCEEDED
         sent = sent_json(mocked.calls[0])["variables"]["inputs"]
         assert {i["clientId"] for i in sent} == {"VH-1-102:D", "VH-1-102:C"}
@@ -824,7 +826,7 @@ class TestXledgerReading:
         with pytest.raises(ConnectorError) as caught:
             xl.XledgerConnector(xl_config()).test_connection()
         assert caught.value.outcome is Outcome.AUTHENTICATION
-        assert caught.value.message == (
+        assert str(caught.value.note) == (
             "The API token was refused. Check that it is correct and not revoked."
         )
         assert XL_TOKEN not in str(caught.value)
@@ -930,7 +932,7 @@ class TestXledgerOAuth2:
         connector = xl.XledgerConnector(xl_oauth_config())
         results = connector.post([posting()])
         assert results[0].outcome is Outcome.AUTHENTICATION
-        assert XL_SECRET not in results[0].message
+        assert XL_SECRET not in results[0].words
         with pytest.raises(ConnectorError) as caught:
             connector.test_connection()
         assert caught.value.outcome is Outcome.AUTHENTICATION
@@ -1273,7 +1275,7 @@ class TestBusinessCentralPost:
     def test_a_foreign_currency_is_refused_without_being_sent(self, entra):
         results = bc.BusinessCentralConnector(bc_config()).post([posting(currency="EUR")])
         assert results[0].outcome is Outcome.PERMANENT
-        assert "local currency" in results[0].message
+        assert "local currency" in results[0].words
         assert not [c for c in entra.calls if c.request.url.startswith(API)]
 
     def test_a_reference_too_long_for_a_document_number_is_refused_without_being_sent(self, entra):
@@ -1281,7 +1283,7 @@ class TestBusinessCentralPost:
             [posting("VH-blindeforbundet-123456")]
         )
         assert results[0].outcome is Outcome.PERMANENT
-        assert "longer than the 20 characters" in results[0].message
+        assert "longer than the 20 characters" in results[0].words
         assert not [c for c in entra.calls if c.request.url.startswith(API)]
 
     def test_the_comment_names_the_claimant_and_their_reference(self):
@@ -1323,7 +1325,7 @@ class TestBusinessCentralPost:
             (Outcome.PERMANENT, ""),
             (Outcome.SUCCEEDED, "line-c"),
         ]
-        assert results[1].message.startswith('The "accountNumber" does not match to an Account.')
+        assert results[1].words.startswith('The "accountNumber" does not match to an Account.')
         assert results[1].response_status == 400
         first, resent, dimensions = batch_calls(entra)
         assert [op["id"] for op in sent_json(first)["requests"]] == ["1", "2", "3"]
@@ -1356,8 +1358,8 @@ class TestBusinessCentralPost:
         )
         [result] = bc.BusinessCentralConnector(bc_config()).post([posting(cost_center="0300")])
         assert (result.outcome, result.partial, result.erp_id) == (Outcome.TRANSIENT, True, "")
-        assert result.message.startswith("The journal line line-1 exists in Business Central")
-        assert "will be added to that line on the next attempt" in result.message
+        assert result.words.startswith("The journal line line-1 exists in Business Central")
+        assert "will be added to that line on the next attempt" in result.words
         assert len(batch_calls(entra)) == 2  # nothing deleted: the line is completed later
 
     def test_issue10_item1_a_dimension_left_out_of_the_answer_is_uncertain_and_partial(self, entra):
@@ -1382,7 +1384,7 @@ class TestBusinessCentralPost:
         entra.post(f"{API}/$batch", json={"responses": [{"id": "1", "status": 204}]})
         [result] = bc.BusinessCentralConnector(bc_config()).post([posting(cost_center="7777")])
         assert (result.outcome, result.partial) == (Outcome.PERMANENT, False)
-        assert result.message == "The dimension value 7777 for dimension AVDELING does not exist."
+        assert result.words == "The dimension value 7777 for dimension AVDELING does not exist."
         delete = sent_json(batch_calls(entra)[2])["requests"]
         assert delete == [
             {
@@ -1404,9 +1406,9 @@ class TestBusinessCentralPost:
         entra.post(f"{API}/$batch", json={"error": {"message": "busy"}}, status=503)
         [result] = bc.BusinessCentralConnector(bc_config()).post([posting(cost_center="7777")])
         assert (result.outcome, result.partial) == (Outcome.TRANSIENT, True)
-        assert "No such value." in result.message
+        assert "No such value." in result.words
         assert "The journal line line-1 exists without it and could not be removed" in (
-            result.message
+            result.words
         )
 
     def test_issue10_item1_an_existing_line_gets_only_its_dimension(self, entra):
@@ -1509,7 +1511,7 @@ class TestBusinessCentralPost:
         entra.get(f"{API}/companies({COMPANY})/journals", json={"value": []})
         results = bc.BusinessCentralConnector(bc_config()).post([posting()])
         assert results[0].outcome is Outcome.PERMANENT
-        assert "journal UTLEGG does not exist" in results[0].message
+        assert "journal UTLEGG does not exist" in results[0].words
 
 
 class TestBusinessCentralReading:

@@ -123,7 +123,7 @@ def test_issue12_item1_a_negative_amount_stays_a_number() -> None:
     when = timezone.now()
     row = (
         7, when, "Org", "VH-1-7", "reimbursement", "-travel", Decimal("-12.50"), "NOK",
-        "@Kari", 1, "manual", "failed", "permanent", "=1+1", -1, 5, "+47", None, "a", "b",
+        "@Kari", 1, "manual", "failed", "permanent", "=1+1", None, -1, 5, "+47", None, "a", "b",
     )  # fmt: skip
     line = csv_line(row, timezone.get_current_timezone())
     cells = dict(zip(COLUMNS, next(csv.reader(io.StringIO(line), delimiter=";")), strict=True))

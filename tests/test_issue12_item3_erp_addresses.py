@@ -97,7 +97,7 @@ def test_issue12_item3_a_redirect_is_refused_and_its_body_is_not_kept(mocked):
     [result] = xl.XledgerConnector(xl_config()).post([posting()])
 
     assert result.outcome is Outcome.AUTHENTICATION  # stops the run; nothing resent blindly
-    assert "The ERP address redirected to evil.example.test; check the address." in result.message
+    assert "The ERP address redirected to evil.example.test; check the address." in result.words
     assert result.response_body == ""
     assert EVIL_PAGE not in repr(result)
     assert calls_to(mocked, EVIL) == []
@@ -125,7 +125,7 @@ def test_issue12_item3_a_redirect_to_plain_http_is_refused(mocked):
         bc.BusinessCentralConnector(bc_config()).list_journals()
 
     assert caught.value.outcome is Outcome.AUTHENTICATION
-    assert "redirected to bc.example.test over plain http" in caught.value.message
+    assert "redirected to http://bc.example.test" in caught.value.message
     assert EVIL_PAGE not in caught.value.message
     assert calls_to(mocked, "http://") == []
 
@@ -156,8 +156,8 @@ def test_issue12_item3_a_connection_test_keeps_no_word_of_a_redirect_answer(mock
     test.refresh_from_db()
 
     assert test.status == ConnectionTest.Status.FAILED
-    assert "redirected to evil.example.test; check the address" in test.message
-    assert "must never be kept" not in test.message
+    assert "redirected to evil.example.test; check the address" in test.failure_text
+    assert "must never be kept" not in test.failure_text
     assert calls_to(mocked, EVIL) == []
 
 

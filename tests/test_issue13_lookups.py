@@ -19,6 +19,7 @@ from accounting_sync import orchestrator as engine
 from accounting_sync.models import FinancialRecord, SyncEvent, SyncLog, SyncRun
 from accounting_sync.orchestrator import Orchestrator, recover_stale_runs, start_run
 from erp_sandbox.client import SandboxProcess
+from integrations.notes import words
 from organizations.models import Organization
 from tests.factories import (
     configure,
@@ -84,7 +85,7 @@ def test_issue13_item1_a_failed_lookup_spends_no_retry_and_keeps_the_record_due(
             assert record.retry_count == 1  # as the lost send left it
             assert record.lookup_failures == failed_lookups
             assert record.next_retry_at is not None and record.next_retry_at > before
-            assert "Could not check the accounting system" in record.last_error
+            assert "Could not check the accounting system" in record.error_text
         gaps.append(
             min(
                 r.next_retry_at
@@ -145,7 +146,7 @@ def test_issue13_item1_an_uncertain_record_not_there_with_its_retries_spent_fail
     for record in FinancialRecord.objects.filter(organization=org):
         assert record.state == State.FAILED and record.next_retry_at is None
         assert not record.needs_lookup and record.retry_count == 1
-        assert "Not in the accounting system" in record.last_error
+        assert "Not in the accounting system" in record.error_text
     assert ledger_counts(erp_sandbox, "business_central") == {}
 
     # A person's Retry still sends them, once.
@@ -211,7 +212,7 @@ def test_issue13_item2_a_dead_run_looks_up_only_its_batch_in_flight_and_hands_ba
         back = by_pk[record.pk]
         assert (back.state, back.needs_lookup, back.retry_count) == (State.FAILED, False, 0)
         assert back.next_retry_at is not None
-        assert back.next_retry_at <= now and "before sending it" in back.last_error
+        assert back.next_retry_at <= now and "before sending it" in back.error_text
     kept = by_pk[records[7].pk]  # its earlier lookup mark is kept
     assert kept.state == State.FAILED and kept.needs_lookup and kept.next_retry_at is not None
     assert kept.next_retry_at <= now
@@ -223,7 +224,8 @@ def test_issue13_item2_a_dead_run_looks_up_only_its_batch_in_flight_and_hands_ba
         assert back.next_retry_at <= now  # due: the dead run was about to send them
     assert not FinancialRecord.objects.filter(claimed_by__isnull=False).exists()
     event = SyncEvent.objects.get(kind=SyncEvent.Kind.RUN_ABANDONED)
-    assert "4 records it was sending" in event.message and "6 it had not sent" in event.message
+    said = words(event.note)
+    assert "4 records it was sending" in said and "6 it had not sent" in said
 
     # The next run finds the batch that arrived, and sends the others once.
     after = sync(org, "retry")
@@ -325,6 +327,6 @@ def test_issue13_item3_after_two_failed_lookup_calls_in_a_row_the_rest_wait_unas
     asked = erp_sandbox.requests()["business_central"]["error"] - before
     assert (run.sent, run.failed) == (0, 150)
     unasked = [FinancialRecord.objects.get(pk=r.pk) for r in records[2 * engine.LOOKUP_CHUNK :]]
-    assert unasked and all("Not checked" in r.last_error for r in unasked)
+    assert unasked and all("Not checked" in r.error_text for r in unasked)
     assert all(r.needs_lookup and r.retry_count == 1 and r.next_retry_at for r in unasked)
     assert asked == 2  # one failed request per lookup call; none for the third chunk

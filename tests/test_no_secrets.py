@@ -104,12 +104,12 @@ def test_no_secret_leaves_the_server_in_success_or_failure(
 
     configure(admin, org, erp_sandbox, connector, WRONG)
     failed = run_test(integration)
-    assert failed.status == "failed" and failed.message
+    assert failed.status == "failed" and failed.failure_text
 
     configure(admin, org, erp_sandbox, connector, good_secret)
     erp_sandbox.set_faults(expired_credentials=True)
     expired = run_test(integration)
-    assert expired.status == "failed" and expired.message
+    assert expired.status == "failed" and expired.failure_text
 
     logged = "\n".join(
         f"{record.getMessage()} {record.args!r} {record.exc_text or ''}"

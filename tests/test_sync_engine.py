@@ -29,6 +29,7 @@ from accounting_sync.orchestrator import (
     start_run,
 )
 from accounting_sync.outcomes import RunDetail, SkipReason
+from alerts.models import Alert
 from integrations.forms import MappingsForm
 from integrations.models import Integration
 from organizations.models import Organization
@@ -483,7 +484,9 @@ def test_scheduled_sync_on_a_network_error_retries_3_times_then_records_schedule
     }
     event = SyncEvent.objects.get()
     assert event.kind == SyncEvent.Kind.SCHEDULED_RUN_FAILED and event.run == runs[-1]
-    assert "3 retries" in event.message
+    # Stored as facts (the run, its retries); the alert words them for each reader.
+    alert = Alert.objects.get(organization=org, kind=Alert.Kind.SCHEDULED_SYNC_FAILED)
+    assert "also after 3 retries" in alert.message
     assert set(FinancialRecord.objects.values_list("retry_count", flat=True)) == {4}
     assert ledger_counts(erp_sandbox) == {}
 

@@ -14,6 +14,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Protocol
 
+from integrations.notes import Note
+
 # Bodies kept in results and logs are cut to this many characters.
 MAX_BODY_CHARS = 4000
 
@@ -30,23 +32,33 @@ class Outcome(enum.StrEnum):
 class ConnectorError(Exception):
     """A call other than posting failed (test connection, master data, lookup).
 
-    `message` is written for an org admin: what failed and what to do about it.
-    It never contains a credential.
+    `note` says to an org admin what failed and what to do about it (worded when read);
+    `erp_words` is what the ERP itself said, if anything. Neither holds a credential.
     """
 
     def __init__(
         self,
         outcome: Outcome,
-        message: str,
+        note: Note,
         *,
+        erp_words: str = "",
         retry_after: float | None = None,
         status: int | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(str(note))
         self.outcome = outcome
-        self.message = message
+        self.note = note
+        self.erp_words = erp_words
         self.retry_after = retry_after
         self.status = status
+
+    @property
+    def message(self) -> str:
+        """Both, in the active language: for logs and the command line, never stored."""
+        said = str(self.note)
+        if self.erp_words and self.erp_words not in said:
+            said += f" ({self.erp_words})"
+        return said
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,13 @@ class ConnectionReport:
     cost_centers: list[CostCenter]
     journals: list[Journal] = field(default_factory=list)
     dimensions: list[Dimension] = field(default_factory=list)
-    detail: str = ""  # e.g. "company CRONUS, environment production"
+    # What it found, e.g. "company CRONUS, environment production"; "choose the dimension…"
+    details: list[Note] = field(default_factory=list)
+
+    @property
+    def detail(self) -> str:
+        """The details in the active language, for logs and the command line."""
+        return "; ".join(str(said) for said in self.details)
 
 
 @dataclass(frozen=True)
@@ -151,11 +169,18 @@ class PostResult:
     outcome: Outcome
     erp_id: str = ""  # the ERP's id or number, when SUCCEEDED
     message: str = ""  # the ERP's own words when it refused; never a credential
+    note: Note | None = None  # our own words about the failure, as a code (notes.py)
     retry_after: float | None = None
     payload: dict[str, Any] = field(default_factory=dict)  # exactly what was sent for it
     response_status: int | None = None
     response_body: str = ""  # truncated to MAX_BODY_CHARS
     duration_ms: int = 0
+
+    @property
+    def words(self) -> str:
+        """Our note and the ERP's words, in the active language: for logs and the CLI."""
+        return " ".join(part for part in (str(self.note or ""), self.message) if part)
+
     # The ERP holds part of this posting although the outcome is not SUCCEEDED (a
     # Business Central line whose dimension could not be added): the record must be
     # looked up before it is sent again, whatever the outcome says.

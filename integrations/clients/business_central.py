@@ -34,6 +34,8 @@ import msal
 import requests
 from msal.exceptions import MsalError
 
+from integrations.notes import Note, NoteCode, note
+
 from .base import (
     Account,
     ConnectionReport,
@@ -70,7 +72,7 @@ from .limits import Pacer
 logger = logging.getLogger(__name__)
 
 ERP = "Business Central"
-CREDENTIAL = "client secret"
+CREDENTIAL = "client_secret"  # a code notes.py words
 
 # At most 100 operations per $batch ("too many parts" beyond, code Unknown).
 MAX_BATCH_OPERATIONS = 100
@@ -174,21 +176,15 @@ class BusinessCentralConfig:
             return AllowList.parse(self.allowed_hosts)
         return AllowList.of_urls(self.api_base_url, self.authority_host)
 
-    def path_problem(self) -> str:
-        """Why tenant, environment or company cannot go into a URL path, in words; or ""."""
+    def path_problem(self) -> Note | None:
+        """Why tenant, environment or company cannot go into a URL path; or None."""
         if not is_tenant(self.tenant_id):
-            return (
-                f"The tenant ID {self.tenant_id!r} is neither a GUID nor a domain name such as "
-                "contoso.onmicrosoft.com. Check the tenant ID."
-            )
+            return note(NoteCode.BC_TENANT_INVALID, tenant=repr(self.tenant_id))
         if not is_environment(self.environment):
-            return (
-                f"The environment {self.environment!r} is not an environment name (letters, "
-                "digits, '-' and '_', at most 30). Check the environment."
-            )
+            return note(NoteCode.BC_ENVIRONMENT_INVALID, environment=repr(self.environment))
         if not is_company_id(self.company_id):
-            return f"The company ID {self.company_id!r} is not a GUID. Check the company ID."
-        return ""
+            return note(NoteCode.BC_COMPANY_ID_INVALID, company=repr(self.company_id))
+        return None
 
 
 # --- MSAL: one application object per credential set ------------------------------------------
@@ -260,13 +256,13 @@ def _check_token_endpoint(endpoint: str, config: BusinessCentralConfig) -> None:
     )
     if same_origin and config.allow_list.problem(endpoint) is None:
         return
-    words = (
-        f"The sign-in configuration of tenant {config.tenant_id} names a token endpoint at "
-        f"{host_of(endpoint) or 'no usable address'}, not on the sign-in host "
-        f"{host_of(config.authority_host)} over https. The client secret was not sent. "
-        "Check the sign-in address."
+    said = note(
+        NoteCode.BC_TOKEN_ENDPOINT_ELSEWHERE,
+        tenant=config.tenant_id,
+        endpoint=host_of(endpoint) or "?",
+        authority=host_of(config.authority_host),
     )
-    raise CallFailed(Failure(Outcome.AUTHENTICATION, Cause.NOT_ALLOWED, words, admin=words))
+    raise CallFailed(Failure(Outcome.AUTHENTICATION, Cause.NOT_ALLOWED, "", note=said))
 
 
 def _forget_access_tokens(app: msal.ConfidentialClientApplication) -> None:
@@ -276,45 +272,30 @@ def _forget_access_tokens(app: msal.ConfidentialClientApplication) -> None:
         cache.remove_at(item)
 
 
-# What Entra ID's AADSTS codes mean, in words an admin can act on.
-AADSTS_WORDS = {
-    "7000215": (
-        "The client secret is wrong. Check that you copied the secret's value, "
-        "not its ID, from the app registration in Microsoft Entra ID."
-    ),
-    "7000222": (
-        "The client secret has expired. Create a new client secret for the app "
-        "registration in Microsoft Entra ID and save it here."
-    ),
-    "700016": (
-        "No application with this client ID exists in the tenant. Check the client ID "
-        "and the tenant ID."
-    ),
-    "90002": "The tenant was not found. Check the tenant ID.",
-    "900023": "The tenant ID is not valid. Check the tenant ID.",
-    "70011": "The requested scope was refused. Check the scope setting.",
-    "7000229": (
-        "The application has no service principal in the tenant. An administrator must "
-        "consent to the application in this tenant."
-    ),
+# What Entra ID's AADSTS codes mean, in words an admin can act on (notes.py).
+AADSTS_NOTES = {
+    "7000215": NoteCode.ENTRA_SECRET_WRONG,
+    "7000222": NoteCode.ENTRA_SECRET_EXPIRED,
+    "700016": NoteCode.ENTRA_NO_APPLICATION,
+    "90002": NoteCode.ENTRA_TENANT_NOT_FOUND,
+    "900023": NoteCode.ENTRA_TENANT_INVALID,
+    "70011": NoteCode.ENTRA_SCOPE_REFUSED,
+    "7000229": NoteCode.ENTRA_NO_SERVICE_PRINCIPAL,
 }
 
 
 def entra_failure(error: str, description: str, codes: list[Any] | None = None) -> Failure:
-    """A refused token request, as a Failure with plain words (never the description's secrets)."""
+    """A refused token request, as a Failure with a note; Entra's code is its own words
+    (never the description: it may echo secrets)."""
     code = next((str(c) for c in codes or []), "")
     if not code:
         match = re.search(r"AADSTS(\d+)", description or "")
         code = match.group(1) if match else ""
     if error in ("temporarily_unavailable", "server_error"):
-        words = "Microsoft Entra ID is temporarily unavailable. Try again later."
-        return Failure(Outcome.TRANSIENT, Cause.HTTP, words, admin=words)
-    words = AADSTS_WORDS.get(code) or (
-        "Microsoft Entra ID refused the sign-in. Check the tenant ID, client ID and client secret."
-    )
-    reference = f" (AADSTS{code})" if code else f" ({error})" if error else ""
-    words += reference
-    return Failure(Outcome.AUTHENTICATION, Cause.HTTP, words, admin=words)
+        return Failure(Outcome.TRANSIENT, Cause.HTTP, error, note=note(NoteCode.ENTRA_UNAVAILABLE))
+    said = note(AADSTS_NOTES.get(code, NoteCode.ENTRA_REFUSED))
+    code_said = f"AADSTS{code}" if code else error
+    return Failure(Outcome.AUTHENTICATION, Cause.HTTP, code_said, note=said)
 
 
 # --- amounts and OData text -------------------------------------------------------------------
@@ -469,7 +450,7 @@ class BusinessCentralConnector:
             cost_centers=cost_centers,
             journals=journals,
             dimensions=dimensions,
-            detail=self._detail(company, dimensions, journals),
+            details=self._detail(company, dimensions, journals),
         )
 
     def list_accounts(self) -> list[Account]:
@@ -545,32 +526,34 @@ class BusinessCentralConnector:
             problem = self._local_problem(posting, seen)
             seen.add(posting.reference.upper())
             if problem:
-                results[index] = PostResult(posting.reference, Outcome.PERMANENT, message=problem)
+                results[index] = PostResult(posting.reference, Outcome.PERMANENT, note=problem)
             else:
                 pending.append(index)
         return pending
 
-    def _local_problem(self, posting: Posting, seen: set[str]) -> str:
-        """Why a posting cannot be sent at all, or ""."""
+    def _local_problem(self, posting: Posting, seen: set[str]) -> Note | None:
+        """Why a posting cannot be sent at all, or None."""
         if posting.reference.upper() in seen:
             # Business Central upper-cases the reference: two that differ in case collide.
-            return f"The reference {posting.reference} appears twice in the same batch."
+            return note(NoteCode.BC_DUPLICATE_REFERENCE, reference=posting.reference)
         if len(posting.reference) > DOCUMENT_NUMBER_MAX:
             # The reference must fit documentNumber: posted G/L entries are found by it.
-            return (
-                f"The reference {posting.reference} is longer than the {DOCUMENT_NUMBER_MAX} "
-                "characters Business Central allows in a document number."
+            return note(
+                NoteCode.BC_REFERENCE_TOO_LONG,
+                reference=posting.reference,
+                limit=DOCUMENT_NUMBER_MAX,
             )
         if posting.currency.upper() != self.config.local_currency.upper():
-            return (
-                f"The amount is in {posting.currency}, but journal lines through the API are "
-                f"in the company's local currency ({self.config.local_currency})."
+            return note(
+                NoteCode.BC_CURRENCY,
+                currency=posting.currency,
+                local=self.config.local_currency,
             )
         try:
             amount_number(posting.amount)
         except (TypeError, ValueError) as error:
-            return f"The amount cannot be sent to Business Central: {error}."
-        return ""
+            return note(NoteCode.BC_AMOUNT_INVALID, reason=str(error))
+        return None
 
     def _wants_dimension(self, posting: Posting) -> bool:
         return bool(posting.cost_center and self.config.cost_center_dimension)
@@ -863,41 +846,35 @@ class BusinessCentralConnector:
 
     def _partial(self, flight: _InFlight, failure: Failure, started: float) -> PostResult:
         """The line exists, its cost center does not (yet): say so, and have it looked up."""
-        said = f" Business Central said: {failure.message}" if failure.message else ""
-        words = (
-            f"The journal line {flight.line_id} exists in Business Central, but its cost "
-            f"center {flight.posting.cost_center} could not be added.{said} The cost center "
-            "will be added to that line on the next attempt."
+        said = note(
+            NoteCode.BC_PARTIAL_LINE, line=flight.line_id, cost_center=flight.posting.cost_center
         )
-        return replace(self._failed(flight, replace(failure, message=words), started), partial=True)
+        return replace(self._failed(flight, replace(failure, note=said), started), partial=True)
 
     def _not_removed(
         self, flight: _InFlight, refusal: Failure, problem: Failure, started: float
     ) -> PostResult:
         """The cost center was refused and the line could not be removed again."""
-        words = (
-            f"Business Central refused the cost center {flight.posting.cost_center}: "
-            f"{refusal.message} The journal line {flight.line_id} exists without it and could "
-            f"not be removed ({problem.message}); on the next attempt the cost center will be "
-            "added to that line again, or the line removed."
+        why = problem.said
+        said = note(
+            NoteCode.BC_LINE_NOT_REMOVED,
+            cost_center=flight.posting.cost_center,
+            said=refusal.message,
+            line=flight.line_id,
+            problem=problem.message or (why.stored() if why else ""),
         )
-        outcome = problem.outcome
-        failure = replace(problem, outcome=outcome, message=words)
-        return replace(self._failed(flight, failure, started), partial=True)
+        return replace(self._failed(flight, replace(problem, note=said), started), partial=True)
 
     def _line_gone(self, flight: _InFlight, item: dict[str, Any], started: float) -> PostResult:
         """The line found earlier is no longer in the journal (posted or deleted since)."""
-        words = (
-            f"The journal line {flight.line_id} is no longer in the journal (posted or "
-            "deleted since it was found); the reference will be looked up again."
-        )
         failure = Failure(
             Outcome.UNCERTAIN,
             Cause.HTTP,
-            words,
+            "HTTP 404",
             None,
             404,
             truncate(json.dumps(item, ensure_ascii=False)),
+            note=note(NoteCode.BC_LINE_GONE, line=flight.line_id),
         )
         return self._failed(flight, failure, started)
 
@@ -998,11 +975,12 @@ class BusinessCentralConnector:
         for company in self._collection("companies"):
             if str(company.get("id", "")).lower() == self.config.company_id.lower():
                 return company
-        words = (
-            f"The company {self.config.company_id} was not found in environment "
-            f"{self.config.environment}. Check the company ID."
+        said = note(
+            NoteCode.BC_COMPANY_NOT_FOUND,
+            company=self.config.company_id,
+            environment=self.config.environment,
         )
-        raise CallFailed(Failure(Outcome.PERMANENT, Cause.OTHER, words, admin=words))
+        raise CallFailed(Failure(Outcome.PERMANENT, Cause.OTHER, "", note=said))
 
     def _accounts(self) -> list[Account]:
         """The accounts a posting may use: posting accounts, not blocked, open to direct posting.
@@ -1068,8 +1046,8 @@ class BusinessCentralConnector:
                 )
             )
             if not rows:
-                words = _journal_missing_words(self.config.journal_code)
-                raise CallFailed(Failure(Outcome.PERMANENT, Cause.OTHER, words, admin=words))
+                said = _journal_missing(self.config.journal_code)
+                raise CallFailed(Failure(Outcome.PERMANENT, Cause.OTHER, "", note=said))
             self._journal_id = str(rows[0]["id"])
         return self._journal_id
 
@@ -1148,8 +1126,8 @@ class BusinessCentralConnector:
                 if response.status_code in (401, 403):
                     # A fresh token was issued and refused too: Entra knows the app,
                     # Business Central does not let it in.
-                    words = _unregistered_app_words(self.config.client_id, response.status_code)
-                    failure = replace(failure, message=words, admin=words)
+                    said = _unregistered_app(self.config.client_id, response.status_code)
+                    failure = replace(failure, note=said)
                 raise CallFailed(failure)
             if response.status_code == 204:
                 return response, {}  # Microsoft.NAV.post and other actions answer no content
@@ -1164,9 +1142,7 @@ class BusinessCentralConnector:
         # Every call starts here: a tenant, environment or company that could change a
         # request's path (saved before it was checked, or set elsewhere) stops it first.
         if problem := self.config.path_problem():
-            raise CallFailed(
-                Failure(Outcome.AUTHENTICATION, Cause.BAD_ADDRESS, problem, admin=problem)
-            )
+            raise CallFailed(Failure(Outcome.AUTHENTICATION, Cause.BAD_ADDRESS, "", note=problem))
         started = time.monotonic()
         try:
             app = msal_app(self.config)
@@ -1183,9 +1159,9 @@ class BusinessCentralConnector:
         except (MsalError, RuntimeError):
             # MSAL's own HTTP error for a 5xx from the sign-in service (its responses
             # are not requests' responses, so raise_for_status raises this instead).
-            words = "Microsoft Entra ID could not be reached properly. Try again later."
+            said = note(NoteCode.ENTRA_UNREACHABLE)
             self._log("token", 1, "sign-in service error", started)
-            raise CallFailed(Failure(Outcome.TRANSIENT, Cause.HTTP, words, admin=words)) from None
+            raise CallFailed(Failure(Outcome.TRANSIENT, Cause.HTTP, "", note=said)) from None
         if "access_token" in result:
             if result.get("token_source") != "cache":
                 self._log("token", 1, "ok", started)
@@ -1203,11 +1179,12 @@ class BusinessCentralConnector:
 
     # --- admin messages -----------------------------------------------------------------
 
-    def admin_message(self, failure: Failure) -> str:
-        if failure.status == 404 and not failure.admin:
-            return (
-                f"Business Central did not find environment {self.config.environment} or "
-                f"company {self.config.company_id} for this tenant. Check both settings."
+    def admin_message(self, failure: Failure) -> Note:
+        if failure.status == 404 and failure.note is None:
+            return note(
+                NoteCode.BC_NOT_FOUND,
+                environment=self.config.environment,
+                company=self.config.company_id,
             )
         return describe_failure(
             failure, erp=ERP, host=host_of(self.config.api_base_url), credential=CREDENTIAL
@@ -1215,45 +1192,31 @@ class BusinessCentralConnector:
 
     def _detail(
         self, company: dict[str, Any], dimensions: list[Dimension], journals: list[Journal]
-    ) -> str:
+    ) -> list[Note]:
         name = company.get("name") or company.get("displayName") or self.config.company_id
-        detail = f"company {name}, environment {self.config.environment}"
+        details = [
+            note(NoteCode.BC_FOUND_COMPANY, company=name, environment=self.config.environment)
+        ]
         if _find_dimension(dimensions, self.config.cost_center_dimension) is None:
-            detail += "; choose the dimension that holds the cost centers"
+            details.append(note(NoteCode.CHOOSE_DIMENSION))
         if not any(j.code.upper() == self.config.journal_code.upper() for j in journals):
-            detail += "; " + _journal_missing_words(self.config.journal_code)
-        return detail
+            details.append(_journal_missing(self.config.journal_code))
+        return details
 
 
 # --- small helpers ----------------------------------------------------------------------------
 
 
-def _journal_missing_words(code: str) -> str:
+def _journal_missing(code: str) -> Note:
     # Page 30016 "APIV2 - Journals" lists only the default general journal template's
     # batches: a batch under any other template is invisible, not merely misnamed.
-    return (
-        f"The journal {code} does not exist under the default general journal template, "
-        "the only one Business Central's API shows. Create it in Business Central as a "
-        "general journal batch under that template (GENERAL; GENERELT in Norwegian), or "
-        "choose one of the journals listed here."
-    )
+    return note(NoteCode.BC_JOURNAL_MISSING, journal=code)
 
 
-def _unregistered_app_words(client_id: str, status: int) -> str:
+def _unregistered_app(client_id: str, status: int) -> Note:
     """A token Entra issued, refused by Business Central itself (401/403 on the API)."""
-    if status == 403:
-        return (
-            "Business Central accepted the application but does not allow this operation. "
-            f'In Business Central, open the page "{ENTRA_APPLICATIONS_PAGE}", select the '
-            f"application with client ID {client_id} and assign it permission sets that let "
-            "it read accounts, dimensions and journals and write general journal lines."
-        )
-    return (
-        "Microsoft Entra ID issued a token, but Business Central refused it. In Business "
-        f'Central, open the page "{ENTRA_APPLICATIONS_PAGE}", add the application with '
-        f"client ID {client_id}, set its State to Enabled and assign it permission sets "
-        "(reading accounts, dimensions and journals, writing general journal lines)."
-    )
+    code = NoteCode.BC_APP_FORBIDDEN if status == 403 else NoteCode.BC_APP_NOT_REGISTERED
+    return note(code, page=ENTRA_APPLICATIONS_PAGE, client_id=client_id)
 
 
 def _find_dimension(dimensions: list[Dimension], code: str) -> Dimension | None:
@@ -1267,11 +1230,12 @@ def _discovery_failure(error: ValueError, config: BusinessCentralConfig) -> Fail
     match = re.search(r"AADSTS(\d+)", text)
     if match:
         return entra_failure("invalid_tenant", "", [match.group(1)])
-    words = (
-        f"The sign-in configuration of tenant {config.tenant_id} could not be read from "
-        f"{host_of(config.authority_host)}. Check the tenant ID and the sign-in address."
+    said = note(
+        NoteCode.BC_DISCOVERY_FAILED,
+        tenant=config.tenant_id,
+        authority=host_of(config.authority_host),
     )
-    return Failure(Outcome.AUTHENTICATION, Cause.OTHER, words, admin=words)
+    return Failure(Outcome.AUTHENTICATION, Cause.OTHER, "", note=said)
 
 
 def _exception_chain(error: BaseException) -> Iterator[BaseException]:
@@ -1309,19 +1273,19 @@ def _item_failure(item: dict[str, Any], *, write: bool) -> Failure:
 def _incomplete_answer(items: dict[str, dict[str, Any]]) -> Failure:
     """An answer that leaves operations out and names no failure: nothing certain."""
     body = truncate(json.dumps({"responses": list(items.values())}, ensure_ascii=False))
-    words = "Business Central's answer did not account for every operation of the batch."
-    return Failure(Outcome.UNCERTAIN, Cause.OTHER, words, None, 200, body)
+    said = note(NoteCode.BC_INCOMPLETE_ANSWER)
+    return Failure(Outcome.UNCERTAIN, Cause.OTHER, "", None, 200, body, note=said)
 
 
 def _not_run(items: dict[str, dict[str, Any]]) -> Failure:
     """Left out after another operation failed: Business Central stopped before it."""
     body = truncate(json.dumps({"responses": list(items.values())}, ensure_ascii=False))
-    words = "Business Central stopped the batch at another operation's failure before this one."
-    return Failure(Outcome.TRANSIENT, Cause.HTTP, words, None, 200, body)
+    said = note(NoteCode.BC_NOT_RUN)
+    return Failure(Outcome.TRANSIENT, Cause.HTTP, "", None, 200, body, note=said)
 
 
 def _unreadable(*, write: bool, body: str = "", status: int | None = None) -> Failure:
     # A write answered with something unreadable may still have been committed.
     outcome = Outcome.UNCERTAIN if write else Outcome.TRANSIENT
-    words = "Business Central gave an answer that could not be read."
-    return Failure(outcome, Cause.OTHER, words, None, status, truncate(body))
+    said = note(NoteCode.BC_UNREADABLE)
+    return Failure(outcome, Cause.OTHER, "", None, status, truncate(body), note=said)

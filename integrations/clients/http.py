@@ -37,6 +37,7 @@ from urllib3.exceptions import (
 )
 
 from core import events
+from integrations.notes import Note, NoteCode, note
 
 from .base import ConnectorError, Outcome, PostResult, truncate
 from .limits import LimitReached, Pacer
@@ -298,42 +299,27 @@ class AddressRefused(requests.RequestException):
         self.failure = failure
 
 
-def _origin_words(url: str) -> str:
+def _origin(url: str) -> str:
+    """The address as an admin typed it, shortened: scheme, host and an unusual port."""
     parts = urlsplit(url)
-    host = parts.hostname or "an address without a host"
+    host = parts.hostname or "?"
     try:
         port = parts.port
     except ValueError:
         port = None
     shown = f"{host}:{port}" if port and port != HTTPS_PORT else host
-    return shown if parts.scheme == "https" else f"{shown} over plain {parts.scheme or 'http'}"
+    return shown if parts.scheme == "https" else f"{parts.scheme or 'http'}://{shown}"
 
 
 def _not_allowed_failure(url: str, problem: Refusal) -> Failure:
     # A configuration error, nothing was sent: AUTHENTICATION stops the run and raises
     # an alert at once, and no record burns a retry on an address that cannot work.
-    words = (
-        f"The ERP address {_origin_words(url)} is not one this server may contact "
-        f"({_REFUSAL_WORDS[problem]}). Nothing was sent. Check the address."
-    )
-    return Failure(Outcome.AUTHENTICATION, Cause.NOT_ALLOWED, words, admin=words)
-
-
-_REFUSAL_WORDS = {
-    Refusal.SCHEME: "only https is used",
-    Refusal.USERINFO: "an address must not hold a user name or password",
-    Refusal.HOST: "the host is not on ERP_ALLOWED_HOSTS",
-    Refusal.PORT: "only port 443, or a port ERP_ALLOWED_HOSTS names, is used",
-}
+    said = note(NoteCode.ADDRESS_NOT_ALLOWED, origin=_origin(url), refusal=problem.value)
+    return Failure(Outcome.AUTHENTICATION, Cause.NOT_ALLOWED, "", note=said)
 
 
 def _paced_failure(wait: float) -> Failure:
-    return Failure(
-        Outcome.RATE_LIMITED,
-        Cause.PACED,
-        f"Held back: the credential's request limit is reached for {wait:.0f} more seconds.",
-        retry_after=wait,
-    )
+    return Failure(Outcome.RATE_LIMITED, Cause.PACED, "", retry_after=wait)
 
 
 def _redirect_failure(url: str, status: int, location: str) -> Failure:
@@ -349,12 +335,10 @@ def _redirect_failure(url: str, status: int, location: str) -> Failure:
     processed POST, 303 See Other after a web form, is not something these APIs send.)
     """
     if location:
-        target = _origin_words(urljoin(url, location))
-        words = f"The ERP address redirected to {target}; check the address."
+        said = note(NoteCode.REDIRECTED_TO, origin=_origin(urljoin(url, location)))
     else:
-        words = f"The ERP address answered with a redirect (HTTP {status}); check the address."
-    words += " The redirect was not followed."
-    return Failure(Outcome.AUTHENTICATION, Cause.REDIRECT, words, None, status, admin=words)
+        said = note(NoteCode.REDIRECTED, status=status)
+    return Failure(Outcome.AUTHENTICATION, Cause.REDIRECT, "", None, status, note=said)
 
 
 def host_of(url: str) -> str:
@@ -388,11 +372,22 @@ class Failure:
 
     outcome: Outcome
     cause: Cause
-    message: str  # the ERP's own words when it gave some, else plain words
+    message: str  # the ERP's own words, "HTTP <status>" when it gave none, "" without an answer
     retry_after: float | None = None
     status: int | None = None
     body: str = ""  # the answer's body, truncated
-    admin: str = ""  # plain words for an admin, when the connector already knows better ones
+    # Our words for it, when the connector knows better ones than the cause's (notes.py).
+    note: Note | None = None
+
+    @property
+    def said(self) -> Note | None:
+        """What we say about it: the connector's note, else the cause's (none for a status:
+        the page explains a status code itself)."""
+        if self.note is not None or self.cause is Cause.HTTP:
+            return self.note
+        if self.cause is Cause.PACED:
+            return note(NoteCode.PACED, seconds=f"{self.retry_after or 0:.0f}")
+        return note(NoteCode(self.cause.value))
 
 
 class CallFailed(Exception):
@@ -562,7 +557,7 @@ def _classify_exception(error: BaseException) -> Failure:
         # Anything else from requests (an invalid URL, too many redirects…) fails
         # before or without a usable answer; we cannot prove it was not sent.
         outcome = Outcome.UNCERTAIN
-    return Failure(outcome, cause, _NETWORK_WORDS[cause])
+    return Failure(outcome, cause, "")
 
 
 def _classify_status(
@@ -595,83 +590,50 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == lowered), None)
 
 
-_NETWORK_WORDS = {
-    Cause.UNKNOWN_HOST: "The host name could not be resolved.",
-    Cause.REFUSED: "The connection was refused.",
-    Cause.CONNECT_TIMEOUT: "No connection could be made in time.",
-    Cause.CERTIFICATE: "The server's certificate could not be verified.",
-    Cause.TLS: "A secure (TLS) connection could not be established.",
-    Cause.READ_TIMEOUT: "No answer came in time after the request was sent.",
-    Cause.DROPPED: "The connection was closed after the request was sent, without an answer.",
-    Cause.BAD_ADDRESS: "The address is not a valid URL.",
-    Cause.NOT_ALLOWED: "The address is not one this server may contact.",
-    Cause.PACED: "Held back by this server's pacing of requests to the ERP.",
-    Cause.REDIRECT: "The address answered with a redirect.",
-    Cause.OTHER: "The request could not be completed.",
-    Cause.HTTP: "The server refused the request.",
-}
-
-
 # --- words for an admin -----------------------------------------------------------------------
 
 
-def describe_failure(failure: Failure, *, erp: str, host: str, credential: str) -> str:
-    """The failure in words an org admin can act on (S1.6).
+def describe_failure(failure: Failure, *, erp: str, host: str, credential: str) -> Note:
+    """The failure as a note an org admin can act on (S1.6).
 
-    `credential` names what the admin typed in ("API token", "client secret"),
-    never its value.
+    `credential` is the code of what the admin typed in ("api_token", "client_secret"),
+    never its value; notes.py words it.
     """
-    if failure.admin:
-        return failure.admin
+    if failure.note is not None:
+        return failure.note
     cause = failure.cause
-    if cause is Cause.UNKNOWN_HOST:
-        return f"Could not find the host {host}. Check the address."
-    if cause is Cause.REFUSED:
-        return (
-            f"{host} refused the connection. Check the address, or try again later "
-            f"if {erp} is down."
-        )
-    if cause is Cause.CONNECT_TIMEOUT:
-        return (
-            f"Could not connect to {host} in time. Check the address and that this "
-            "server may reach it, or try again later."
-        )
-    if cause is Cause.CERTIFICATE:
-        return (
-            f"The certificate of {host} could not be verified, so no data was sent. "
-            "Check the address; if it is right, the server's certificate is not trusted."
-        )
-    if cause is Cause.TLS:
-        return f"A secure connection to {host} could not be established. Try again later."
-    if cause is Cause.BAD_ADDRESS:
-        return f"The {erp} address is not a valid https URL. Check the address."
-    if cause is Cause.READ_TIMEOUT:
-        return f"{erp} did not answer in time. Try again later."
-    if cause is Cause.DROPPED:
-        return f"The connection to {erp} was closed before an answer came. Try again later."
+    by_host = {
+        Cause.UNKNOWN_HOST: NoteCode.ADMIN_UNKNOWN_HOST,
+        Cause.REFUSED: NoteCode.ADMIN_REFUSED,
+        Cause.CONNECT_TIMEOUT: NoteCode.ADMIN_CONNECT_TIMEOUT,
+        Cause.CERTIFICATE: NoteCode.ADMIN_CERTIFICATE,
+        Cause.TLS: NoteCode.ADMIN_TLS,
+        Cause.BAD_ADDRESS: NoteCode.ADMIN_BAD_ADDRESS,
+        Cause.READ_TIMEOUT: NoteCode.ADMIN_READ_TIMEOUT,
+        Cause.DROPPED: NoteCode.ADMIN_DROPPED,
+    }
+    if cause in by_host:
+        return note(by_host[cause], erp=erp, host=host)
     return _describe_status(failure, erp=erp, host=host, credential=credential)
 
 
-def _describe_status(failure: Failure, *, erp: str, host: str, credential: str) -> str:
+def _describe_status(failure: Failure, *, erp: str, host: str, credential: str) -> Note:
     status = failure.status
-    said = f" {erp} said: {failure.message}" if failure.message else ""
     if failure.outcome is Outcome.AUTHENTICATION and status == 403:
-        return (
-            f"{erp} accepted the {credential} but does not allow this operation. "
-            f"An {erp} administrator must grant the permission."
-        )
+        return note(NoteCode.ADMIN_FORBIDDEN, erp=erp, credential=credential)
     if failure.outcome is Outcome.AUTHENTICATION:
-        return f"The {credential} was refused. Check that it is correct and not revoked or expired."
+        return note(NoteCode.ADMIN_CREDENTIAL_REFUSED, credential=credential)
+    if failure.outcome is Outcome.RATE_LIMITED and failure.retry_after:
+        return note(NoteCode.ADMIN_RATE_LIMITED_FOR, erp=erp, seconds=f"{failure.retry_after:.0f}")
     if failure.outcome is Outcome.RATE_LIMITED:
-        wait = f" in {failure.retry_after:.0f} seconds" if failure.retry_after else " later"
-        return f"{erp} is limiting the number of requests. Try again{wait}."
+        return note(NoteCode.ADMIN_RATE_LIMITED, erp=erp)
     if status == 404:
-        return f"{erp} answered that the address was not found at {host}. Check the settings."
+        return note(NoteCode.ADMIN_NOT_FOUND, erp=erp, host=host)
     if status is not None and status >= 500:
-        return f"{erp} had a problem (HTTP {status}). Try again later."
+        return note(NoteCode.ADMIN_ERP_PROBLEM, erp=erp, status=status)
     if failure.outcome is Outcome.PERMANENT:
-        return f"{erp} refused the request.{said}"
-    return f"{erp} gave an answer that could not be understood. Try again later.{said}"
+        return note(NoteCode.ADMIN_REQUEST_REFUSED, erp=erp)
+    return note(NoteCode.ADMIN_NOT_UNDERSTOOD, erp=erp)
 
 
 # --- secrets and logs -------------------------------------------------------------------------
@@ -746,6 +708,7 @@ def failed_result(
         reference=reference,
         outcome=failure.outcome,
         message=redact(failure.message, secrets),
+        note=failure.said,
         retry_after=failure.retry_after,
         payload=payload,
         response_status=failure.status,
@@ -765,7 +728,10 @@ def admin_errors(connector: Any) -> Iterator[None]:
         yield
     except CallFailed as error:
         failure = error.failure
-        message = redact(connector.admin_message(failure), connector.config.secrets())
         raise ConnectorError(
-            failure.outcome, message, retry_after=failure.retry_after, status=failure.status
+            failure.outcome,
+            connector.admin_message(failure),
+            erp_words=redact(failure.message, connector.config.secrets()),
+            retry_after=failure.retry_after,
+            status=failure.status,
         ) from None

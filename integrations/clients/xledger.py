@@ -34,6 +34,8 @@ import requests
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 from requests_oauthlib import OAuth2Session
 
+from integrations.notes import Note, NoteCode, note
+
 from .base import (
     Account,
     ConnectionReport,
@@ -132,7 +134,8 @@ class XledgerConfig:
 
     @property
     def credential_name(self) -> str:
-        return "API token" if self.auth == "token" else "OAuth2 client ID or secret"
+        """What the admin typed in, as a code notes.py words."""
+        return "api_token" if self.auth == "token" else "oauth2_client"
 
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.api_token, self.client_secret) if s)
@@ -245,10 +248,9 @@ def _refuse_unusable_token_answer(response: requests.Response) -> requests.Respo
 def _oauth2_failure(error: OAuth2Error) -> Failure:
     if error.error in ("temporarily_unavailable", "server_error"):
         return Failure(Outcome.TRANSIENT, Cause.HTTP, error.description or error.error, None)
-    words = f"The token endpoint refused the client ({error.error})."
-    if error.description:
-        words += f" {error.description}"
-    return Failure(Outcome.AUTHENTICATION, Cause.HTTP, words, None, error.status_code)
+    said = f"{error.error}: {error.description}" if error.description else str(error.error)
+    # The token endpoint's own words; the connector says which credential it refused.
+    return Failure(Outcome.AUTHENTICATION, Cause.HTTP, said, None, error.status_code)
 
 
 # --- GraphQL errors ---------------------------------------------------------------------------
@@ -290,12 +292,8 @@ def _reset_wait(errors: list[dict[str, Any]], default: float, now: datetime | No
     return max(waits) if waits else default
 
 
-def _no_credits_words(wait: float) -> str:
-    minutes = max(1, round(wait / 60))
-    return (
-        "Xledger's API credits for the current period are used up. Sending continues by "
-        f"itself when they are renewed, in about {minutes} minutes."
-    )
+def _no_credits(wait: float) -> Note:
+    return note(NoteCode.XL_NO_CREDITS, minutes=max(1, round(wait / 60)))
 
 
 def _server_failed(errors: list[dict[str, Any]]) -> bool:
@@ -322,14 +320,16 @@ def graphql_failure(errors: list[dict[str, Any]], *, write: bool) -> Failure:
     messages = "; ".join(_message(e) for e in errors)
     body = truncate(json.dumps({"errors": errors}, ensure_ascii=False))
 
-    def failure(outcome: Outcome, retry_after: float | None = None, admin: str = "") -> Failure:
-        return Failure(outcome, Cause.HTTP, messages, retry_after, 200, body, admin=admin)
+    def failure(
+        outcome: Outcome, retry_after: float | None = None, said: Note | None = None
+    ) -> Failure:
+        return Failure(outcome, Cause.HTTP, messages, retry_after, 200, body, note=said)
 
     if _is_credential_error(errors):
         return failure(Outcome.AUTHENTICATION)
     if CREDITS_CODE in codes:
         wait = _reset_wait(errors, CREDITS_WAIT_S)
-        return failure(Outcome.RATE_LIMITED, wait, _no_credits_words(wait))
+        return failure(Outcome.RATE_LIMITED, wait, _no_credits(wait))
     if codes & RATE_CODES:
         return failure(Outcome.RATE_LIMITED, _reset_wait(errors, DEFAULT_RATE_LIMIT_WAIT_S))
     if write:
@@ -551,7 +551,7 @@ class XledgerConnector:
             accounts=accounts,
             cost_centers=cost_centers,
             dimensions=kinds,
-            detail=self._detail(accounts, kinds),
+            details=self._detail(accounts, kinds),
         )
 
     def list_accounts(self) -> list[Account]:
@@ -579,7 +579,7 @@ class XledgerConnector:
             if posting.existing_id:
                 results[index] = _half_voucher_held(posting)
             elif problem:
-                results[index] = PostResult(posting.reference, Outcome.PERMANENT, message=problem)
+                results[index] = PostResult(posting.reference, Outcome.PERMANENT, note=problem)
             else:
                 inputs[index] = voucher_inputs(posting, self.config)
         pending = list(inputs)
@@ -682,10 +682,11 @@ class XledgerConnector:
             failure = Failure(
                 Outcome.UNCERTAIN,
                 Cause.OTHER,
-                f"Xledger confirmed only part of voucher {posting.reference}.",
+                "",
                 None,
                 status,
                 truncate(json.dumps({"edges": stored}, ensure_ascii=False)),
+                note=note(NoteCode.XL_PART_CONFIRMED, reference=posting.reference),
             )
             return self._result(posting, inputs, failure, started, partial=True)
         return None
@@ -700,8 +701,6 @@ class XledgerConnector:
         started: float,
     ) -> PostResult:
         message = "; ".join(dict.fromkeys(_message(e) for e in errors))
-        if partly_stored:
-            message += " " + _half_voucher_words(posting.reference)
         failure = Failure(
             Outcome.PERMANENT,
             Cause.HTTP,
@@ -709,6 +708,7 @@ class XledgerConnector:
             None,
             status,
             truncate(json.dumps({"errors": errors}, ensure_ascii=False)),
+            note=_half_voucher(posting.reference) if partly_stored else None,
         )
         return self._result(posting, inputs, failure, started, partial=partly_stored)
 
@@ -730,14 +730,18 @@ class XledgerConnector:
         try:
             found = self._find([postings[index].reference for index in unresolved])
         except CallFailed as error:
+            why = error.failure.said
             failure = Failure(
                 Outcome.UNCERTAIN,
                 error.failure.cause,
-                "Xledger refused other postings of the same call, and whether it kept this "
-                f"one could not be checked: {error.failure.message}",
+                error.failure.message,
                 None,
                 error.failure.status,
                 error.failure.body,
+                note=note(
+                    NoteCode.XL_OTHERS_REFUSED_UNCHECKED,
+                    reason=why.stored() if why else error.failure.message,
+                ),
             )
             for index in unresolved:
                 results[index] = self._result(postings[index], inputs[index], failure, started)
@@ -753,13 +757,13 @@ class XledgerConnector:
                     reference=posting.reference,
                     outcome=Outcome.SUCCEEDED,
                     erp_id=hit.erp_id,
-                    message="Xledger kept this voucher although its answer did not say so.",
+                    note=note(NoteCode.XL_KEPT_UNSAID),
                     payload={"inputs": inputs[index]},
                     duration_ms=ms_since(started),
                 )
             else:
                 failure = Failure(
-                    Outcome.UNCERTAIN, Cause.OTHER, _half_voucher_words(posting.reference)
+                    Outcome.UNCERTAIN, Cause.OTHER, "", note=_half_voucher(posting.reference)
                 )
                 results[index] = self._result(
                     posting, inputs[index], failure, started, partial=True
@@ -1013,60 +1017,51 @@ class XledgerConnector:
 
     # --- admin messages -----------------------------------------------------------------
 
-    def admin_message(self, failure: Failure) -> str:
-        if failure.status == 403 or failure.admin:
+    def admin_message(self, failure: Failure) -> Note:
+        if failure.status == 403 or failure.note is not None:
             return describe_failure(
                 failure, erp=ERP, host=self._host, credential=self.config.credential_name
             )
         if failure.outcome is Outcome.AUTHENTICATION and self.config.auth == "token":
-            return "The API token was refused. Check that it is correct and not revoked."
+            return note(NoteCode.XL_API_TOKEN_REFUSED)
         if failure.outcome is Outcome.AUTHENTICATION:
-            return (
-                "The OAuth2 client ID or client secret was refused. Check that they are "
-                "correct and that the client is not disabled or expired."
-            )
+            return note(NoteCode.XL_CLIENT_REFUSED)
         if failure.outcome is Outcome.PERMANENT and failure.status == 200:
-            return f"Xledger refused the request: {failure.message}"
+            return note(NoteCode.XL_REQUEST_REFUSED)  # its words travel as the ERP's
         return describe_failure(
             failure, erp=ERP, host=self._host, credential=self.config.credential_name
         )
 
-    def _detail(self, accounts: list[Account], kinds: list[Dimension]) -> str:
+    def _detail(self, accounts: list[Account], kinds: list[Dimension]) -> list[Note]:
         kind_id = self.config.cost_center_kind_db_id
-        detail = f"Xledger at {self._host}: {len(accounts)} accounts"
+        found = note(NoteCode.XL_FOUND_ACCOUNTS, host=self._host, count=len(accounts))
         if kind_id is None:
-            return detail + "; choose the object kind that holds the cost centers"
+            return [found, note(NoteCode.CHOOSE_OBJECT_KIND)]
         names = {kind.id: kind.name for kind in kinds}
         if str(kind_id) not in names:
-            return detail + f"; object kind {kind_id} was not found, choose another"
-        return detail + f"; cost centers from object kind {kind_id} {names[str(kind_id)]}"
+            return [found, note(NoteCode.OBJECT_KIND_NOT_FOUND, kind=kind_id)]
+        return [found, note(NoteCode.COST_CENTERS_FROM, kind=kind_id, name=names[str(kind_id)])]
 
 
 # --- small helpers ----------------------------------------------------------------------------
 
 
-def _local_problem(posting: Posting, seen: set[str]) -> str:
-    """Why a posting cannot be sent at all, or ""."""
+def _local_problem(posting: Posting, seen: set[str]) -> Note | None:
+    """Why a posting cannot be sent at all, or None."""
     if posting.reference in seen:
-        return f"The reference {posting.reference} appears twice in the same batch."
+        return note(NoteCode.XL_DUPLICATE_REFERENCE, reference=posting.reference)
     if not 1 <= posting.number <= MAX_TR_REG_NUMBER:
         # trRegNumber groups the voucher's lines and makes a resend recognisable.
-        return (
-            f"The record has no usable voucher number ({posting.number}); Xledger needs "
-            f"one from 1 to {MAX_TR_REG_NUMBER}."
-        )
+        return note(NoteCode.XL_NO_VOUCHER_NUMBER, number=posting.number, limit=MAX_TR_REG_NUMBER)
     try:
         format_amount(posting.amount)
     except (TypeError, ValueError) as error:
-        return f"The amount cannot be sent to Xledger: {error}."
-    return ""
+        return note(NoteCode.XL_AMOUNT_INVALID, reason=str(error))
+    return None
 
 
-def _half_voucher_words(reference: str) -> str:
-    return (
-        f"Xledger holds part of voucher {reference}: finance must remove it in Xledger "
-        "before it is sent again."
-    )
+def _half_voucher(reference: str) -> Note:
+    return note(NoteCode.XL_HALF_VOUCHER, reference=reference)
 
 
 def _half_voucher_held(posting: Posting) -> PostResult:
@@ -1074,7 +1069,9 @@ def _half_voucher_held(posting: Posting) -> PostResult:
     return PostResult(
         reference=posting.reference,
         outcome=Outcome.PERMANENT,
-        message=f"{_half_voucher_words(posting.reference)} (GL import item {posting.existing_id})",
+        note=note(
+            NoteCode.XL_HALF_VOUCHER_ITEM, reference=posting.reference, item=posting.existing_id
+        ),
         partial=True,
     )
 
@@ -1137,10 +1134,11 @@ def _unconfirmed(status: int, body: dict[str, Any]) -> Failure:
     return Failure(
         Outcome.UNCERTAIN,
         Cause.OTHER,
-        "Xledger answered without confirming this voucher's lines.",
+        "",
         None,
         status,
         truncate(json.dumps(body, ensure_ascii=False)),
+        note=note(NoteCode.XL_UNCONFIRMED),
     )
 
 
@@ -1150,8 +1148,9 @@ def _unexpected_answer(*, write: bool, body: str = "") -> Failure:
     return Failure(
         outcome,
         Cause.OTHER,
-        "Xledger gave an answer that could not be read.",
+        "",
         None,
         200,
         truncate(body),
+        note=note(NoteCode.XL_UNREADABLE),
     )
