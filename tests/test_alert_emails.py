@@ -10,19 +10,14 @@ waited for), and the commit that opens an alert is stood in for by
 
 from __future__ import annotations
 
-import email
-import email.policy
 import random
 import smtplib
-import socket
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
 import time_machine
-from aiosmtpd.controller import Controller
 from django.core import mail as django_mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.db import transaction
@@ -32,7 +27,9 @@ from django.utils import timezone
 from alerts import mail, rules, tasks
 from alerts.models import Alert, AlertEmail, AlertPreference, AlertRecipient
 from config.celery import app as celery_app
+from tests import smtp
 from tests.conftest import make_user
+from tests.smtp import Inbox
 
 Kind = Alert.Kind
 Delivery = AlertPreference.Delivery
@@ -416,43 +413,17 @@ def test_issue16_5_the_settings_page_saves_only_ones_own_choices(org, admin_clie
 # --- a real SMTP server ---------------------------------------------------------------------------
 
 
-class Inbox:
-    """aiosmtpd's handler: keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.recipients: list[list[str]] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        self.recipients.append(list(envelope.rcpt_tos))
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def smtp_server(settings) -> Iterator[Inbox]:
     """A real SMTP server in a thread of this test, and the app's SMTP backend pointed at it."""
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = controller.port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    settings.DEFAULT_FROM_EMAIL = "Voluntary Ledger <alerts@ledger.example.no>"
-    try:
+    with smtp.smtp_server() as inbox:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST = smtp.HOST
+        settings.EMAIL_PORT = inbox.port
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        settings.DEFAULT_FROM_EMAIL = "Voluntary Ledger <alerts@ledger.example.no>"
         yield inbox
-    finally:
-        controller.stop()
 
 
 def test_issue16_5_an_opened_alert_arrives_at_a_real_smtp_server(

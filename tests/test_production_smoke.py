@@ -8,7 +8,7 @@ as the ERP. The test is the proxy: it sends `X-Forwarded-Proto: https`.
 
 The `production` fixture starts it all and is meant to be shared: a check that needs more of
 the environment (an SMTP server for the alert e-mails, issue 16 item 5) adds its variables
-through `production_env_extra` and is a test of its own in this module.
+through `production_env_extra` and is a test of its own in this module (`TestAlertEmail`).
 """
 
 from __future__ import annotations
@@ -30,11 +30,16 @@ from typing import Any
 import pytest
 import requests
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
+from accounting_sync.models import SyncRun
+from alerts.models import Alert, AlertEmail, AlertPreference
 from erp_sandbox.client import SandboxProcess
+from tests import smtp
 from tests.conftest import BASE_DIR, PASSWORD, _database_url_for_worker
 from tests.factories import configure, ledger_counts
+from tests.smtp import Inbox, smtp_server, subject_of
 from tests.test_ops import samples
 
 pytestmark = [
@@ -246,6 +251,23 @@ def _wait_for(what: str, condition: Callable[[], Any], timeout: float, logs: Pro
     return result
 
 
+def _submit(
+    production: Production, page: str, data: dict[str, Any], *, action: str | None = None
+) -> requests.Response:
+    """Fill in a form as a browser would: read the page for its CSRF token, then post to
+    the form's address (the page's own unless `action` says otherwise) from this origin."""
+    read = production.request("GET", page)
+    assert read.status_code == 200, read.text[:500]
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', read.text)
+    assert csrf is not None
+    return production.request(
+        "POST",
+        action or page,
+        data={**data, "csrfmiddlewaretoken": csrf[1]},
+        headers={"Origin": production.origin, "Referer": production.origin + page},
+    )
+
+
 def _log_in(production: Production, user) -> None:
     """Through the login page. The tests' fast MD5 hashes are not among production's
     hashers: the password is stored as production stores it."""
@@ -254,16 +276,8 @@ def _log_in(production: Production, user) -> None:
     hasher = PBKDF2PasswordHasher()
     user.password = hasher.encode(PASSWORD, hasher.salt())
     user.save(update_fields=["password"])
-    username = user.username
-    page = production.request("GET", "/accounts/login/")
-    assert page.status_code == 200, page.text[:500]
-    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-    assert csrf is not None
-    answer = production.request(
-        "POST",
-        "/accounts/login/",
-        data={"username": username, "password": PASSWORD, "csrfmiddlewaretoken": csrf[1]},
-        headers={"Origin": production.origin, "Referer": production.origin + "/accounts/login/"},
+    answer = _submit(
+        production, "/accounts/login/", {"username": user.username, "password": PASSWORD}
     )
     assert answer.status_code == 302, answer.text[:1000]
 
@@ -364,3 +378,149 @@ def test_production_serves_pages_syncs_records_and_reports_ready_and_metrics(
     for line in web_log:
         entry = json.loads(line)
         assert {"time", "level", "logger", "message"} <= set(entry), line
+
+
+# --- the alert e-mail (issue 16 items 5 and 6) ------------------------------------------------
+
+SITE_URL = "https://ledger.example.no"
+FROM = "Voluntary Ledger <alerts@ledger.example.no>"
+MAIL_TIMEOUT = 60  # seconds from the ERP's refusal to the e-mail at the mail server
+# After the run that changed nothing has finished: long enough for a stray e-mail's task
+# to reach the worker and the mail server, were one queued.
+QUIET_SECONDS = 3
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    with smtp_server() as server:
+        yield server
+
+
+def _runs_finished(org, count: int) -> list[SyncRun]:
+    """The organization's runs, oldest first, once there are `count` and none is running."""
+    runs = list(SyncRun.objects.filter(organization=org).order_by("started_at", "pk"))
+    if len(runs) < count or any(run.status == SyncRun.Status.RUNNING for run in runs):
+        return []
+    return runs
+
+
+def _sync_now(production: Production, org) -> None:
+    """Trigger Sync Now on the dashboard (its confirmation page, without JavaScript)."""
+    answer = _submit(production, f"/orgs/{org.slug}/sync/", {})
+    assert answer.status_code == 302, answer.text[:1000]
+
+
+class TestAlertEmail:
+    """The production processes with a mail server in their environment: the worker sends
+    the alert e-mails by SMTP, as the README's production section configures it."""
+
+    @pytest.fixture
+    def production_env_extra(self, inbox: Inbox) -> dict[str, str]:
+        return {
+            "EMAIL_HOST": smtp.HOST,
+            "EMAIL_PORT": str(inbox.port),
+            "EMAIL_USE_TLS": "false",
+            "EMAIL_USE_SSL": "false",
+            "DEFAULT_FROM_EMAIL": FROM,
+            "SITE_URL": SITE_URL,
+        }
+
+    def test_issue16_6_s7_6_refused_credentials_reach_the_admin_by_email_once_in_her_language(
+        self,
+        production: Production,
+        inbox: Inbox,
+        org,
+        org_admin,
+        api_key,
+        erp_sandbox: SandboxProcess,
+    ) -> None:
+        configure(org, erp_sandbox)
+        org_admin.email = "ingrid@example.org"
+        org_admin.save(update_fields=["email"])
+        _log_in(production, org_admin)
+
+        # She reads the app in Norwegian (the header's picker) and asks, on her alert
+        # settings page, for an e-mail at once when the ERP refuses the credentials.
+        chosen = _submit(
+            production,
+            "/alerts/settings/",
+            {"language": "nb", "next": "/alerts/settings/"},
+            action="/i18n/setlang/",
+        )
+        assert chosen.status_code == 302, chosen.text[:1000]
+        saved = _submit(
+            production,
+            "/alerts/settings/",
+            {"email_kinds": [Alert.Kind.AUTHENTICATION_FAILED], "delivery": "at_once"},
+        )
+        assert saved.status_code == 302, saved.text[:1000]
+        preference = AlertPreference.objects.get(user=org_admin)
+        assert (preference.email_kinds, preference.language) == (["authentication_failed"], "nb")
+
+        # The ERP starts refusing the credentials; a claim arrives and its sync is refused.
+        erp_sandbox.set_faults(expired_credentials=True)
+        claim = {
+            "source_id": "smoke-mail",
+            "kind": "reimbursement",
+            "category": "travel",
+            "amount": "240.00",
+            "currency": "NOK",
+            "expense_date": "2026-11-03",
+            "approved_at": "2026-11-04T09:00:00+01:00",
+            "claimant": {"reference": "V-9", "name": "Kari Nordmann"},
+        }
+        posted = production.request(
+            "POST", "/api/v1/records", json=[claim], headers={"Authorization": f"Bearer {api_key}"}
+        )
+        assert posted.status_code == 201, posted.text
+
+        _wait_for("the alert e-mail arrived", lambda: inbox.messages, MAIL_TIMEOUT, production)
+        alert = Alert.objects.get(organization=org)
+        assert alert.kind == Alert.Kind.AUTHENTICATION_FAILED and alert.is_open
+        assert inbox.recipients == [[org_admin.email]]
+        (opened,) = inbox.messages
+        assert opened["From"] == FROM
+        assert subject_of(opened) == "Varsel: Påloggingsopplysninger avvist · Blindeforbundet"
+        text, html = opened.get_body(("plain",)), opened.get_body(("html",))
+        assert text is not None and html is not None
+        body = text.get_content()
+        assert body.startswith("Blindeforbundet: Påloggingsopplysninger avvist")
+        assert "Regnskapssystemet avviste påloggingsopplysningene" in body
+        assert '<html lang="nb">' in html.get_content()
+        assert "Kari Nordmann" not in body + html.get_content()
+        # Links back into the app under SITE_URL: to the alert and to the connection's
+        # settings. The first, followed through the proxy, shows her the alert.
+        assert f"{SITE_URL}{reverse('integration_settings', args=[org.slug])}" in body
+        link = re.search(rf"{re.escape(SITE_URL)}(/\S*)#alert-{alert.pk}\b", body)
+        assert link is not None, body
+        shown = production.request("GET", link[1])
+        assert shown.status_code == 200 and f'id="alert-{alert.pk}"' in shown.text
+
+        # Refused again on Sync Now: the same problem, still open, so no second e-mail.
+        _wait_for("the first run finished", lambda: _runs_finished(org, 1), 60, production)
+        _sync_now(production, org)
+        runs = _wait_for("the second run finished", lambda: _runs_finished(org, 2), 60, production)
+        assert [run.error_class for run in runs] == ["authentication", "authentication"]
+        time.sleep(QUIET_SECONDS)
+        assert len(inbox.messages) == 1
+        assert Alert.objects.filter(organization=org).count() == 1
+
+        # The credentials are taken again: the next sync sends the claim and the alert
+        # resolves, with one e-mail saying so.
+        erp_sandbox.set_faults()
+        _sync_now(production, org)
+        _wait_for("the resolved e-mail arrived", lambda: len(inbox.messages) > 1, 60, production)
+        assert not Alert.objects.get(pk=alert.pk).is_open
+        resolved = inbox.messages[1]
+        assert subject_of(resolved) == "Løst: Påloggingsopplysninger avvist · Blindeforbundet"
+        assert inbox.recipients == [[org_admin.email]] * 2
+        # Each recorded as sent once (the worker records it just after the server took it).
+        sent = AlertEmail.objects.filter(alert=alert, user=org_admin, sent_at__isnull=False)
+        _wait_for(
+            "both e-mails recorded as sent",
+            lambda: sorted(sent.values_list("kind", flat=True)) == ["opened", "resolved"],
+            10,
+            production,
+        )
+        time.sleep(QUIET_SECONDS)
+        assert len(inbox.messages) == 2
