@@ -9,6 +9,7 @@ are classified here once, because the class decides what the engine does next
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -187,6 +188,36 @@ class PostResult:
     partial: bool = False
 
 
+class EntrySource(enum.StrEnum):
+    """Where in the ERP an entry was read (reconciliation)."""
+
+    JOURNAL_LINE = "journal_line"  # Business Central: in the journal, not posted yet
+    LEDGER_ENTRY = "ledger_entry"  # posted: a BC general ledger entry, an Xledger transaction
+    IMPORT_ITEM = "import_item"  # Xledger: a GL import item its import has not processed yet
+
+
+@dataclass(frozen=True)
+class ErpEntry:
+    """One posting the ERP holds under a reference (`entries`, for reconciliation).
+
+    The expense side of the posting: its account, cost center and amount (positive),
+    which is what a record decides; the payable side mirrors it.
+    """
+
+    reference: str
+    erp_id: str
+    source: EntrySource
+    posting_date: date
+    amount: Decimal
+    account: str
+    cost_center: str = ""  # "" when none is attached
+    currency: str = ""
+
+    @property
+    def posted(self) -> bool:
+        return self.source == EntrySource.LEDGER_ENTRY
+
+
 class Connector(Protocol):
     """One ERP. Built per integration; holds a pooled HTTP session and its token."""
 
@@ -218,6 +249,14 @@ class Connector(Protocol):
 
         Used before resending an UNCERTAIN or partial posting. Read-only. Raises
         ConnectorError when the ERP cannot answer (then nothing may be resent yet).
+        """
+        ...
+
+    def entries(self, start: date, end: date, prefix: str) -> Iterator[list[ErpEntry]]:
+        """Every entry the ERP holds whose reference starts with `prefix` and whose posting
+        date is within [start, end], one page per item, within the ERP's rate limits.
+
+        Read-only. Raises ConnectorError when the ERP cannot answer.
         """
         ...
 

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from datetime import date
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -41,6 +42,7 @@ from .base import (
     ConnectionReport,
     CostCenter,
     Dimension,
+    ErpEntry,
     Found,
     Journal,
     Outcome,
@@ -508,6 +510,9 @@ class BusinessCentralConnector:
                 lines.update(chunk_lines)
             found.update(self._lines_found(lines))
         return found
+
+    def entries(self, start: date, end: date, prefix: str) -> Iterator[list[ErpEntry]]:
+        raise NotImplementedError("reading entries for reconciliation: issue 15, in progress")
 
     def settle(self, held: dict[str, str]) -> dict[str, Settled]:
         """A journal line Business Central accepted is never refused later: all POSTED."""

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any
@@ -41,6 +41,7 @@ from .base import (
     ConnectionReport,
     CostCenter,
     Dimension,
+    ErpEntry,
     Found,
     Outcome,
     Posting,
@@ -590,6 +591,9 @@ class XledgerConnector:
     def lookup(self, references: list[str]) -> dict[str, Found]:
         with admin_errors(self):
             return self._find(references)
+
+    def entries(self, start: date, end: date, prefix: str) -> Iterator[list[ErpEntry]]:
+        raise NotImplementedError("reading entries for reconciliation: issue 15, in progress")
 
     def settle(self, held: dict[str, str]) -> dict[str, Settled]:
         settled: dict[str, Settled] = {}
