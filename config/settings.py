@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "accounting_sync",
     "audit",
     "alerts",
+    "reconciliation",
     "ops",
     "accounts",
 ]

@@ -125,6 +125,9 @@ class NoteCode(enum.StrEnum):
     NOT_IN_ERP = "not_in_erp"
     IMPORT_POSTED = "import_posted"
     RUN_ABANDONED = "run_abandoned"
+    # --- reconciliation ---------------------------------------------------------------------
+    RECONCILIATION_LOOKUP = "reconciliation_lookup"
+    RECONCILIATION_UNEXPECTED_ERROR = "reconciliation_unexpected_error"
 
 
 _WORDS: dict[NoteCode, Promise] = {
@@ -371,6 +374,14 @@ _WORDS: dict[NoteCode, Promise] = {
         "retries are used up. Retry sends it again."
     ),
     NoteCode.IMPORT_POSTED: _("The accounting system's import posted it."),
+    NoteCode.RECONCILIATION_LOOKUP: _(
+        "The reconciliation found it in the accounting system: it is looked up there and "
+        "marked as sent, not sent again."
+    ),
+    NoteCode.RECONCILIATION_UNEXPECTED_ERROR: _(
+        "The reconciliation stopped on an unexpected error. The technical details are in "
+        "the worker's log."
+    ),
     NoteCode.RUN_ABANDONED: _(
         "Sync %(run)s stopped when its worker died; %(looked_up)s records it was sending will "
         "be looked up in the accounting system before they are sent again, and %(returned)s "

@@ -19,6 +19,7 @@ LAYERS = [
     "accounting_sync",
     "audit",
     "alerts",
+    "reconciliation",
     "ops",
     "accounts",
     "config",
