@@ -106,6 +106,7 @@ class AdminAction(ChainedModel):
 # The details' keys as the trail names them; an unknown key is shown as it is.
 DETAIL_LABELS = {
     "change": _("Change"),
+    "comment": _("Comment"),
     "changes": _("Changes"),
     "connector": _("Accounting system"),
     "created": _("First setup"),
@@ -114,9 +115,12 @@ DETAIL_LABELS = {
     "format": _("Format"),
     "ip_address": _("Address"),
     "names": _("Category names"),
+    "period": _("Period"),
     "prefix": _("Key prefix"),
+    "reconciliation": _("Reconciliation number"),
     "previous_role": _("Previous role"),
     "records": _("Records chosen"),
+    "reference": _("Reference"),
     "required": _("Required of the organization's admins"),
     "role": _("Role"),
     "rows": _("Rows"),

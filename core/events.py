@@ -29,6 +29,10 @@ class TrailKind(models.TextChoices):
     SYNC_TRIGGERED = "sync_triggered", _("Sync triggered")
     SCHEDULE_CHANGED = "schedule_changed", _("Schedule changed")
     AUDIT_EXPORTED = "audit_exported", _("Audit log exported")
+    RECONCILIATION_REQUESTED = "reconciliation_requested", _("Reconciliation started")
+    RECONCILIATION_EXPORTED = "reconciliation_exported", _("Reconciliation exported")
+    DIFFERENCE_ACCEPTED = "difference_accepted", _("Reconciliation difference accepted")
+    RECORD_RESENT = "record_resent", _("Record missing in the accounting system sent again")
     # Logging in (accounts/): platform entries, no organization.
     LOGIN_LOCKED = "login_locked", _("Login locked after failed attempts")
     LOGIN_UNLOCKED = "login_unlocked", _("Login unlocked")

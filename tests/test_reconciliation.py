@@ -15,11 +15,13 @@ import pytest
 from django.utils import timezone
 
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
+from audit.models import AdminAction
 from core import chain
+from core.events import TrailKind
 from integrations.clients.base import ConnectorError, EntrySource, ErpEntry, Outcome
 from integrations.models import CategoryMapping, Integration
 from integrations.notes import NoteCode, note
-from reconciliation import engine
+from reconciliation import actions, engine
 from reconciliation.models import Item, Reconciliation
 from tests.factories import make_records
 
@@ -233,3 +235,58 @@ def test_issue15_an_erp_that_cannot_answer_fails_the_reading_with_its_reason(org
     assert done.failure_note["code"] == NoteCode.ADMIN_ERP_PROBLEM
     assert done.failure_words == "Service Unavailable"
     assert not done.items.exists()  # nothing half-written: no class without the ERP's answer
+
+
+# --- item 5: what an admin does about it ---------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_issue15_item5_a_record_confirmed_missing_is_sent_again_through_the_engine(
+    org, mapped, ledger, org_admin
+):
+    integration = mapped
+    integration.enabled = True
+    integration.save()
+    (record,) = make_records(org, 1)
+    set_state(record, State.SYNCED, erp_document_id="gone-1")
+    item = reconcile(org).items.get(reference=record.reference)
+    assert item.klass == Klass.MISSING_THERE
+
+    run = actions.resend(item, org_admin)
+
+    record.refresh_from_db()
+    # Looked up first by the engine's run (it may have arrived since), then sent if absent.
+    assert record.state == State.FAILED and record.needs_lookup
+    assert run is not None and run.record_ids == [record.pk] and run.trigger == "retry"
+    item.refresh_from_db()
+    assert (item.resolution, item.resolved_by) == (Item.Resolution.RESENT, org_admin)
+    trail = AdminAction.objects.get(kind=TrailKind.RECORD_RESENT)
+    assert trail.detail == {"reconciliation": item.reconciliation_id, "reference": record.reference}
+    with pytest.raises(actions.NotAllowed) as twice:
+        actions.resend(item, org_admin)
+    assert twice.value.code == "already_resolved"
+
+
+@pytest.mark.django_db
+def test_issue15_item5_a_difference_is_accepted_with_a_comment_once(org, mapped, ledger, org_admin):
+    (record,) = make_records(org, 1)
+    set_state(record, State.SYNCED)
+    ledger.ledger = [entry(record, account="7130")]
+    item = reconcile(org).items.get(reference=record.reference)
+    assert item.klass == Klass.DIFFERENT
+
+    with pytest.raises(actions.NotAllowed) as empty:
+        actions.accept(item, org_admin, "   ")
+    assert empty.value.code == "comment_required"
+    actions.accept(item, org_admin, "Finance moved it to 7130 on purpose (Bufdir grant).")
+
+    item.refresh_from_db()
+    assert item.resolution == Item.Resolution.ACCEPTED
+    assert item.comment == "Finance moved it to 7130 on purpose (Bufdir grant)."
+    trail = AdminAction.objects.get(kind=TrailKind.DIFFERENCE_ACCEPTED)
+    assert trail.detail["comment"] == item.comment
+    with pytest.raises(actions.NotAllowed):
+        actions.accept(item, org_admin, "again")
+    with pytest.raises(actions.NotAllowed) as matched:
+        actions.resend(item, org_admin)  # a difference is not a missing record
+    assert matched.value.code == "not_missing"
