@@ -374,6 +374,12 @@ SYNC_LOST_TRIGGER_SECONDS = get_int(
     max(60, 4 * SYNC_APPROVAL_DELAY_SECONDS),
     minimum=SYNC_APPROVAL_DELAY_SECONDS + 1,
 )
+# The nightly reconciliation: the local hour it is due from, and how many days of posting
+# dates (up to yesterday) it reads.
+RECONCILIATION_NIGHTLY_HOUR = get_int("RECONCILIATION_NIGHTLY_HOUR", 4, minimum=0)
+if RECONCILIATION_NIGHTLY_HOUR > 23:
+    raise bad("RECONCILIATION_NIGHTLY_HOUR", "must be an hour of the day, 0 to 23")
+RECONCILIATION_NIGHTLY_DAYS = get_int("RECONCILIATION_NIGHTLY_DAYS", 31, minimum=1)
 # How long a record sent to Xledger waits before its import is asked about again.
 SYNC_IMPORT_CHECK_SECONDS = get_int("SYNC_IMPORT_CHECK_SECONDS", 120, minimum=1)
 # Where every worker shares each ERP credential's request window (integrations/pacing.py):
@@ -395,6 +401,12 @@ CELERY_BEAT_SCHEDULE = {
     "sync-sweep": {
         "task": "accounting_sync.tasks.sweep",
         "schedule": float(SYNC_SWEEP_SECONDS),
+    },
+    # Each organization's nightly reconciliation, once its local night is far enough on
+    # (reconciliation/nightly.py).
+    "reconciliation-nightly": {
+        "task": "reconciliation.tasks.nightly",
+        "schedule": 900.0,
     },
     # Alerts that time alone opens or closes: 48 hours pending, the 24-hour error window.
     "alerts-check": {

@@ -8,3 +8,10 @@ from reconciliation import engine
 @shared_task(ignore_result=True)
 def run_reconciliation(reconciliation_id: int) -> None:
     engine.run(reconciliation_id)
+
+
+@shared_task(ignore_result=True)
+def nightly() -> None:
+    from reconciliation.nightly import start_due
+
+    start_due()

@@ -7,8 +7,9 @@ kept and the hand-over to the sync engine are the real ones.
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -21,7 +22,7 @@ from core.events import TrailKind
 from integrations.clients.base import ConnectorError, EntrySource, ErpEntry, Outcome
 from integrations.models import CategoryMapping, Integration
 from integrations.notes import NoteCode, note
-from reconciliation import actions, engine
+from reconciliation import actions, engine, nightly
 from reconciliation.models import Item, Reconciliation
 from tests.factories import make_records
 
@@ -290,3 +291,45 @@ def test_issue15_item5_a_difference_is_accepted_with_a_comment_once(org, mapped,
     with pytest.raises(actions.NotAllowed) as matched:
         actions.resend(item, org_admin)  # a difference is not a missing record
     assert matched.value.code == "not_missing"
+
+
+# --- item 4: the nightly reading ---------------------------------------------------------------
+
+
+def at_local(org, hour: int, minute: int = 0, days_ago: int = 0):
+    zone = zoneinfo.ZoneInfo(org.time_zone)
+    day = timezone.now().astimezone(zone).date() - timedelta(days=days_ago)
+    return datetime.combine(day, time(hour, minute), tzinfo=zone)
+
+
+@pytest.mark.django_db
+def test_issue15_item4_nightly_once_per_local_night_after_the_hour_and_the_schedule(
+    org, mapped, ledger, settings
+):
+    settings.RECONCILIATION_NIGHTLY_HOUR = 4
+    settings.RECONCILIATION_NIGHTLY_DAYS = 31
+    integration = mapped
+    integration.enabled = True
+    integration.connection_verified_at = timezone.now()
+    integration.schedule, integration.schedule_time = "daily", time(4, 30)
+    integration.save()
+
+    assert nightly.start_due(at_local(org, 3, 59)) == []  # before the hour
+    assert nightly.start_due(at_local(org, 5, 0)) == []  # the 04:30 sync plus an hour
+    (queued,) = nightly.start_due(at_local(org, 5, 30))
+    local_today = at_local(org, 0).date()
+    assert (queued.trigger, queued.period_end) == ("nightly", local_today - timedelta(days=1))
+    assert queued.period_start == local_today - timedelta(days=31)
+    engine.run(queued.pk)
+    assert nightly.start_due(at_local(org, 23, 45)) == []  # once a night
+
+
+@pytest.mark.django_db
+def test_issue15_item4_a_disabled_or_untested_connector_is_not_read_at_night(org, mapped, ledger):
+    integration = mapped
+    integration.enabled, integration.connection_verified_at = False, timezone.now()
+    integration.save()
+    assert nightly.start_due(at_local(org, 6)) == []
+    integration.enabled, integration.connection_verified_at = True, None
+    integration.save()
+    assert nightly.start_due(at_local(org, 6)) == []

@@ -43,6 +43,8 @@ VARIABLES = (
     "DEFAULT_FROM_EMAIL",
     "SITE_URL",
     "ALERT_DIGEST_HOUR",
+    "RECONCILIATION_NIGHTLY_HOUR",
+    "RECONCILIATION_NIGHTLY_DAYS",
 )
 PRODUCTION = {
     "DEBUG": "false",
@@ -170,6 +172,11 @@ def test_the_demo_starts_with_no_variables_at_all(tmp_path) -> None:
         ),
         pytest.param(
             {"DEBUG": "true", "ALERT_DIGEST_HOUR": "24"}, "ALERT_DIGEST_HOUR", id="digest-hour-24"
+        ),
+        pytest.param(
+            {"DEBUG": "true", "RECONCILIATION_NIGHTLY_HOUR": "24"},
+            "RECONCILIATION_NIGHTLY_HOUR",
+            id="nightly-hour-24",
         ),
     ],
 )
