@@ -555,7 +555,10 @@ class Orchestrator:
         postings = [self._posting(record) for record in batch]
         for attempt in range(RATE_LIMIT_RESENDS + 1):
             results = connector.post(postings)
-            limited = [r for r in results if r.outcome == Outcome.RATE_LIMITED]
+            # Only a refusal that took nothing may be resent blind. A partial one was
+            # written in part (Business Central's line, refused its cost center for rate):
+            # sent again, the line would be created twice; it is looked up and completed.
+            limited = [r for r in results if r.outcome == Outcome.RATE_LIMITED and not r.partial]
             if len(limited) < len(results) or attempt == RATE_LIMIT_RESENDS:
                 return results
             # The ERP asked us to slow down and nothing was taken: wait, then resend.

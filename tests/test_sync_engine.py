@@ -37,6 +37,7 @@ from tests.factories import (
     State,
     configure,
     ledger_counts,
+    make_due,
     make_records,
     states,
     sync,
@@ -565,3 +566,51 @@ def test_issue13_item5_a_slow_batch_keeps_its_run_alive_past_the_stale_limit(
     run.refresh_from_db()
     assert run.status == SyncRun.Status.SUCCEEDED
     assert states(org) == {State.SYNCED: 3}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_s3_5_lines_written_before_their_cost_centers_were_refused_for_rate_are_not_sent_again(
+    org, erp_sandbox
+):
+    """Business Central created the lines, then refused the batch adding their cost
+    centers with a 429. Every result is then "rate-limited", but something was taken:
+    the run used to wait and post the whole batch again, creating every line twice (the
+    multi-worker fault test's duplicated waves). The lines stay, once; the next run
+    finds them and adds the cost centers."""
+    configure(org, erp_sandbox, "business_central")
+    records = make_records(org, 3)
+    erp_sandbox.hold("dimensionSetLines")  # the second step of the posting
+    run = start_run(org, "manual")
+
+    def refuse_only_the_cost_centers_for_rate() -> None:
+        try:
+            erp_sandbox.wait_until_held()
+            erp_sandbox.set_faults(rate_limit_rate=1.0, retry_after_s=2)
+        finally:
+            erp_sandbox.release()
+        try:
+            deadline = time.monotonic() + 30
+            while not erp_sandbox.requests()["business_central"]["rate_limited"]:
+                assert time.monotonic() < deadline, "the cost centers were never refused"
+                time.sleep(0.05)
+        finally:
+            # From here the ERP takes everything: a resend would be stored.
+            erp_sandbox.set_faults()
+
+    refuser = threading.Thread(target=refuse_only_the_cost_centers_for_rate)
+    refuser.start()
+    finished = execute_run(run.pk, worker="test")
+    refuser.join()
+
+    assert ledger_counts(erp_sandbox, "business_central") == {r.reference: 1 for r in records}
+    assert finished is not None and finished.sent == 0
+    assert set(
+        FinancialRecord.objects.filter(organization=org).values_list("state", "needs_lookup")
+    ) == {(State.FAILED, True)}
+
+    make_due(org)
+    sync(org)
+    assert states(org) == {State.SYNCED: 3}
+    assert ledger_counts(erp_sandbox, "business_central") == {r.reference: 1 for r in records}
+    lines = erp_sandbox.ledger()["business_central"]["HLF"]
+    assert all(lines["dimensionSetLines"].get(line["id"]) for line in lines["journalLines"])
