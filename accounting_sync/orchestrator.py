@@ -125,6 +125,18 @@ def execute_run(run_id: int, worker: str = "") -> SyncRun | None:
     return run
 
 
+# PostgreSQL advisory locks of the sync engine: (this class, run id). A worker's session
+# holds its run's lock while it executes the run (`_heartbeat`); the sweep closes a run only
+# when it can take that lock itself (`_worker_gone`).
+RUN_LOCK_CLASS = 0x53594E43  # "SYNC"
+
+
+def _run_lock_key(run_id: int) -> tuple[int, int]:
+    # Both halves are int4; an id beyond 2**31 shares a key with a far older run, which
+    # can only make the sweep wait for that run's worker, never close a live run.
+    return RUN_LOCK_CLASS, run_id & 0x7FFFFFFF
+
+
 @contextmanager
 def _heartbeat(run_id: int) -> Iterator[None]:
     """Beat for the run from a thread of its own while it executes (issue 13 item 5).
@@ -133,14 +145,23 @@ def _heartbeat(run_id: int) -> Iterator[None]:
     the slowest batch (minutes) and a killed worker's records waited that long. This
     thread beats every third of the stale limit whatever the batch is doing, so a slow but
     live worker never looks dead, and it dies with the worker's process, so a killed
-    worker is seen within about a minute. A worker that is alive but whose run was closed
-    still sends nothing more (`_holding_run`).
+    worker is seen within about a minute.
+
+    A missed beat alone does not prove the worker dead: a starved thread or a stalled
+    database misses beats too, and a live worker whose run was closed may still have a
+    batch on its way to the ERP, which the next run's lookup would not find yet and send
+    again. So on PostgreSQL the thread's session also holds the run's advisory lock until
+    the run ends; it goes when the process or its connection dies, and the sweep closes
+    only runs whose lock it can take (`_worker_gone`).
     """
     stop = threading.Event()
+    locked = threading.Event()
     interval = max(1.0, settings.SYNC_STALE_AFTER_SECONDS / 3)
 
     def beat() -> None:
         try:
+            _hold_run_lock(run_id)
+            locked.set()
             while not stop.wait(interval):
                 SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.RUNNING).update(
                     heartbeat_at=timezone.now()
@@ -148,15 +169,43 @@ def _heartbeat(run_id: int) -> Iterator[None]:
         except Exception:
             logger.exception("the heartbeat of sync %s failed; the run's own beats go on", run_id)
         finally:
-            connection.close()  # this thread's own connection
+            locked.set()
+            connection.close()  # this thread's own connection, and the run's lock with it
 
     # A daemon: a run that ends while a beat waits for the database is not held up by it.
     thread = threading.Thread(target=beat, name=f"sync-{run_id}-heartbeat", daemon=True)
     thread.start()
+    locked.wait(timeout=interval)  # the run sends nothing before its worker is known alive
     try:
         yield
     finally:
         stop.set()
+
+
+def _hold_run_lock(run_id: int) -> None:
+    """Take the run's advisory lock for this session (PostgreSQL; elsewhere a no-op).
+
+    Only a sweep deciding about this run holds it otherwise, for the milliseconds of its
+    transaction: if that closed the run, the run finds itself closed before sending.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", _run_lock_key(run_id))
+
+
+def _worker_gone(run_id: int) -> bool:
+    """Whether no live session executes the run; call inside the closing transaction.
+
+    True on other databases, where the stale heartbeat is all there is to go by. On
+    PostgreSQL the lock taken here is held until the close commits.
+    """
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", _run_lock_key(run_id))
+        row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 def recover_stale_runs(now=None) -> list[SyncRun]:
@@ -166,6 +215,11 @@ def recover_stale_runs(now=None) -> list[SyncRun]:
     closed = []
     for run in SyncRun.objects.filter(status=SyncRun.Status.RUNNING, heartbeat_at__lt=limit):
         with transaction.atomic():
+            if not _worker_gone(run.pk):
+                # Its worker is alive, only slow to beat (a starved thread, a stalled
+                # database): closing it would let another run look up and resend the
+                # batch it may still be posting.
+                continue
             # The beat is checked again here: one that came between the read above and
             # this update (the run's own heartbeat thread) keeps a live run open.
             if not SyncRun.objects.filter(
@@ -556,12 +610,19 @@ class Orchestrator:
         postings = [self._posting(record) for record in batch]
         for attempt in range(RATE_LIMIT_RESENDS + 1):
             results = connector.post(postings)
-            limited = [r for r in results if r.outcome == Outcome.RATE_LIMITED]
+            # Only a refusal that took nothing may be resent blind. A partial one was
+            # written in part (Business Central's line, refused its cost center for rate):
+            # sent again, the line would be created twice; it is looked up and completed.
+            limited = [r for r in results if r.outcome == Outcome.RATE_LIMITED and not r.partial]
             if len(limited) < len(results) or attempt == RATE_LIMIT_RESENDS:
                 return results
             # The ERP asked us to slow down and nothing was taken: wait, then resend.
             wait = min(RATE_LIMIT_MAX_WAIT_SECONDS, max(r.retry_after or 1 for r in limited))
             self._wait(wait)
+            if not self._still_running():
+                # Closed while the ERP answered: the batch is no longer this run's to send.
+                self.stop_reason = (RunDetail.CLOSED_BY_SWEEP, {})
+                return results
         return results
 
     def _wait(self, seconds: float) -> None:

@@ -38,6 +38,7 @@ from tests.factories import (
     State,
     configure,
     ledger_counts,
+    make_due,
     make_records,
     states,
     sync,
@@ -568,3 +569,137 @@ def test_issue13_item5_a_slow_batch_keeps_its_run_alive_past_the_stale_limit(
     run.refresh_from_db()
     assert run.status == SyncRun.Status.SUCCEEDED
     assert states(org) == {State.SYNCED: 3}
+
+
+def _execute_in_thread(run_id: int, worker: str) -> threading.Thread:
+    def execute() -> None:
+        try:
+            execute_run(run_id, worker=worker)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=execute)
+    thread.start()
+    return thread
+
+
+@pytest.mark.postgres_only(
+    reason="a live worker is told from a dead one by the advisory lock its session holds"
+)
+@pytest.mark.django_db(transaction=True)
+def test_s3_4_a_live_run_whose_heartbeat_stalls_is_not_closed_and_no_second_run_resends_its_batch(
+    org, erp_sandbox, settings
+):
+    """A worker whose heartbeat stalls (a starved thread, a stalled database) while its
+    batch is on its way to the ERP is alive. The sweep used to close its run on the stale
+    beat alone and hand the batch back for lookup; the retry run it started asked the ERP
+    before that batch arrived, found nothing and posted it again: two of each voucher.
+    Now the sweep leaves the run alone while its worker's session holds the run's lock,
+    so no second run of the organization starts (S3.4) and each record is posted once."""
+    configure(org, erp_sandbox)
+    records = make_records(org, 3)
+    settings.SYNC_STALE_AFTER_SECONDS = 3600  # the run's heartbeat thread: starved
+    run = start_run(org, "manual")
+    erp_sandbox.hold("addGLImportItems")
+    worker = _execute_in_thread(run.pk, "slow@host")
+    try:
+        erp_sandbox.wait_until_held(1)
+        # The batch is in the ERP's hands and the run's last beat is past the stale limit.
+        settings.SYNC_STALE_AFTER_SECONDS = 15
+        SyncRun.objects.filter(pk=run.pk).update(
+            heartbeat_at=timezone.now() - timedelta(seconds=60)
+        )
+
+        assert recover_stale_runs() == []
+        with pytest.raises(RunAlreadyGoing):
+            start_run(org, SyncRun.Trigger.RETRY)  # what the sweep starts for handed-back records
+    finally:
+        erp_sandbox.release()
+        worker.join(timeout=60)
+
+    run.refresh_from_db()
+    assert run.status == SyncRun.Status.SUCCEEDED and run.sent == 3
+    assert ledger_counts(erp_sandbox) == {r.reference: 1 for r in records}
+    assert states(org) == {State.SYNCED: 3}
+    # Once the worker is done its lock is gone: a run left stale now is closed.
+    stale = start_run(org, "manual")
+    SyncRun.objects.filter(pk=stale.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert [r.pk for r in recover_stale_runs()] == [stale.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_s3_5_lines_written_before_their_cost_centers_were_refused_for_rate_are_not_sent_again(
+    org, erp_sandbox
+):
+    """Business Central created the lines, then refused the batch adding their cost
+    centers with a 429. Every result is then "rate-limited", but something was taken:
+    the run used to wait and post the whole batch again, creating every line twice (the
+    multi-worker fault test's duplicated waves). The lines stay, once; the next run
+    finds them and adds the cost centers."""
+    configure(org, erp_sandbox, "business_central")
+    records = make_records(org, 3)
+    erp_sandbox.hold("dimensionSetLines")  # the second step of the posting
+    run = start_run(org, "manual")
+
+    def refuse_only_the_cost_centers_for_rate() -> None:
+        try:
+            erp_sandbox.wait_until_held()
+            erp_sandbox.set_faults(rate_limit_rate=1.0, retry_after_s=2)
+        finally:
+            erp_sandbox.release()
+        try:
+            deadline = time.monotonic() + 30
+            while not erp_sandbox.requests()["business_central"]["rate_limited"]:
+                assert time.monotonic() < deadline, "the cost centers were never refused"
+                time.sleep(0.05)
+        finally:
+            # From here the ERP takes everything: a resend would be stored.
+            erp_sandbox.set_faults()
+
+    refuser = threading.Thread(target=refuse_only_the_cost_centers_for_rate)
+    refuser.start()
+    finished = execute_run(run.pk, worker="test")
+    refuser.join()
+
+    assert ledger_counts(erp_sandbox, "business_central") == {r.reference: 1 for r in records}
+    assert finished is not None and finished.sent == 0
+    assert set(
+        FinancialRecord.objects.filter(organization=org).values_list("state", "needs_lookup")
+    ) == {(State.FAILED, True)}
+
+    make_due(org)
+    sync(org)
+    assert states(org) == {State.SYNCED: 3}
+    assert ledger_counts(erp_sandbox, "business_central") == {r.reference: 1 for r in records}
+    lines = erp_sandbox.ledger()["business_central"]["HLF"]
+    assert all(lines["dimensionSetLines"].get(line["id"]) for line in lines["journalLines"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_s3_4_a_run_closed_while_it_waits_out_a_rate_limit_does_not_send_its_batch_again(
+    org, erp_sandbox
+):
+    """A batch the ERP refused for rate is resent after the wait only by a run that is
+    still running: once closed, its records may be another run's."""
+    configure(org, erp_sandbox)
+    make_records(org, 3)
+    erp_sandbox.set_faults(rate_limit_rate=1.0, retry_after_s=2)
+    run = start_run(org, "manual")
+
+    def close_during_the_wait() -> None:
+        try:
+            deadline = time.monotonic() + 30
+            while not erp_sandbox.requests()["xledger"]["rate_limited"]:
+                assert time.monotonic() < deadline, "the batch was never refused for rate"
+                time.sleep(0.05)
+            SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.FAILED)
+        finally:
+            connections.close_all()
+
+    closer = threading.Thread(target=close_during_the_wait)
+    closer.start()
+    execute_run(run.pk, worker="test")
+    closer.join()
+
+    assert erp_sandbox.requests()["xledger"]["rate_limited"] == 1  # sent once, not again
+    assert SyncRun.objects.get(pk=run.pk).detail_code == RunDetail.CLOSED_BY_SWEEP
