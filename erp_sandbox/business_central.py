@@ -12,6 +12,7 @@ import binascii
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -499,12 +500,14 @@ def _route(
     clean_path = unquote(path).strip("/")
     invalid = _not_found(f"The request URI is not valid: '{path}'.")
 
-    def listing(kind: str, items: list[dict[str, Any]], depth: int) -> Result:
+    def listing(
+        kind: str, items: list[dict[str, Any]], depth: int, owner: BcCompany | None = None
+    ) -> Result:
         if len(segs) != depth:
             raise invalid
         if method != "GET":
             raise _method_not_allowed_error(method)
-        return _collection(ctx, kind, items, clean_path, query, headers)
+        return _collection(ctx, kind, items, clean_path, query, headers, owner)
 
     def entity(item: dict[str, Any] | None, label: str, key: str, context: str) -> Result:
         if item is None:
@@ -534,7 +537,7 @@ def _route(
             "dimensionValues": company.dimension_values,
             "generalLedgerEntries": company.gl_entries,
         }[head.name]
-        return listing(head.name, items, 2)
+        return listing(head.name, items, 2, company)
     if head.name in ("accounts", "dimensionValues") and not rest:
         items = company.accounts if head.name == "accounts" else company.dimension_values
         found = by_id(items, head.key or "")
@@ -581,12 +584,12 @@ def _route(
                     # drop fault: the client cannot tell it apart from a committed one.
                     error.result.write = True
                     raise
-            return listing("journalLines", lines, 3)
+            return listing("journalLines", lines, 3, company)
         raise invalid
 
     if head.name == "journalLines":
         if head.key is None:
-            return listing("journalLines", company.journal_lines, 2)
+            return listing("journalLines", company.journal_lines, 2, company)
         return _line_resource(
             ctx, company, company.journal_lines, segs[1:], method, body, query, headers, c
         )
@@ -708,6 +711,14 @@ def _entity(ctx: Context, entity: dict[str, Any], context: str) -> Result:
     return Result(200, {"@odata.context": f"{ctx.base}/$metadata#{context}", **_annotated(entity)})
 
 
+# Entities whose dimension set lines `$expand=dimensionSetLines` brings along: the
+# navigation property the API v2.0 reference lists for journalLine and generalLedgerEntry
+# (resources dynamics_journalline.md, dynamics_generalledgerentry.md); Microsoft's own
+# consolidation reads `generalLedgerEntries?$filter=...&$expand=dimensionSetLines`.
+EXPANDABLE = {"journalLines", "generalLedgerEntries"}
+EXPAND_PROPERTY = "dimensionSetLines"
+
+
 def _collection(
     ctx: Context,
     kind: str,
@@ -715,6 +726,7 @@ def _collection(
     path: str,
     query: dict[str, str],
     headers: dict[str, str],
+    owner: BcCompany | None = None,
 ) -> Result:
     for option in query:
         if option.startswith("$") and option not in (
@@ -723,8 +735,10 @@ def _collection(
             "$skip",
             "$select",
             "$skiptoken",
+            "$expand",
         ):
             raise _bad_request(f"The query option '{option}' is not supported by the sandbox.")
+    expand = _expansion(kind, query.get("$expand"), owner)
     fields_ = FIELDS[kind]
     insensitive = ctx.state.injector.faults.assumption("bc_filter_case") == "insensitive"
     rows = _apply_filter(
@@ -759,7 +773,7 @@ def _collection(
     page = rows[offset : offset + page_size]
     body: dict[str, Any] = {
         "@odata.context": f"{ctx.base}/$metadata#{path}",
-        "value": [_annotated(row, select) for row in page],
+        "value": [{**_annotated(row, select), **expand(row)} for row in page],
     }
     if offset + page_size < len(rows):
         # The next link repeats the query so the next page sees the same filter and $top
@@ -770,6 +784,23 @@ def _collection(
             f"{ctx.base}/{path}?{urlencode(params, quote_via=quote, safe='$,()')}"
         )
     return Result(200, body, response_headers)
+
+
+def _expansion(
+    kind: str, expand: str | None, owner: BcCompany | None
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """What `$expand` adds to each row: nothing, or its dimension set lines."""
+    if expand is None:
+        return lambda _row: {}
+    wanted = [name.strip() for name in expand.split(",") if name.strip()]
+    for name in wanted:
+        if name != EXPAND_PROPERTY or kind not in EXPANDABLE or owner is None:
+            raise _bad_request(
+                f"Could not find a navigation property named '{name}' on type "
+                f"'Microsoft.NAV.{kind}'."
+            )
+    sets = owner.dimension_set_lines if owner is not None else {}
+    return lambda row: {EXPAND_PROPERTY: [_annotated(line) for line in sets.get(row["id"], [])]}
 
 
 def _non_negative(query: dict[str, str], name: str) -> int | None:
@@ -805,7 +836,14 @@ def _split_and(text: str) -> list[str]:
     return parts
 
 
-CLAUSE = re.compile(r"^\s*([A-Za-z_]\w*)\s+eq\s+(.+?)\s*$", re.DOTALL)
+CLAUSE = re.compile(r"^\s*([A-Za-z_]\w*)\s+(eq|ge|gt|le|lt)\s+(.+?)\s*$", re.DOTALL)
+# `startswith(field, 'text')` (webservices use-filter-expressions-in-odata-uris.md), also
+# written `startswith(field, 'text') eq true`.
+STARTSWITH = re.compile(
+    r"^\s*startswith\(\s*([A-Za-z_]\w*)\s*,\s*('.*')\s*\)(?:\s+eq\s+true)?\s*$",
+    re.DOTALL | re.IGNORECASE,
+)
+ORDERED = {"ge": (1, 0), "gt": (1,), "le": (-1, 0), "lt": (-1,)}
 
 
 def _literal(text: str) -> tuple[str, Any]:
@@ -816,6 +854,8 @@ def _literal(text: str) -> tuple[str, Any]:
         return "string", inner.replace("''", "'")
     if GUID.match(text):
         return "guid", text.lower()
+    if _valid_date(text):
+        return "date", text  # an Edm.Date literal is written unquoted: 2025-03-14
     if text in ("true", "false"):
         return "boolean", text == "true"
     if text == "null":
@@ -837,23 +877,65 @@ def _apply_filter(
         return list(items)
     clauses = []
     for part in _split_and(text):
+        starts = STARTSWITH.match(part)
         match = CLAUSE.match(part)
-        if not match:
+        if starts:
+            name, operator, (literal_kind, value) = starts[1], "startswith", _literal(starts[2])
+            if literal_kind != "string":
+                raise _bad_request(f"startswith takes a string literal: '{part.strip()}'.")
+        elif match:
+            name, operator, (literal_kind, value) = match[1], match[2], _literal(match[3])
+        else:
             raise _bad_request(
-                f"The $filter '{text}' is not supported: use <field> eq <value> joined by and."
+                f"The $filter '{text}' is not supported: use <field> eq|ge|gt|le|lt <value> "
+                "or startswith(<field>, '<text>'), joined by and."
             )
-        name, (literal_kind, value) = match[1], _literal(match[2])
         if name not in fields_:
             raise _bad_request(f"Could not find a property named '{name}' on type '{kind}'.")
-        clauses.append((name, literal_kind, value))
+        clauses.append((name, operator, literal_kind, value))
+
+    def compare(name: str, operator: str, literal_kind: str, actual: Any, value: Any) -> bool:
+        if literal_kind == "date":
+            if not isinstance(actual, str) or not _valid_date(actual):
+                raise _type_mismatch(name, "Edm.Date")
+        elif literal_kind == "number":
+            if isinstance(actual, bool) or not isinstance(actual, int | Decimal):
+                raise _type_mismatch(name, "Edm.Decimal")
+        elif literal_kind == "string":
+            if not isinstance(actual, str):
+                raise _type_mismatch(name, "Edm.String")
+            if name in case_insensitive:
+                actual, value = actual.upper(), value.upper()
+        else:
+            raise _bad_request(f"The operator '{operator}' cannot compare a {literal_kind}.")
+        sign = (actual > value) - (actual < value)
+        return sign in ORDERED[operator]
 
     def matches(item: dict[str, Any]) -> bool:
-        for name, literal_kind, value in clauses:
+        for name, operator, literal_kind, value in clauses:
             actual = item.get(name)
+            if operator == "startswith":
+                if actual is not None and not isinstance(actual, str):
+                    raise _type_mismatch(name, "Edm.String")
+                text_ = actual or ""
+                ok = (
+                    text_.upper().startswith(value.upper())
+                    if name in case_insensitive
+                    else text_.startswith(value)
+                )
+                if not ok:
+                    return False
+                continue
+            if operator != "eq":
+                if actual is None or not compare(name, operator, literal_kind, actual, value):
+                    return False
+                continue
             if literal_kind == "null":
                 ok = actual is None
             elif literal_kind == "guid":
                 ok = isinstance(actual, str) and actual.lower() == value
+            elif literal_kind == "date":
+                ok = actual == value
             elif literal_kind == "string":
                 if actual is not None and not isinstance(actual, str):
                     raise _type_mismatch(name, "Edm.String")
@@ -1190,32 +1272,40 @@ def _post_journal(ctx: Context, company: BcCompany, journal: dict[str, Any]) -> 
     stamp = _now()
     for line in lines:
         dimensions = company.dimension_set_lines.pop(line["id"], [])
-        legs = [(line["accountNumber"], line["amount"])]
-        if line["balancingAccountNumber"]:
-            legs.append((line["balancingAccountNumber"], -line["amount"]))
-        for number, amount in legs:
-            account = company.accounts_by_number[number]
-            entry = {
-                "id": str(uuid.uuid4()),
-                "entryNumber": company.next_entry_number,
-                "postingDate": line["postingDate"],
-                "documentNumber": line["documentNumber"],
-                "accountId": account["id"],
-                "accountNumber": number,
-                "description": line["description"],
-                "debitAmount": amount if amount > 0 else Decimal(0),
-                "creditAmount": -amount if amount < 0 else Decimal(0),
-                "lastModifiedDateTime": stamp,
-            }
-            company.next_entry_number += 1
-            company.gl_entries.append(entry)
-            if dimensions:
-                company.dimension_set_lines[entry["id"]] = [
-                    {**d, "parentId": entry["id"], "parentType": "General Ledger Entry"}
-                    for d in dimensions
-                ]
+        post_line(company, line, dimensions, stamp)
         company.journal_lines.remove(line)
     return Result(204)
+
+
+def post_line(
+    company: BcCompany, line: dict[str, Any], dimensions: list[dict[str, Any]], stamp: str
+) -> None:
+    """One journal line into the general ledger: an entry for its account and, with a
+    balancing account, one for that (the line's dimensions on both), in that order."""
+    legs = [(line["accountNumber"], line["amount"])]
+    if line["balancingAccountNumber"]:
+        legs.append((line["balancingAccountNumber"], -line["amount"]))
+    for number, amount in legs:
+        account = company.accounts_by_number[number]
+        entry = {
+            "id": str(uuid.uuid4()),
+            "entryNumber": company.next_entry_number,
+            "postingDate": line["postingDate"],
+            "documentNumber": line["documentNumber"],
+            "accountId": account["id"],
+            "accountNumber": number,
+            "description": line["description"],
+            "debitAmount": amount if amount > 0 else Decimal(0),
+            "creditAmount": -amount if amount < 0 else Decimal(0),
+            "lastModifiedDateTime": stamp,
+        }
+        company.next_entry_number += 1
+        company.gl_entries.append(entry)
+        if dimensions:
+            company.dimension_set_lines[entry["id"]] = [
+                {**d, "parentId": entry["id"], "parentType": "General Ledger Entry"}
+                for d in dimensions
+            ]
 
 
 # --- $batch ----------------------------------------------------------------------------------

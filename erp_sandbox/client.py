@@ -133,6 +133,41 @@ class SandboxProcess:
     def requests(self) -> dict[str, Any]:
         return self._control("GET", "requests")
 
+    # --- what the ERPs' users do after a send (issue 15 item 6; README, "Control") ------------
+
+    def bc_delete_line(self, reference: str, **more: Any) -> dict[str, Any]:
+        """Finance deletes the unposted journal line(s) with this document number."""
+        return self._control(
+            "POST", "business_central/delete_line", {"reference": reference, **more}
+        )
+
+    def bc_edit_line(self, reference: str, **changes: Any) -> dict[str, Any]:
+        """Finance edits a journal line: amount, accountNumber, postingDate, dimension
+        ({"code", "valueCode"})."""
+        return self._control(
+            "POST", "business_central/edit_line", {"reference": reference, **changes}
+        )
+
+    def bc_post_journal(self, journal: str = "UTLEGG", **more: Any) -> dict[str, Any]:
+        """Finance posts the journal (Microsoft.NAV.post): its lines become G/L entries."""
+        return self._control("POST", "business_central/post_journal", {"journal": journal, **more})
+
+    def bc_key_entry(self, kind: str, reference: str, **fields: Any) -> dict[str, Any]:
+        """An entry keyed by hand: kind "journal_line" or "ledger_entry"; fields amount,
+        accountNumber, postingDate, and optionally balancingAccountNumber, dimension."""
+        body = {"kind": kind, "reference": reference, **fields}
+        return self._control("POST", "business_central/key_entry", body)
+
+    def xledger_reject(self, reference: str, **more: Any) -> dict[str, Any]:
+        """Xledger's import job rejects the voucher waiting under this reference."""
+        return self._control("POST", "xledger/reject", {"reference": reference, **more})
+
+    def xledger_key_voucher(self, kind: str, reference: str, **fields: Any) -> dict[str, Any]:
+        """A voucher keyed by hand: kind "transaction" or "import_item"; fields amount,
+        account, payableAccount, postedDate, and optionally glObjects, trRegNumber."""
+        body = {"kind": kind, "reference": reference, **fields}
+        return self._control("POST", "xledger/key_voucher", body)
+
     # --- holding a request (README, "Holding a request") ----------------------------------
 
     def hold(self, match: str) -> None:

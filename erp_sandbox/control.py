@@ -6,6 +6,7 @@ import json
 from html import escape
 from typing import Any
 
+from . import finance
 from .faults import Faults, FaultSettingsError
 from .state import SandboxState
 from .web import Request, Response, dumps, json_response, text_response
@@ -72,6 +73,9 @@ def handle(state: SandboxState, request: Request) -> Response:
             return json_response(200, {erp: dict(c) for erp, c in state.counts.items()})
     if route in GATE_ROUTES:
         return _gate(state, route, method, request)
+    if route in finance.ROUTES:
+        # What the ERPs' own users do after a send (issue 15 item 6; README, "Control").
+        return finance.handle(state, request)
     known = {"/_sandbox", "/_sandbox/ledger", "/_sandbox/faults", "/_sandbox/reset"}
     if route in known | {"/_sandbox/requests", "/_sandbox/xledger/import"}:
         return json_response(405, {"error": f"{method} is not allowed on {request.path}"})

@@ -42,6 +42,10 @@ ASSUMPTIONS: dict[str, tuple[Any, ...]] = {
     "xledger_revoked_token": ("bad_format", "unauthenticated_401"),
     # Whether GL import items the import job posted leave glImportItems or stay listed.
     "xledger_imported_items": ("removed", "kept"),
+    # Whether glImportItems and transactions take a posted-date range in Xledger's filter
+    # suffix style (postedDate_gte / postedDate_lte); without it the query is refused like
+    # an unknown extIdentifier_in (reconciliation then reads everything and filters itself).
+    "xledger_posted_date_filter": (True, False),
     # --- Business Central ----------------------------------------------------------------
     # Whether `$filter=<Code field> eq 'literal'` matches a literal in another case than
     # the stored, upper-cased value. "exact": only the upper-cased literal matches.

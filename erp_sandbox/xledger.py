@@ -48,6 +48,10 @@ INVALID_VALUE = "INVALID_VALUE"
 
 # The filter fields whose existence is unconfirmed (assumption xledger_ext_identifier_filter).
 EXT_FILTER = "extIdentifier: String, extIdentifier_in: [String!]"
+# A posted-date range in the suffix style Xledger's filters use (`_gte`, `_lt`, ...); that
+# these two exist on glImportItems and transactions is unconfirmed (assumption
+# xledger_posted_date_filter).
+DATE_FILTER = "postedDate_gte: String, postedDate_lte: String"
 
 SDL = """
 scalar Int64String
@@ -67,9 +71,9 @@ type Mutation {
 input ObjectValueFilter {
   objectKindDbId: Int64String, objectKindDbId_in: [Int64String!], code: String, code_in: [String!]
 }
-input GLImportItemFilter { dbId: Int64String, dbId_in: [Int64String!] __EXT__ }
+input GLImportItemFilter { dbId: Int64String, dbId_in: [Int64String!] __EXT__ __DATE__ }
 input GLImportItemErrorFilter { transactionDbId: Int64String, transactionDbId_in: [Int64String!] }
-input TransactionFilter { dbId: Int64String, dbId_in: [Int64String!] __EXT__ }
+input TransactionFilter { dbId: Int64String, dbId_in: [Int64String!] __EXT__ __DATE__ }
 input CodeInput { code: String! }
 input JobLevelInput { dbSubId: Int }
 input AddGLImportItemsInput { clientId: String!, node: GLImportItemInput! }
@@ -97,7 +101,9 @@ type GLImportItemError {
 }
 type Transaction {
   dbId: Int64String!, trRegNumber: Int, extIdentifier: String, invoiceNumber: String,
-  account: Account, amount: String, postedDate: String, text: String
+  account: Account, amount: String, currency: String, postedDate: String, text: String,
+  glObject1: ObjectValue, glObject2: ObjectValue, glObject3: ObjectValue,
+  glObject4: ObjectValue, glObject5: ObjectValue
 }
 type AccountEdge { cursor: String!, node: Account! }
 type AccountConnection { edges: [AccountEdge!]!, pageInfo: PageInfo! }
@@ -139,9 +145,11 @@ def _int64_literal(node: ValueNode, _variables: Any = None) -> int:
     raise GraphQLError("Int64String cannot represent a non-integer value")
 
 
-def _build(ext_identifier_filter: bool) -> GraphQLSchema:
+def _build(ext_identifier_filter: bool, posted_date_filter: bool) -> GraphQLSchema:
     schema = build_schema(
-        SDL.replace("__EXT__", ", " + EXT_FILTER if ext_identifier_filter else "")
+        SDL.replace("__EXT__", ", " + EXT_FILTER if ext_identifier_filter else "").replace(
+            "__DATE__", ", " + DATE_FILTER if posted_date_filter else ""
+        )
     )
     scalar = schema.type_map["Int64String"]
     assert isinstance(scalar, GraphQLScalarType)
@@ -152,10 +160,11 @@ def _build(ext_identifier_filter: bool) -> GraphQLSchema:
     return schema
 
 
-# One schema per answer to "does the extIdentifier filter exist?": without it, graphql-core
-# refuses the query as Xledger would ("Field 'extIdentifier_in' is not defined by type ...").
-SCHEMAS = {True: _build(True), False: _build(False)}
-SCHEMA = SCHEMAS[True]
+# One schema per answer to "does the extIdentifier filter exist?" and "does the posted-date
+# filter exist?": without one, graphql-core refuses a query using it as Xledger would
+# ("Field 'extIdentifier_in' is not defined by type ...").
+SCHEMAS = {(ext, dates): _build(ext, dates) for ext in (True, False) for dates in (True, False)}
+SCHEMA = SCHEMAS[(True, True)]
 GL_OBJECTS = tuple(f"glObject{n}" for n in range(1, 6))
 
 
@@ -310,7 +319,13 @@ def graphql_endpoint(state: SandboxState, request: Request, verbose: bool = Fals
         message = 'The body must be JSON {"query": ..., "variables": ...}'
         return _graphql_error(400, [error_entry(message, "BAD_REQUEST")])
     with state.lock:
-        schema = SCHEMAS[bool(state.injector.faults.assumption("xledger_ext_identifier_filter"))]
+        faults = state.injector.faults
+        schema = SCHEMAS[
+            (
+                bool(faults.assumption("xledger_ext_identifier_filter")),
+                bool(faults.assumption("xledger_posted_date_filter")),
+            )
+        ]
     context: dict[str, Any] = {"state": state, "entity": entity, "wrote": False, "errors": []}
     result = graphql_sync(
         schema,
@@ -408,7 +423,15 @@ def _filtered(rows: list[dict[str, Any]], filter_: dict[str, Any] | None) -> lis
     for name, wanted in (filter_ or {}).items():
         if wanted is None:
             continue
-        if name.endswith("_in"):
+        if name.endswith(("_gte", "_lte")):
+            field_, _, bound = name.rpartition("_")
+            rows = [
+                r
+                for r in rows
+                if r.get(field_) is not None
+                and (r[field_] >= wanted if bound == "gte" else r[field_] <= wanted)
+            ]
+        elif name.endswith("_in"):
             allowed = set(wanted)
             rows = [r for r in rows if r.get(name[:-3]) in allowed]
         else:
@@ -440,6 +463,8 @@ def _transaction_node(entity: XledgerEntity, row: dict[str, Any]) -> dict[str, A
         **{k: row[k] for k in ("dbId", "trRegNumber", "extIdentifier", "invoiceNumber")},
         "account": entity.accounts_by_code.get(row["account"]),
         **{k: row[k] for k in ("amount", "postedDate", "text")},
+        "currency": row.get("currency"),
+        **{name: _value_node(entity, row.get(name)) for name in GL_OBJECTS},
     }
 
 
@@ -709,7 +734,7 @@ def _reject(entity: XledgerEntity, lines: list[dict[str, Any]], message: str) ->
 def _post(entity: XledgerEntity, lines: list[dict[str, Any]]) -> None:
     for line in lines:
         line["status"] = "imported"
-        keys = ("trRegNumber", "extIdentifier", "invoiceNumber", "account", "amount")
+        keys = ("trRegNumber", "extIdentifier", "invoiceNumber", "account", "amount", "currency")
         entity.transactions.append(
             {
                 "dbId": entity.next_transaction_db_id,

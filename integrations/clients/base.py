@@ -212,6 +212,9 @@ class ErpEntry:
     account: str
     cost_center: str = ""  # "" when none is attached
     currency: str = ""
+    # The payable side's account (Business Central's balancing account, the voucher's
+    # credit line in Xledger); "" when the posting has none.
+    payable_account: str = ""
 
     @property
     def posted(self) -> bool:

@@ -42,6 +42,7 @@ from .base import (
     ConnectionReport,
     CostCenter,
     Dimension,
+    EntrySource,
     ErpEntry,
     Found,
     Journal,
@@ -70,6 +71,7 @@ from .http import (
     port_of,
 )
 from .limits import Pacer
+from .reading import amount_of, day_of, folded_pages, in_period
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,16 @@ CREDENTIAL = "client_secret"  # a code notes.py words
 MAX_BATCH_OPERATIONS = 100
 # A lookup asks two things per reference in one batch: unposted lines, posted entries.
 LOOKUP_REFERENCES_PER_BATCH = MAX_BATCH_OPERATIONS // 2
+
+# Entries per page when reading for reconciliation (`entries`). Business Central serves up
+# to 20,000 per page; 5,000 keeps a page (each entry with its dimension set lines expanded)
+# to a few megabytes, answered well inside the read timeout and far from the 8-minute
+# operation limit, while 100,000 records (200,000 G/L entries once posted) still take
+# about 40 requests of the 6,000 a credential may send per 5 minutes.
+ENTRIES_PAGE_SIZE = 5000
+# The navigation property the API v2.0 reference lists for journalLine and
+# generalLedgerEntry; `$expand` brings a page's cost centers in the same request.
+DIMENSIONS = "dimensionSetLines"
 
 # The only accountType that takes journal lines (not Heading, Total, Begin-/End-Total).
 POSTING_ACCOUNT = "Posting"
@@ -512,7 +524,39 @@ class BusinessCentralConnector:
         return found
 
     def entries(self, start: date, end: date, prefix: str) -> Iterator[list[ErpEntry]]:
-        raise NotImplementedError("reading entries for reconciliation: issue 15, in progress")
+        """Unposted lines of the configured journal, then posted G/L entries, by document
+        number prefix and posting date, a page of up to ENTRIES_PAGE_SIZE per request.
+
+        The prefix is upper-cased: document numbers are Code fields, stored so.
+        """
+        if start > end:
+            raise ValueError("the period ends before it starts")
+        wanted = prefix.upper()
+        with admin_errors(self):
+            query = self._period_query(start, end, wanted)
+            lines = self._pages(
+                f"{self._company_path}/journals({self._journal()})/journalLines",
+                query,
+                ENTRIES_PAGE_SIZE,
+            )
+            for rows in lines:
+                page = [
+                    entry
+                    for row in rows
+                    if (entry := self._line_entry(row)) is not None
+                    and in_period(entry.reference, entry.posting_date, start, end, wanted)
+                ]
+                if page:
+                    yield page
+            posted = self._pages(
+                f"{self._company_path}/generalLedgerEntries", query, ENTRIES_PAGE_SIZE
+            )
+            for page in folded_pages(posted, _document, self._ledger_entry):
+                kept = [
+                    e for e in page if in_period(e.reference, e.posting_date, start, end, wanted)
+                ]
+                if kept:
+                    yield kept
 
     def settle(self, held: dict[str, str]) -> dict[str, Settled]:
         """A journal line Business Central accepted is never refused later: all POSTED."""
@@ -974,6 +1018,79 @@ class BusinessCentralConnector:
         value = (item.get("body") or {}).get("value")
         return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
 
+    # --- reading entries (reconciliation) -------------------------------------------------
+
+    @staticmethod
+    def _period_query(start: date, end: date, prefix: str) -> str:
+        """`$filter` on the document number's prefix and the posting date (webservices
+        use-filter-expressions-in-odata-uris.md: startswith, ge, le), `$expand` of the
+        dimension set lines. Dates are Edm.Date literals, written unquoted."""
+        expression = (
+            f"startswith(documentNumber,{odata_string(prefix)})"
+            f" and postingDate ge {start.isoformat()} and postingDate le {end.isoformat()}"
+        )
+        return odata_filter_query(expression) + f"&$expand={DIMENSIONS}"
+
+    def _cost_center(self, row: dict[str, Any]) -> str:
+        wanted = self.config.cost_center_dimension.upper()
+        if not wanted:
+            return ""
+        for line in row.get(DIMENSIONS) or []:
+            if isinstance(line, dict) and str(line.get("code", "")).upper() == wanted:
+                return str(line.get("valueCode") or "")
+        return ""
+
+    def _line_entry(self, row: dict[str, Any]) -> ErpEntry | None:
+        """An unposted journal line: it is the posting's expense side itself (its account
+        debited with `amount`, the balancing account credited)."""
+        try:
+            return ErpEntry(
+                reference=str(row["documentNumber"]).upper(),
+                erp_id=str(row["id"]),
+                source=EntrySource.JOURNAL_LINE,
+                posting_date=day_of(row["postingDate"]),
+                amount=amount_of(row["amount"]),
+                account=str(row.get("accountNumber") or ""),
+                cost_center=self._cost_center(row),
+                currency=self.config.local_currency,
+                payable_account=str(row.get("balancingAccountNumber") or ""),
+            )
+        except (KeyError, ValueError):
+            raise CallFailed(_unreadable(write=False, body=json.dumps(row))) from None
+
+    def _ledger_entry(self, rows: list[dict[str, Any]]) -> ErpEntry | None:
+        """One posted document from its G/L entries: a journal line with a balancing account
+        posts two (expense debit, payable credit). The expense side is the first entry with
+        a debit; its amount is the net of every entry on that account in the document."""
+        try:
+            debits = [r for r in rows if amount_of(r.get("debitAmount") or 0) > 0]
+            expense = (debits or rows)[0]
+            account = str(expense["accountNumber"])
+            amount = sum(
+                (
+                    amount_of(r.get("debitAmount") or 0) - amount_of(r.get("creditAmount") or 0)
+                    for r in rows
+                    if str(r.get("accountNumber")) == account
+                ),
+                Decimal(0),
+            )
+            return ErpEntry(
+                reference=str(expense["documentNumber"]).upper(),
+                erp_id=str(expense["entryNumber"]),
+                source=EntrySource.LEDGER_ENTRY,
+                posting_date=day_of(expense["postingDate"]),
+                amount=amount,
+                account=account,
+                cost_center=self._cost_center(expense),
+                currency=self.config.local_currency,
+                payable_account=next(
+                    (str(r["accountNumber"]) for r in rows if str(r["accountNumber"]) != account),
+                    "",
+                ),
+            )
+        except (KeyError, ValueError):
+            raise CallFailed(_unreadable(write=False, body=json.dumps(rows))) from None
+
     # --- master data --------------------------------------------------------------------
 
     def _company(self) -> dict[str, Any]:
@@ -1058,8 +1175,15 @@ class BusinessCentralConnector:
 
     def _collection(self, path: str, query: str = "") -> Iterator[dict[str, Any]]:
         """Every row of a collection, following @odata.nextLink."""
+        for rows in self._pages(path, query):
+            yield from rows
+
+    def _pages(
+        self, path: str, query: str = "", page_size: int | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """A collection one page (one request) at a time, following @odata.nextLink."""
         url: str | None = f"{self._api}/{path}" + (f"?{query}" if query else "")
-        headers = {"Prefer": f"odata.maxpagesize={self.config.page_size}"}
+        headers = {"Prefer": f"odata.maxpagesize={page_size or self.config.page_size}"}
         operation = "GET " + path.rsplit("/", 1)[-1].split("(")[0]
         while url:
             _response, body = self._call(
@@ -1068,9 +1192,11 @@ class BusinessCentralConnector:
             try:
                 rows = body["value"]
                 next_link = body.get("@odata.nextLink")
+                if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                    raise TypeError
             except (KeyError, TypeError):
                 raise CallFailed(_unreadable(write=False)) from None
-            yield from rows
+            yield rows
             url = self._checked_next_link(next_link) if next_link else None
 
     def _checked_next_link(self, link: str) -> str:
@@ -1210,6 +1336,11 @@ class BusinessCentralConnector:
 
 
 # --- small helpers ----------------------------------------------------------------------------
+
+
+def _document(row: dict[str, Any]) -> tuple[str, str]:
+    """What makes consecutive G/L entries one posted document: number and posting date."""
+    return (str(row.get("documentNumber", "")).upper(), str(row.get("postingDate", "")))
 
 
 def _journal_missing(code: str) -> Note:
