@@ -61,7 +61,7 @@ bench: export VAR_DIR ?= $(CURDIR)/var/bench
 bench: install
 	rm -rf $(VAR_DIR)/bench-results
 	$(BIN)/python bench/sync_bench.py $(BENCH_ARGS)
-	@for bench in pages audit ops inbound; do \
+	@for bench in pages audit ops inbound reconcile; do \
 		test ! -f bench/$${bench}_bench.py || $(BIN)/python bench/$${bench}_bench.py || exit 1; \
 	done
 	$(BIN)/python bench/summary.py
