@@ -42,6 +42,8 @@ class Alert(models.Model):
         PENDING_TOO_LONG = "pending_too_long", _("Records waiting")  # S7.3
         SCHEDULED_SYNC_FAILED = "scheduled_sync_failed", _("Scheduled sync failed")  # S9.4
         AUTHENTICATION_FAILED = "authentication_failed", _("Credentials refused")  # S7.6
+        # Issue 15: a reconciliation found what is not "matched".
+        RECONCILIATION_FINDINGS = "reconciliation_findings", _("Reconciliation findings")
 
     # The page that shows each kind of problem, and what its link says.
     LINKS: ClassVar[dict[str, tuple[str, object]]] = {
@@ -50,6 +52,7 @@ class Alert(models.Model):
         Kind.PENDING_TOO_LONG: ("organization_home", _("Open the status dashboard")),
         Kind.SCHEDULED_SYNC_FAILED: ("sync_history", _("Open the sync history")),
         Kind.AUTHENTICATION_FAILED: ("integration_settings", _("Open the connection settings")),
+        Kind.RECONCILIATION_FINDINGS: ("reconciliation", _("Open the reconciliation")),
     }
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
@@ -137,10 +140,23 @@ class Alert(models.Model):
                 "The scheduled sync could not reach the accounting system, also after "
                 "%(retries)s retries: %(error)s"
             ) % {"retries": d.get("retries"), "error": self._error() or self._run_outcome()}
+        if self.kind == self.Kind.RECONCILIATION_FINDINGS:
+            return self._findings()
         return gettext(
             "The accounting system refused the credentials; nothing is sent until they are "
             "fixed: %(error)s"
         ) % {"error": self._error()}
+
+    def _findings(self) -> str:
+        d = self.details
+        count = d.get("count", 0)
+        return ngettext(
+            "The reconciliation of %(start)s to %(end)s found %(count)s record or entry that "
+            "the application and the accounting system do not agree on.",
+            "The reconciliation of %(start)s to %(end)s found %(count)s records or entries "
+            "that the application and the accounting system do not agree on.",
+            count,
+        ) % {"count": count, "start": d.get("start", ""), "end": d.get("end", "")}
 
     def _error(self) -> str:
         """The failure: our note on it in the reader's language, the ERP's words beside."""
@@ -181,7 +197,7 @@ class Alert(models.Model):
                 "The accounting system refused the credentials; nothing is sent until they "
                 "are fixed."
             )
-        return self.message  # records waiting: counts only, nothing to leave out
+        return self.message  # records waiting, reconciliation findings: counts only
 
     @staticmethod
     def _record_type(kind: str | None) -> str:

@@ -16,7 +16,7 @@ from django.utils import timezone
 from accounting_sync.models import FinancialRecord, SyncRun
 from accounting_sync.triggers import SyncRefused, request_run
 from core.events import TrailKind, record_action
-from reconciliation.engine import mark_for_lookup
+from reconciliation.engine import mark_for_lookup, review_findings
 from reconciliation.models import Item
 
 State = FinancialRecord.State
@@ -52,6 +52,7 @@ def resend(item: Item, user: Any) -> SyncRun | None:
             reconciliation=item.reconciliation_id,
             reference=item.reference,
         )
+    review_findings(item.reconciliation.organization_id)
     try:
         return request_run(
             item.reconciliation.organization, SyncRun.Trigger.RETRY, user=user, record_ids=marked
@@ -78,6 +79,7 @@ def accept(item: Item, user: Any, comment: str) -> None:
             reference=item.reference,
             comment=comment,
         )
+    review_findings(item.reconciliation.organization_id)
 
 
 def _close(item: Item, resolution: str, user: Any, comment: str = "") -> bool:

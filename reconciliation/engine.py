@@ -26,6 +26,8 @@ from django.utils import timezone
 
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
 from accounting_sync.orchestrator import RunAlreadyGoing, start_run
+from alerts import rules
+from alerts.models import Alert
 from audit.models import AdminAction
 from core import chain
 from integrations.clients.base import ConnectorError, ErpEntry
@@ -155,6 +157,7 @@ class Reading:
                 erp_digest=erp_digest,
             )
         self._correct([item for item in items if item.klass == Klass.THERE_NOT_HERE])
+        review_findings(self.organization.pk)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -293,6 +296,37 @@ class Reading:
             failure_note=failure_note,
             failure_words=erp_words,
         )
+
+
+def review_findings(organization_id: int) -> None:
+    """Open the findings alert while the latest reading has open findings; resolve it once
+    they are cleared (a later reading without any, or each one corrected, resent or
+    accepted). One open alert at most: alerts/rules.py dedupes."""
+    latest = (
+        Reconciliation.objects.filter(
+            organization_id=organization_id, status=Reconciliation.Status.DONE
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if latest is None:
+        return
+    open_findings = latest.items.filter(
+        klass__in=Klass.problems(), resolution=Item.Resolution.NONE
+    ).count()
+    if open_findings:
+        rules.open_alert(
+            organization_id,
+            Alert.Kind.RECONCILIATION_FINDINGS,
+            {
+                "count": open_findings,
+                "start": latest.period_start.isoformat(),
+                "end": latest.period_end.isoformat(),
+                "reconciliation": latest.pk,
+            },
+        )
+    else:
+        rules.resolve([organization_id], Alert.Kind.RECONCILIATION_FINDINGS)
 
 
 def mark_for_lookup(record_ids: list[int], *, from_states: set[str]) -> list[int]:

@@ -16,6 +16,7 @@ import pytest
 from django.utils import timezone
 
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
+from alerts.models import Alert
 from audit.models import AdminAction
 from core import chain
 from core.events import TrailKind
@@ -333,3 +334,32 @@ def test_issue15_item4_a_disabled_or_untested_connector_is_not_read_at_night(org
     integration.enabled, integration.connection_verified_at = True, None
     integration.save()
     assert nightly.start_due(at_local(org, 6)) == []
+
+
+@pytest.mark.django_db
+def test_issue15_item4_findings_open_one_alert_resolved_once_they_are_cleared(
+    org, mapped, ledger, org_admin
+):
+    (record,) = make_records(org, 1)
+    set_state(record, State.SYNCED)
+    ledger.ledger = [entry(record, account="7130")]
+
+    reconcile(org)
+    reconcile(org)  # the same finding again: still one alert
+
+    (alert,) = Alert.objects.filter(organization=org, kind=Alert.Kind.RECONCILIATION_FINDINGS)
+    assert alert.is_open and alert.details["count"] == 1
+    assert "found 1 record or entry that the application and the accounting system" in (
+        alert.message
+    )
+    item = Reconciliation.objects.latest("pk").items.get(reference=record.reference)
+    actions.accept(item, org_admin, "Moved to 7130 by finance on purpose.")
+    alert.refresh_from_db()
+    assert not alert.is_open  # cleared: the latest reading has nothing open
+    # A later reading that agrees keeps it closed; a new finding opens a new one.
+    ledger.ledger = [entry(record)]
+    reconcile(org)
+    assert not Alert.objects.filter(kind=Alert.Kind.RECONCILIATION_FINDINGS, resolved_at=None)
+    ledger.ledger = []
+    reconcile(org)
+    assert Alert.objects.filter(kind=Alert.Kind.RECONCILIATION_FINDINGS, resolved_at=None)
