@@ -22,18 +22,15 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import timedelta
-from pathlib import Path
 
 from report import emit
 from sync_bench import (
     connection,
     postings_for,
     raw_send,
+    sandboxed_test_database,
     say,
     set_up,
-    settings,
-    setup_test_environment,
-    teardown_test_environment,
     timed,
     timezone,
 )
@@ -58,12 +55,7 @@ def main() -> int:
         say(f"The benchmark needs PostgreSQL; DATABASE_URL names {connection.vendor}.")
         return 2
 
-    setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    sandbox = SandboxProcess.start(Path(settings.VAR_DIR) / "bench-sandbox")
-    settings.ERP_CA_BUNDLE = str(sandbox.ca_bundle)
-    settings.ERP_PACING_URL = "off"  # the reading's own cost; pacing has its own tests
-    try:
+    with sandboxed_test_database() as sandbox:
         say(f"{args.records} records, Xledger, database {connection.settings_dict['NAME']}")
         organization, _ = timed("create records", lambda: set_up(sandbox, args.records))
         integration = Integration.objects.get(organization=organization)
@@ -88,10 +80,6 @@ def main() -> int:
         assert done is not None and done.status == Reconciliation.Status.DONE, done
         matched = done.counts.get("matched", 0)
         assert matched == args.records, done.counts
-    finally:
-        sandbox.stop()
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-        teardown_test_environment()
 
     lines = 2 * args.records
     minimum = -(-lines // xledger.ENTRIES_PAGE_SIZE) + 1

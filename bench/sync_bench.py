@@ -24,7 +24,8 @@ import os
 import pstats
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -139,6 +140,26 @@ def raw_send(integration: Integration, postings: list[Posting]) -> int:
     return sent
 
 
+@contextmanager
+def sandboxed_test_database() -> Iterator[SandboxProcess]:
+    """A throw-away test database and an ERP sandbox process, both gone afterwards.
+
+    Unpaced: a run paced to Xledger's ~20 requests per 5 s would measure that limit instead
+    (and a bare loop is not paced). Pacing has its own tests (tests/test_pacing.py).
+    """
+    setup_test_environment()
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    sandbox = SandboxProcess.start(Path(settings.VAR_DIR) / "bench-sandbox")
+    settings.ERP_CA_BUNDLE = str(sandbox.ca_bundle)
+    settings.ERP_PACING_URL = "off"
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+        teardown_test_environment()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=10_000)
@@ -148,15 +169,7 @@ def main() -> int:
         say(f"The benchmark needs PostgreSQL; DATABASE_URL names {connection.vendor}.")
         return 2
 
-    setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    sandbox = SandboxProcess.start(Path(settings.VAR_DIR) / "bench-sandbox")
-    settings.ERP_CA_BUNDLE = str(sandbox.ca_bundle)
-    # The engine's own cost next to the sandbox's raw capacity: paced to Xledger's ~20
-    # requests per 5 s, a run would measure that limit instead (and the bare loop is not
-    # paced). Pacing has its own tests (tests/test_pacing.py).
-    settings.ERP_PACING_URL = "off"
-    try:
+    with sandboxed_test_database() as sandbox:
         say(f"{args.records} records, Xledger, database {connection.settings_dict['NAME']}")
         organization, _ = timed("create records", lambda: set_up(sandbox, args.records))
         integration = Integration.objects.get(organization=organization)
@@ -200,10 +213,6 @@ def main() -> int:
         sandbox.reset()  # an empty ledger again: the raw loop stores the same amount
         sent, raw_s = timed("raw connector.post loop", lambda: raw_send(integration, postings))
         assert sent == args.records, f"the raw loop sent {sent}"
-    finally:
-        sandbox.stop()
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-        teardown_test_environment()
 
     sync_rate = args.records / sync_s
     raw_rate = args.records / raw_s
