@@ -183,6 +183,10 @@ class Row:
         return str(SOURCES.get(code, code))
 
     @property
+    def is_problem(self) -> bool:
+        return self.item.klass in Klass.problems()
+
+    @property
     def is_open(self) -> bool:
         return self.item.resolution == Item.Resolution.NONE
 

@@ -383,7 +383,7 @@ def test_issue15_item3_the_live_part_answers_204_until_progress_then_the_result_
     )
     moved = client.get(url)
     assert moved.status_code == 200
-    assert "2 entries read so far, in 1 requests." in text(moved.content.decode())
+    assert "2 entries read so far; requests made: 1." in text(moved.content.decode())
     assert 'id="announcer"' not in moved.content.decode()  # progress is not announced
     Reconciliation.objects.filter(pk=queued.pk).update(status="queued")
     engine.run(queued.pk)
