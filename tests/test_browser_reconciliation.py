@@ -170,8 +170,9 @@ def test_issue15_item3_an_auditor_runs_and_exports_a_reconciliation_in_english_a
     assert meta["period_start"] == meta["period_end"] == day
     rows = list(csv.DictReader(table.splitlines(), delimiter=";"))
     assert len(rows) == 6
-    assert f"'VH-{org.pk}-=1+1" not in {row["reference"] for row in rows}  # not at the start
-    assert all(not row["reference"].startswith("=") for row in rows)
+    # A formula inside a reference is harmless where it does not start the cell: kept as is.
+    assert f"VH-{org.pk}-=1+1" in {row["reference"] for row in rows}
+    assert all(not value or value[0] not in "=+-@" for row in rows for value in row.values())
 
     # The same page in Norwegian (Bokmål), chosen in the header.
     page.get_by_label("Language").select_option("nb")

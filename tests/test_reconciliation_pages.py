@@ -377,7 +377,10 @@ def test_issue15_item3_the_live_part_answers_204_until_progress_then_the_result_
     poll = re.search(r'id="recon-live"[^>]*hx-get="([^"]+)"', page)
     assert poll, "a running reading is polled"
     url = poll.group(1).replace("&amp;", "&")
-    assert client.get(url).status_code == 204  # nothing moved
+    with CaptureQueriesContext(connection) as unchanged:
+        assert client.get(url).status_code == 204  # nothing moved
+    # The session and user, the organization and the viewer's role, the reading: no render.
+    assert len(unchanged) <= 5, [q["sql"] for q in unchanged]
     Reconciliation.objects.filter(pk=queued.pk).update(
         status="running", entries_read=2, pages_read=1
     )
