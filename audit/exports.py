@@ -65,6 +65,12 @@ def _local_time(value: datetime, zone: tzinfo) -> str:
     return value.astimezone(zone).isoformat()  # ISO 8601 with the offset: the JSON's, exact
 
 
+# The cell writers other exports reuse (reconciliation/exports.py), so every CSV of the
+# application is made formula-safe by this one function.
+text_cell = _text
+decimal_cell = _decimal_comma
+
+
 def excel_time(moment: datetime, zone: tzinfo) -> str:
     """A plain local date and time ("2026-03-02 09:30:05") that Excel reads as a date; an ISO
     stamp with microseconds and an offset stays text there. The JSON keeps ISO, exact."""

@@ -106,5 +106,6 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("audit.urls")),
     path("", include("alerts.urls")),
+    path("", include("reconciliation.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -19,6 +19,7 @@ from tests import (
     routes_ops,
     routes_overview,
     routes_pages,
+    routes_reconciliation,
 )
 from tests.matrix import ATTEMPT, LOGIN, ROLES, Route, allowed_for
 
@@ -100,6 +101,7 @@ MATRIX += (
     + routes_ops.ROUTES
     + routes_overview.ROUTES
     + routes_pages.ROUTES
+    + routes_reconciliation.ROUTES
 )
 
 

@@ -75,6 +75,27 @@ STALE = "stale"
 
 
 @dataclass(frozen=True)
+class Column:
+    """A column that an app above this one adds to the table (the reconciliation's summary),
+    registered from its AppConfig.ready with `add_column`: the layers keep accounting_sync
+    from importing those apps. `cells` reads the shown organizations in a fixed number of
+    queries, however many there are, and returns each one's cell by organization id, as
+    markup in which every value is escaped (a missing id is an empty cell)."""
+
+    key: str
+    label: StrOrPromise
+    cells: Callable[[list[Organization]], dict[int, SafeString]]
+
+
+COLUMNS: list[Column] = []
+
+
+def add_column(column: Column) -> None:
+    if all(known.key != column.key for known in COLUMNS):
+        COLUMNS.append(column)
+
+
+@dataclass(frozen=True)
 class Row:
     """One organization as the overview shows it."""
 
@@ -369,7 +390,7 @@ class RowMarkup:
         '<td><span class="overview-health overview-health-{level}">'
         '<span aria-hidden="true">{icon}</span> {word}</span></td>'
         "<td>{connector}</td><td>{enabled}</td><td>{last_sync}{stale}</td>"
-        '<td class="num">{pending}</td><td class="num">{errors}</td>'
+        '<td class="num">{pending}</td><td class="num">{errors}</td>{extra}'
         '<td><ul class="plain overview-links">'
         '<li><a href="{failed_url}" id="failed-{slug}">{failed_records}{of_org}</a></li>'
         '<li><a href="{audit_url}" id="audit-{slug}">{audit_log}{of_org}</a></li>'
@@ -381,7 +402,9 @@ class RowMarkup:
         '<span aria-hidden="true">⚠ </span>{count}<span class="visually-hidden"> {words}</span></a>'
     )
 
-    def __init__(self) -> None:
+    def __init__(self, extra: list[dict[int, SafeString]] | None = None) -> None:
+        # The added columns' cells (COLUMNS), each by organization id.
+        self.extra = extra or []
         words = {
             "enabled": gettext("Enabled"),
             "disabled": gettext("Disabled"),
@@ -445,6 +468,7 @@ class RowMarkup:
                 audit_log=self.words["audit_log"],
                 api_key=self.words["api_key"],
                 of_org=self.of_org % {"name": name},
+                extra="".join(f"<td>{cells.get(org.pk, '')}</td>" for cells in self.extra),
             )
         )
 
@@ -477,12 +501,15 @@ def _context(request: HttpRequest, now: datetime) -> dict[str, Any]:
     overview = Overview.load(request.user, filters, now)
     wanted = filters.values()
     sort_only = {"sort": wanted["sort"]} if "sort" in wanted else {}
-    markup = RowMarkup()
+    shown = [row.organization for row in overview.rows]
+    markup = RowMarkup([column.cells(shown) for column in COLUMNS])
     return {
         "filters": filters,
         "overview": overview,
         "row_html": [markup(row) for row in overview.rows],
         "headers": headers(filters),
+        "extra_columns": COLUMNS,
+        "column_count": 8 + len(COLUMNS),
         "clear_url": f"{reverse('overview')}?{urlencode(sort_only)}".rstrip("?"),
         "live_url": f"{reverse('overview_live')}?{urlencode({**wanted, 'v': overview.version})}",
     }
