@@ -58,6 +58,10 @@ class Reconciliation(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # The page's list and the overview's "latest reading" per organization.
+            models.Index(fields=["organization", "-created_at", "-id"], name="recon_org_newest"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(period_start__lte=models.F("period_end")),
