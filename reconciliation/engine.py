@@ -158,6 +158,7 @@ class Reading:
             )
         self._correct([item for item in items if item.klass == Klass.THERE_NOT_HERE])
         review_findings(self.organization.pk)
+        Organization.touch(self.organization.pk)  # live pages (the overview) show the result
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -296,6 +297,7 @@ class Reading:
             failure_note=failure_note,
             failure_words=erp_words,
         )
+        Organization.touch(self.organization.pk)
 
 
 def review_findings(organization_id: int) -> None:
