@@ -31,12 +31,19 @@ from integrations.clients import business_central as bc
 from integrations.clients import xledger as xl
 from integrations.clients.base import ConnectorError, Outcome, Posting, Settlement
 from integrations.clients.http import CallFailed, Failure, host_of, redact
+from integrations.clients.reading import day_of
 from integrations.models import CategoryMapping, Integration
 
 TEST_AMOUNT = Decimal("1.00")
 TEST_CURRENCY = "NOK"  # both tenants are Norwegian; Business Central takes its own below
 # Existing journal lines read to settle the filter-case fact without posting.
 EXISTING_LINES = 50
+# Rows a reconciliation check reads per query: enough to show values, cheap on a metered
+# tenant (Xledger bills requests past the monthly allowance).
+SAMPLE = 5
+# A period no ledger holds entries in: a date filter that is applied answers nothing for it.
+FAR_PAST = (date(1900, 1, 1), date(1900, 12, 31))
+NO_ENTRIES = "this connector version does not read entries (reconciliation)"
 
 
 class Verdict(enum.StrEnum):
@@ -304,12 +311,19 @@ def _named(type_ref: dict[str, Any] | None) -> str:
     return str((type_ref or {}).get("name") or "?")
 
 
-def describe_query_field(probe: Probe, field_name: str) -> str:
-    """What the schema says a query field takes and returns, for a refutation's evidence."""
+def _query_fields(probe: Probe) -> list[dict[str, Any]] | None:
+    """The schema's query fields (name, args, type) by introspection; None if not answered."""
     answer = _ask(probe, QUERY_FIELDS, "introspection")
     if answer.failure is not None:
+        return None
+    return ((answer.data.get("__schema") or {}).get("queryType") or {}).get("fields") or []
+
+
+def describe_query_field(probe: Probe, field_name: str) -> str:
+    """What the schema says a query field takes and returns, for a refutation's evidence."""
+    fields = _query_fields(probe)
+    if fields is None:
         return ""
-    fields = ((answer.data.get("__schema") or {}).get("queryType") or {}).get("fields") or []
     found = next((f for f in fields if f.get("name") == field_name), None)
     if found is None:
         return f"the schema has no query field {field_name}"
@@ -494,6 +508,234 @@ def _connector_read(
     return _edges(answer.data, field_name)
 
 
+# --- Xledger: what `entries` (reconciliation, issue 15) reads ---------------------------------
+
+TYPE_FIELD_TYPES = """
+query VerifyFieldTypes($name: String!) {
+  __type(name: $name) { name fields { name type { ...T } } }
+}
+fragment T on __Type { name kind ofType { name kind ofType { name kind ofType { name } } } }
+"""
+
+
+def _field_type(probe: Probe, type_name: str, field_name: str) -> str | None:
+    """The named type of one field of a type by introspection; None if not answered."""
+    answer = _ask(probe, TYPE_FIELD_TYPES, "introspection", {"name": type_name})
+    described = answer.data.get("__type") if answer.failure is None else None
+    for found in (described or {}).get("fields") or []:
+        if found.get("name") == field_name:
+            named = _named(found.get("type"))
+            return named if named != "?" else None
+    return None
+
+
+def node_type(probe: Probe, field_name: str) -> str | None:
+    """The node type of a Relay connection query field (e.g. Transaction for transactions):
+    the query field's type, its `edges`' type, their `node`'s type."""
+    found = next((f for f in _query_fields(probe) or [] if f.get("name") == field_name), None)
+    connection = _named(found.get("type")) if found else "?"
+    edge = _field_type(probe, connection, "edges") if connection != "?" else None
+    return _field_type(probe, edge, "node") if edge else None
+
+
+def _top_level(selection: str) -> list[str]:
+    """The top-level field names of a GraphQL selection ("a b { c } d" → a, b, d)."""
+    names, depth = [], 0
+    for token in selection.replace("{", " { ").replace("}", " } ").split():
+        if token == "{":
+            depth += 1
+        elif token == "}":
+            depth -= 1
+        elif depth == 0:
+            names.append(token)
+    return names
+
+
+def _missing_fields(probe: Probe, field_name: str, selection: str) -> str:
+    """For a refused selection: the node type's real field names and which asked are not."""
+    type_name = node_type(probe, field_name)
+    names = type_fields(probe, type_name) if type_name else None
+    if type_name is None or names is None:
+        return ""
+    words = f"; introspection: {type_name} has {', '.join(names)}"
+    missing = [name for name in _top_level(selection) if name not in names]
+    if missing:
+        words += f"; not among them: {', '.join(missing)}"
+    return words
+
+
+def _day(value: Any) -> date | None:
+    try:
+        return day_of(value)
+    except ValueError:
+        return None
+
+
+def _span(period: tuple[date, date]) -> str:
+    return f"{period[0].isoformat()}..{period[1].isoformat()}"
+
+
+def _shown(value: Any) -> str:
+    """A node's value for evidence: `{code}` objects as their code, long text cut."""
+    if isinstance(value, dict) and set(value) == {"code"}:
+        value = value["code"]
+    return repr(value if not isinstance(value, str) else value[:40])
+
+
+def _xledger_period_nodes(
+    probe: Probe, field_name: str, selection: str, period: tuple[date, date] | None
+) -> list[dict[str, Any]]:
+    """The first page (SAMPLE nodes) of the connector's own reconciliation query, with its
+    posted-date filter for `period`, or without one. Raises CallFailed as the connector does."""
+    query = xl._period_query(field_name, selection, filtered=period is not None)
+    variables: dict[str, Any] = {"first": SAMPLE, "after": None}
+    if period is not None:
+        variables |= {"from": period[0].isoformat(), "to": period[1].isoformat()}
+    answer = _ask(probe, query, f"verify {field_name}", variables)
+    if answer.failure is not None:
+        raise CallFailed(answer.failure)
+    return _edges(answer.data, field_name)
+
+
+def _xledger_entry_fields(probe: Probe, field_name: str) -> Answer:
+    """Shared by the two "fields read by entries" checks: the connector's selection, asked
+    without a filter (so only the selection is tested), SAMPLE nodes kept for the next check."""
+    entry_fields = getattr(probe.connector, "_entry_fields", None)
+    if entry_fields is None:
+        return Verdict.UNKNOWN, NO_ENTRIES
+    selection = str(entry_fields())
+    try:
+        nodes = _xledger_period_nodes(probe, field_name, selection, None)
+    except CallFailed as error:
+        verdict, words = _trial_verdict(error.failure), failure_words(probe, error.failure)
+        if verdict is Verdict.REFUTED:
+            words += _missing_fields(probe, field_name, selection)
+        return verdict, words
+    probe.seen[field_name] = nodes
+    if not nodes:
+        return Verdict.CONFIRMED, (
+            f"accepted ({selection}); the entity has no {field_name} to show their values"
+        )
+    values = ", ".join(f"{name}={_shown(value)}" for name, value in nodes[0].items())
+    return Verdict.CONFIRMED, f"accepted; read {len(nodes)} {field_name}, e.g. {values}"
+
+
+def xledger_transaction_fields(probe: Probe) -> Answer:
+    """`transactions` nodes have the fields `entries` selects: extIdentifier, trRegNumber,
+    account {code}, amount, currency, postedDate, glObjectN {code} (unconfirmed).
+
+    Source: docs/erp/xledger.md, "Reading entries": a public client (grasp-labs,
+    transactions/read/metadata.json) reads accountDbId, glObject1DbId…, currency_dbId and
+    header { postedDate } instead. A refusal shows the real field names by introspection.
+    """
+    return _xledger_entry_fields(probe, "transactions")
+
+
+def xledger_import_item_fields(probe: Probe) -> Answer:
+    """`glImportItems` nodes have the fields `entries` selects (unconfirmed, as for
+    transactions; the input side of these fields is what addGLImportItems takes).
+
+    Source: docs/erp/xledger.md, "Reading entries".
+    """
+    return _xledger_entry_fields(probe, "glImportItems")
+
+
+def _xledger_date_filter(probe: Probe, field_name: str) -> Answer:
+    """Shared by the two posted-date checks: accepted, and applied both ways (a far-past
+    period answers nothing; the day of a node read before answers that day's nodes only)."""
+    entry_fields = getattr(probe.connector, "_entry_fields", None)
+    if entry_fields is None:
+        return Verdict.UNKNOWN, NO_ENTRIES
+    seen: list[dict[str, Any]] | None = probe.seen.get(field_name)
+    # With the connector's selection refused (the check before), dbId alone still tests
+    # the filter.
+    selection = str(entry_fields()) if seen is not None else "dbId"
+    try:
+        past = _xledger_period_nodes(probe, field_name, selection, FAR_PAST)
+    except CallFailed as error:
+        return _date_filter_refusal(probe, error.failure, field_name)
+    if past:
+        dates = ", ".join(sorted({str(n.get("postedDate")) for n in past})[:3])
+        return Verdict.REFUTED, (
+            f"accepted but not applied: {_span(FAR_PAST)} answered {len(past)} {field_name}"
+            + (f" posted {dates}" if "postedDate" in past[0] else "")
+        )
+    far = f"{_span(FAR_PAST)} answered 0 {field_name}"
+    dated = next((n for n in seen or [] if _day(n.get("postedDate"))), None)
+    if dated is None:
+        why = (
+            "the connector's fields were refused (see above)"
+            if seen is None
+            else f"the entity has no {field_name}"
+            if not seen
+            else f"the {field_name} read have no postedDate"
+        )
+        return Verdict.CONFIRMED, (
+            f"accepted; {far}; whether it keeps a day's {field_name} is not shown: {why}"
+        )
+    return _xledger_day_kept(probe, field_name, selection, dated, far)
+
+
+def _xledger_day_kept(
+    probe: Probe, field_name: str, selection: str, dated: dict[str, Any], far: str
+) -> Answer:
+    day = _day(dated["postedDate"])
+    assert day is not None  # chosen for it
+    inside = _xledger_period_nodes(probe, field_name, selection, (day, day))
+    if not inside:
+        return Verdict.REFUTED, (
+            f"accepted but it keeps nothing: {_span((day, day))} answered 0 {field_name}, "
+            f"although {dated.get('dbId')} is posted {dated['postedDate']!r}: entries would "
+            "miss every entry"
+        )
+    others = sorted({str(n.get("postedDate")) for n in inside if _day(n.get("postedDate")) != day})
+    if others:
+        return Verdict.REFUTED, (
+            f"accepted but not applied: {_span((day, day))} answered {field_name} posted "
+            + ", ".join(others[:3])
+        )
+    return Verdict.CONFIRMED, (
+        f"accepted and applied: {far}; {_span((day, day))} answered {len(inside)}, "
+        "all posted that day"
+    )
+
+
+def _date_filter_refusal(probe: Probe, failure: Failure, field_name: str) -> Answer:
+    """Refused: the schema's filter fields, and whether entries' fallback takes it so."""
+    verdict, words = _refusal(probe, failure, field_name)
+    if verdict is Verdict.REFUTED:
+        if xl._filter_refused(failure, xl.DATE_FILTER_FIELDS):
+            words += (
+                f"; entries reads every {field_name} instead and keeps the period itself "
+                "(correct, but each reading costs more requests)"
+            )
+        else:
+            words += (
+                "; entries does not take this answer for a refused filter and fails instead "
+                "of reading everything"
+            )
+    return verdict, words
+
+
+def xledger_transactions_dates(probe: Probe) -> Answer:
+    """`transactions(filter: {postedDate_gte, postedDate_lte})` is accepted and applied
+    (unconfirmed; sandbox assumption xledger_posted_date_filter).
+
+    The query asked is the connector's own (`_period_query`). Source: docs/erp/xledger.md,
+    "Reading entries" (the documented suffix style; no public query shows these two).
+    """
+    return _xledger_date_filter(probe, "transactions")
+
+
+def xledger_import_items_dates(probe: Probe) -> Answer:
+    """`glImportItems(filter: {postedDate_gte, postedDate_lte})` is accepted and applied
+    (unconfirmed; sandbox assumption xledger_posted_date_filter).
+
+    Source: docs/erp/xledger.md, "Reading entries".
+    """
+    return _xledger_date_filter(probe, "glImportItems")
+
+
 XLEDGER_CHECKS: list[tuple[str, Callable[[Probe], Answer]]] = [
     ("token works (accounts readable)", xledger_token),
     ("pageInfo endCursor", xledger_end_cursor),
@@ -501,6 +743,10 @@ XLEDGER_CHECKS: list[tuple[str, Callable[[Probe], Answer]]] = [
     ("glImportItems extIdentifier_in", xledger_gl_import_items_filter),
     ("transactions extIdentifier_in", xledger_transactions_filter),
     ("glImportItemErrors transactionDbId errorLevel message", xledger_import_item_errors),
+    ("transactions fields read by entries", xledger_transaction_fields),
+    ("transactions postedDate_gte postedDate_lte", xledger_transactions_dates),
+    ("glImportItems fields read by entries", xledger_import_item_fields),
+    ("glImportItems postedDate_gte postedDate_lte", xledger_import_items_dates),
 ]
 
 XLEDGER_WARNING = (
@@ -820,6 +1066,153 @@ def bc_manual_nos(probe: Probe) -> Answer:
     return Verdict.UNKNOWN, MANUAL_NOS.format(journal=probe.integration.journal_code or "(none)")
 
 
+# --- Business Central: what `entries` (reconciliation, issue 15) reads ---------------------
+
+
+def _first_page(probe: Probe, path: str, query: str) -> list[dict[str, Any]]:
+    """One page of at most SAMPLE rows, through the connector's own paging call."""
+    return next(iter(probe.connector._pages(path, query, SAMPLE)), [])
+
+
+def _bc_period_rows(
+    probe: Probe, path: str, period: tuple[date, date], prefix: str
+) -> list[dict[str, Any]]:
+    """The first page of the connector's own reconciliation query (`_period_query`)."""
+    return _first_page(probe, path, probe.connector._period_query(*period, prefix))
+
+
+def _bc_read_refused(probe: Probe, error: CallFailed) -> Answer:
+    failure = error.failure
+    verdict = Verdict.REFUTED if failure.outcome is Outcome.PERMANENT else Verdict.UNKNOWN
+    return verdict, failure_words(probe, error)
+
+
+def _journal_lines_path(probe: Probe) -> str:
+    connector = probe.connector
+    return f"{connector._company_path}/journals({connector._journal()})/journalLines"
+
+
+def _bc_period_filter(probe: Probe, path: str, rows_are: str) -> Answer:
+    """Shared by the two `$filter` checks: the connector's query is accepted, and applied
+    to both halves (a prefix nobody has and a far-past period answer nothing; an existing
+    row's own document number and day answer it)."""
+    if not hasattr(probe.connector, "_period_query"):
+        return Verdict.UNKNOWN, NO_ENTRIES
+    absent = f"{probe.reference}-ABSENT"
+    try:
+        sample = _first_page(probe, path, f"$top={SAMPLE}")
+        row = next(
+            (r for r in sample if r.get("documentNumber") and _day(r.get("postingDate"))), None
+        )
+        if row is None:
+            found = _bc_period_rows(probe, path, FAR_PAST, absent)
+            if found:
+                return Verdict.REFUTED, (
+                    f"accepted but not applied: the prefix {absent} in {_span(FAR_PAST)} "
+                    f"answered {len(found)} row(s)"
+                )
+            return Verdict.CONFIRMED, f"accepted; there are no {rows_are} to show it is applied"
+        return _bc_applied(probe, path, rows_are, row, absent)
+    except CallFailed as error:
+        return _bc_read_refused(probe, error)
+
+
+def _bc_applied(probe: Probe, path: str, rows_are: str, row: dict[str, Any], absent: str) -> Answer:
+    document = str(row["documentNumber"]).upper()
+    day = _day(row["postingDate"])
+    assert day is not None  # chosen for it
+    own = _bc_period_rows(probe, path, (day, day), document)
+    asked = f"startswith '{document}' on {day.isoformat()}"
+    if not own:
+        return Verdict.REFUTED, (
+            f"accepted but it keeps nothing: {asked} answered 0 {rows_are}, although one of "
+            "them is stored so: entries would miss every entry"
+        )
+    strays = [
+        f"{r.get('documentNumber')} {r.get('postingDate')}"
+        for r in own
+        if not str(r.get("documentNumber", "")).upper().startswith(document)
+        or _day(r.get("postingDate")) != day
+    ]
+    if strays:
+        return (
+            Verdict.REFUTED,
+            f"accepted but not applied: {asked} answered {', '.join(strays[:3])}",
+        )
+    other_prefix = _bc_period_rows(probe, path, (day, day), absent)
+    other_days = _bc_period_rows(probe, path, FAR_PAST, document)
+    if other_prefix or other_days:
+        half = "the prefix" if other_prefix else "the period"
+        return Verdict.REFUTED, (
+            f"accepted but {half} is not applied: "
+            + (f"the prefix {absent}" if other_prefix else f"{_span(FAR_PAST)}")
+            + f" answered {len(other_prefix or other_days)} row(s)"
+        )
+    return Verdict.CONFIRMED, (
+        f"accepted and applied: {asked} answered {len(own)} row(s); the prefix "
+        f"{absent} on that day and {_span(FAR_PAST)} answered 0"
+    )
+
+
+def bc_journal_lines_filter(probe: Probe) -> Answer:
+    """`journalLines?$filter=startswith(documentNumber,'…') and postingDate ge … and
+    postingDate le …` is accepted and applied (documented).
+
+    The query asked is the connector's own (`_period_query`, with its `$expand`). Source:
+    webservices use-filter-expressions-in-odata-uris.md (startswith, ge, le);
+    docs/erp/business-central.md, "Reading entries".
+    """
+    return _bc_period_filter(probe, _journal_lines_path(probe), "journal lines")
+
+
+def bc_ledger_entries_filter(probe: Probe) -> Answer:
+    """The same `$filter` on `generalLedgerEntries` is accepted and applied (documented).
+
+    Source: as for journal lines; Microsoft's consolidation reads generalLedgerEntries so
+    (BCApps, "Import Consolidation from API").
+    """
+    path = f"{probe.connector._company_path}/generalLedgerEntries"
+    return _bc_period_filter(probe, path, "G/L entries")
+
+
+def bc_dimension_expand(probe: Probe) -> Answer:
+    """`$expand=dimensionSetLines` is accepted on journalLines and generalLedgerEntries and
+    brings each row's dimension set lines (documented).
+
+    Source: api-reference dynamics_journalline.md and dynamics_generalledgerentry.md
+    (navigation property dimensionSetLines); docs/erp/business-central.md, "Reading entries".
+    """
+    if not hasattr(probe.connector, "_period_query"):
+        return Verdict.UNKNOWN, NO_ENTRIES
+    said = []
+    paths = (
+        ("journalLines", _journal_lines_path(probe)),
+        ("generalLedgerEntries", f"{probe.connector._company_path}/generalLedgerEntries"),
+    )
+    for name, path in paths:
+        try:
+            rows = _first_page(probe, path, f"$top={SAMPLE}&$expand={bc.DIMENSIONS}")
+        except CallFailed as error:
+            verdict, words = _bc_read_refused(probe, error)
+            return verdict, f"{name}: {words}"
+        without = [r for r in rows if not isinstance(r.get(bc.DIMENSIONS), list)]
+        if without:
+            return Verdict.REFUTED, (
+                f"{name}: accepted, but {len(without)} of {len(rows)} row(s) carry no "
+                f"{bc.DIMENSIONS}"
+            )
+        said.append(f"{name}: {_expanded(rows)}")
+    return Verdict.CONFIRMED, "; ".join(said)
+
+
+def _expanded(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "accepted, no rows to show it"
+    lines = [line for row in rows for line in row[bc.DIMENSIONS] if isinstance(line, dict)]
+    example = next((f", e.g. {line.get('code')}={line.get('valueCode')}" for line in lines), "")
+    return f"{len(rows)} row(s) with {bc.DIMENSIONS} ({len(lines)} line(s){example})"
+
+
 BC_CHECKS: list[tuple[str, Callable[[Probe], Answer]]] = [
     ("token issued", bc_token),
     ("application enabled in Business Central (API answers)", bc_app_enabled),
@@ -830,6 +1223,12 @@ BC_CHECKS: list[tuple[str, Callable[[Probe], Answer]]] = [
     ("cost-center dimension exists", bc_dimension),
     (FILTER_CASE, bc_filter_case),
     ("journal number series allows manual numbers", bc_manual_nos),
+    ("journalLines startswith(documentNumber) and postingDate ge/le", bc_journal_lines_filter),
+    (
+        "generalLedgerEntries startswith(documentNumber) and postingDate ge/le",
+        bc_ledger_entries_filter,
+    ),
+    ("$expand=dimensionSetLines on journalLines and generalLedgerEntries", bc_dimension_expand),
 ]
 
 

@@ -88,6 +88,11 @@ XLEDGER_CHECKS = (
     "glImportItems extIdentifier_in",
     "transactions extIdentifier_in",
     "glImportItemErrors transactionDbId errorLevel message",
+    # What reconciliation reads (issue 15; tests/test_verify_erp_entries.py).
+    "transactions fields read by entries",
+    "transactions postedDate_gte postedDate_lte",
+    "glImportItems fields read by entries",
+    "glImportItems postedDate_gte postedDate_lte",
 )
 BC_CHECKS = (
     "token issued",
@@ -99,6 +104,10 @@ BC_CHECKS = (
     "cost-center dimension exists",
     "externalDocumentNumber filter with a lower-case literal",
     "journal number series allows manual numbers",
+    # What reconciliation reads (issue 15; tests/test_verify_erp_entries.py).
+    "journalLines startswith(documentNumber) and postingDate ge/le",
+    "generalLedgerEntries startswith(documentNumber) and postingDate ge/le",
+    "$expand=dimensionSetLines on journalLines and generalLedgerEntries",
 )
 FILTER_CASE = "externalDocumentNumber filter with a lower-case literal"
 
