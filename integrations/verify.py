@@ -647,7 +647,7 @@ def _xledger_date_filter(probe: Probe, field_name: str) -> Answer:
     if entry_fields is None:
         return Verdict.UNKNOWN, NO_ENTRIES
     seen: list[dict[str, Any]] | None = probe.seen.get(field_name)
-    # With the connector's selection refused (the check before), dbId alone still tests
+    # With the connector's selection not read (the check before), dbId alone still tests
     # the filter.
     selection = str(entry_fields()) if seen is not None else "dbId"
     try:
@@ -664,7 +664,7 @@ def _xledger_date_filter(probe: Probe, field_name: str) -> Answer:
     dated = next((n for n in seen or [] if _day(n.get("postedDate"))), None)
     if dated is None:
         why = (
-            "the connector's fields were refused (see above)"
+            "the connector's fields were not read (see the check above)"
             if seen is None
             else f"the entity has no {field_name}"
             if not seen
