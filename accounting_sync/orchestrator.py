@@ -449,7 +449,7 @@ class Orchestrator:
         thousands of rows just written are not read back whole. A row changed since is
         read again.
         """
-        awaiting = FinancialRecord.objects.awaiting().filter(pk__in=[r.pk for r in records])
+        awaiting = bulk.with_ids(FinancialRecord.objects.awaiting(), [r.pk for r in records])
         stored = {
             pk: written
             for pk, *written in awaiting.values_list("pk", "erp_document_id", "updated_at")
@@ -487,11 +487,12 @@ class Orchestrator:
                 # Refused, or posted after an earlier run sent it: written down as evidence.
                 written.append((record, self._settled(record, settled)))
         now = timezone.now()
-        FinancialRecord.objects.awaiting().filter(pk__in=[r.pk for r in waiting]).update(
+        awaiting_now = FinancialRecord.objects.awaiting()
+        bulk.with_ids(awaiting_now, [r.pk for r in waiting]).update(
             next_retry_at=self._next_check(now)
         )
         if quiet:
-            FinancialRecord.objects.awaiting().filter(pk__in=[r.pk for r in quiet]).update(
+            bulk.with_ids(awaiting_now, [r.pk for r in quiet]).update(
                 state=State.SYNCED, synced_at=now, next_retry_at=None
             )
             Organization.touch(self.run.organization_id)

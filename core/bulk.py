@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connections, models
+from django.db.models.expressions import RawSQL
 
 # Plain JSON values pass as they are; these become their text form, which PostgreSQL's
 # input function for the column reads back as the same value.
@@ -209,3 +210,20 @@ def _prepared(field: models.Field, value: Any, connection) -> Any:
             raise _Unsupported  # the session's time zone would decide what it means
         return value.isoformat() if isinstance(value, datetime | date | time) else str(value)
     raise _Unsupported
+
+
+def with_ids(queryset: models.QuerySet, ids: Sequence[int]) -> models.QuerySet:
+    """`queryset.filter(pk__in=ids)` for thousands of integer ids.
+
+    On PostgreSQL the ids travel as one array parameter: as a list of placeholders, each
+    quoted in Python and matched in a query text thousands of parameters long, they cost
+    more than the query itself. Elsewhere, the plain filter.
+    """
+    if not ids:
+        return queryset.none()  # as filter(pk__in=[]): no query at all
+    connection = connections[queryset.db]
+    pk = queryset.model._meta.pk
+    assert pk is not None
+    if connection.vendor != "postgresql" or pk.get_internal_type() not in _INTEGER_TYPES:
+        return queryset.filter(pk__in=ids)
+    return queryset.filter(pk__in=RawSQL("SELECT unnest(%s::bigint[])", [list(ids)]))

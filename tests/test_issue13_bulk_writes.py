@@ -141,3 +141,15 @@ def test_issue13_item7_a_batch_is_written_in_a_handful_of_queries(org, erp_sandb
     batch = [s.split(" ")[0] for s in sql[marked[0] : marked[1]]]
     statements = [s for s in batch if s not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")]
     assert len(statements) <= 8, [s[:100] for s in sql[marked[0] : marked[1]]]
+
+
+def test_issue13_item7_thousands_of_ids_select_and_update_as_a_plain_filter(org) -> None:
+    records = make_records(org, 30)
+    wanted = [record.pk for record in records[::3]] + [10**9]  # and one that does not exist
+    among = bulk.with_ids(FinancialRecord.objects.all(), wanted)
+    assert sorted(among.values_list("pk", flat=True)) == sorted(wanted[:-1])
+    assert among.update(state=State.SENDING) == 10
+    assert FinancialRecord.objects.filter(state=State.SENDING).count() == 10
+    with CaptureQueriesContext(connection) as queries:
+        assert bulk.with_ids(FinancialRecord.objects.all(), []).update(state=State.FAILED) == 0
+    assert not queries.captured_queries
