@@ -28,12 +28,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max
+from django.db.models import Exists, F, Max
 from django.utils import timezone
 
 from accounting_sync.models import ErrorClass, FinancialRecord, SyncEvent, SyncLog, SyncRun
 from accounting_sync.outcomes import RunDetail, SkipReason
-from core import events, logcontext
+from core import bulk, events, logcontext
 from integrations.clients.base import (
     Connector,
     ConnectorError,
@@ -67,6 +67,21 @@ LOOKUP_FAILURES_IN_A_ROW = 2
 # Lookup errors after which no further lookup is tried in the run: more calls cannot
 # help (credentials) or would only add to what the ERP asked us to slow down from.
 LOOKUP_STOPPERS = {Outcome.AUTHENTICATION, Outcome.RATE_LIMITED}
+# What writing a batch's results changes on its records (`_apply`): on a success, and on
+# anything else (which may also spend a retry).
+SYNCED_FIELDS = (
+    "state",
+    "synced_at",
+    "last_error",
+    "last_note",
+    "next_retry_at",
+    "needs_lookup",
+    "lookup_failures",
+    "erp_document_id",
+    "claimed_by",
+    "updated_at",
+)
+OTHER_FIELDS = (*SYNCED_FIELDS, "retry_count")
 
 
 class RunAlreadyGoing(Exception):
@@ -152,7 +167,8 @@ def _heartbeat(run_id: int) -> Iterator[None]:
     batch on its way to the ERP, which the next run's lookup would not find yet and send
     again. So on PostgreSQL the thread's session also holds the run's advisory lock until
     the run ends; it goes when the process or its connection dies, and the sweep closes
-    only runs whose lock it can take (`_worker_gone`).
+    only runs whose lock it can take (`_worker_gone`). A worker that is alive but whose run
+    was closed still sends nothing more (`_progress` with `in_flight_done`).
     """
     stop = threading.Event()
     locked = threading.Event()
@@ -481,8 +497,28 @@ class Orchestrator:
         return list(due.filter(organization=self.organization).order_by("pk"))
 
     def _awaiting_among(self, records: list[FinancialRecord]) -> list[FinancialRecord]:
-        awaiting = FinancialRecord.objects.awaiting()
-        return list(awaiting.filter(pk__in=[record.pk for record in records]).order_by("pk"))
+        """Those of `records` that are awaiting their import, in order.
+
+        The database says which; the instances are the run's own where the row is still as
+        this run wrote it (awaiting, the same ERP id, the same time of change), so that
+        thousands of rows just written are not read back whole. A row changed since is
+        read again.
+        """
+        awaiting = bulk.with_ids(FinancialRecord.objects.awaiting(), [r.pk for r in records])
+        stored = {
+            pk: written
+            for pk, *written in awaiting.values_list("pk", "erp_document_id", "updated_at")
+        }
+        held = [r for r in records if r.pk in stored]
+        changed = {
+            r.pk
+            for r in held
+            if r.state != State.AWAITING or stored[r.pk] != [r.erp_document_id, r.updated_at]
+        }
+        if not changed:
+            return held
+        again = FinancialRecord.objects.in_bulk(list(changed))
+        return [again.get(r.pk, r) if r.pk in changed else r for r in held]
 
     def _settle(self, connector: Connector, awaiting: list[FinancialRecord]) -> None:
         """Ask the ERP what became of records it accepted: posted, rejected, or not yet."""
@@ -506,11 +542,12 @@ class Orchestrator:
                 # Refused, or posted after an earlier run sent it: written down as evidence.
                 written.append((record, self._settled(record, settled)))
         now = timezone.now()
-        FinancialRecord.objects.awaiting().filter(pk__in=[r.pk for r in waiting]).update(
+        awaiting_now = FinancialRecord.objects.awaiting()
+        bulk.with_ids(awaiting_now, [r.pk for r in waiting]).update(
             next_retry_at=self._next_check(now)
         )
         if quiet:
-            FinancialRecord.objects.awaiting().filter(pk__in=[r.pk for r in quiet]).update(
+            bulk.with_ids(awaiting_now, [r.pk for r in quiet]).update(
                 state=State.SYNCED, synced_at=now, next_retry_at=None
             )
             Organization.touch(self.run.organization_id)
@@ -559,17 +596,19 @@ class Orchestrator:
     def _send_all(self, connector: Connector, records: list[FinancialRecord]) -> None:
         batches = list(chunks(records, connector.batch_size))
         for index, batch in enumerate(batches):
-            if not self._still_running():
-                self.stop_reason = (RunDetail.CLOSED_BY_SWEEP, {})
-                return
-            if not self._still_enabled():
-                left = sum(len(rest) for rest in batches[index:])
-                self._release(State.PENDING)
-                self.stop_reason = (RunDetail.DISABLED_DURING_RUN, {"left": left})
-                return
-            if not self._mark_in_flight(batch):
-                self.stop_reason = (RunDetail.CLOSED_BY_SWEEP, {})
-                return
+            # One UPDATE when all is well; the checks one by one only to say why not.
+            if not self._mark_in_flight(batch, if_enabled=True):
+                if not self._still_running():
+                    self.stop_reason = (RunDetail.CLOSED_BY_SWEEP, {})
+                    return
+                if not self._still_enabled():
+                    left = sum(len(rest) for rest in batches[index:])
+                    self._release(State.PENDING)
+                    self.stop_reason = (RunDetail.DISABLED_DURING_RUN, {"left": left})
+                    return
+                if not self._mark_in_flight(batch):
+                    self.stop_reason = (RunDetail.CLOSED_BY_SWEEP, {})
+                    return
             results = self._send(connector, batch)
             self._write_results(list(zip(batch, results, strict=True)))
             if any(result.outcome == Outcome.AUTHENTICATION for result in results):
@@ -593,17 +632,20 @@ class Orchestrator:
                 events.event_recorded.send(sender=SyncEvent, event=event)
                 return
 
-    def _mark_in_flight(self, batch: list[FinancialRecord]) -> bool:
+    def _mark_in_flight(self, batch: list[FinancialRecord], if_enabled: bool = False) -> bool:
         """Say which records are about to be posted, so that if the worker dies only these
-        are looked up. False when the sweep has closed the run: then nothing may be sent.
+        are looked up. False when the sweep has closed the run: then nothing may be sent
+        (nor, `if_enabled`, when the integration was disabled).
 
         One conditional UPDATE of the run's row: the sweep updates that row first, so
         either it sees this batch in flight or this finds the run closed.
         """
+        running = SyncRun.objects.filter(pk=self.run.pk, status=SyncRun.Status.RUNNING)
+        if if_enabled:
+            enabled = Integration.objects.filter(pk=self.integration.pk, enabled=True)
+            running = running.filter(Exists(enabled))
         return bool(
-            SyncRun.objects.filter(pk=self.run.pk, status=SyncRun.Status.RUNNING).update(
-                in_flight=[record.pk for record in batch], heartbeat_at=timezone.now()
-            )
+            running.update(in_flight=[record.pk for record in batch], heartbeat_at=timezone.now())
         )
 
     def _send(self, connector: Connector, batch: list[FinancialRecord]) -> list[PostResult]:
@@ -689,12 +731,13 @@ class Orchestrator:
         others = [record for record, result in pairs if result.outcome != Outcome.SUCCEEDED]
         with transaction.atomic():
             SyncLog.objects.bulk_create(logs)  # an attempt happened: the log always says so
-            if not self._holding_run():
+            # Written: nothing of this run is in flight any more.
+            if not self._progress(**counts, in_flight_done=True):
                 # The sweep closed this run as dead while it waited on the ERP, and its
                 # records are marked for lookup: leave them so. The next run finds what
                 # this call posted, instead of this run overwriting another run's claim.
                 return
-            if synced:
+            if synced and not bulk.update(FinancialRecord, synced, SYNCED_FIELDS, "default"):
                 FinancialRecord.objects.filter(pk__in=[record.pk for record in synced]).update(
                     state=State.AWAITING if awaiting else State.SYNCED,
                     synced_at=None if awaiting else now,
@@ -707,26 +750,8 @@ class Orchestrator:
                     updated_at=now,
                 )
                 FinancialRecord.objects.bulk_update(synced, ["erp_document_id"])
-            if others:
-                FinancialRecord.objects.bulk_update(
-                    others,
-                    [
-                        "state",
-                        "retry_count",
-                        "last_error",
-                        "last_note",
-                        "next_retry_at",
-                        "needs_lookup",
-                        "lookup_failures",
-                        "erp_document_id",
-                        "synced_at",
-                        "claimed_by",
-                        "updated_at",
-                    ],
-                )
-            self._progress(**counts)
-            # Written: nothing of this run is in flight any more.
-            SyncRun.objects.filter(pk=self.run.pk).update(in_flight=[])
+            if others and not bulk.update(FinancialRecord, others, OTHER_FIELDS, "default"):
+                FinancialRecord.objects.bulk_update(others, OTHER_FIELDS)
         # S7.1, S7.2; the receivers never raise.
         events.attempts_recorded.send(
             sender=SyncLog, organization_id=self.organization.pk, attempts=logs
@@ -740,10 +765,12 @@ class Orchestrator:
             Outcome.UNCERTAIN: SyncLog.Status.UNCERTAIN,
         }.get(result.outcome, SyncLog.Status.FAILED)
         succeeded = result.outcome == Outcome.SUCCEEDED
+        # Ids, not instances: what reads the row (the chain, the signal's receivers) needs
+        # no more, and setting related instances is most of the cost of building one.
         return SyncLog(
-            run=self.run,
-            record=record,
-            organization=self.organization,
+            run_id=self.run.pk,
+            record_id=record.pk,
+            organization_id=self.organization.pk,
             connector=self.run.connector,
             trigger=self.run.trigger,
             attempt_number=before.get("last_number", 0) + 1,
@@ -846,29 +873,45 @@ class Orchestrator:
         self.settled[counter] += 1
         return {"failed": 1} if counter == "failed" else {"posted": 1}
 
-    def _progress(self, sent: int = 0, failed: int = 0, skipped: int = 0, posted: int = 0) -> None:
-        self.counts.update(sent=sent, failed=failed, skipped=skipped)
-        SyncRun.objects.filter(pk=self.run.pk).update(
+    def _progress(
+        self,
+        sent: int = 0,
+        failed: int = 0,
+        skipped: int = 0,
+        posted: int = 0,
+        in_flight_done: bool = False,
+    ) -> bool:
+        """Add to the run's live counters; with `in_flight_done`, also say that nothing is
+        in flight any more, and only while the run still holds its records: False when the
+        sweep has closed it, and then nothing is changed.
+
+        That conditional UPDATE is also what holds the run: it locks the run's row until
+        the caller's transaction ends, so the sweep, which updates that row first, cannot
+        close the run and hand its records back in between.
+        """
+        run = SyncRun.objects.filter(pk=self.run.pk)
+        changes: dict[str, Any] = {}
+        if in_flight_done:
+            run = run.filter(status=SyncRun.Status.RUNNING)
+            changes["in_flight"] = []
+        if not run.update(
             done=F("done") + sent + failed + skipped + posted,
             sent=F("sent") + sent,
             failed=F("failed") + failed,
             skipped=F("skipped") + skipped,
             heartbeat_at=timezone.now(),
-        )
+            **changes,
+        ):
+            return False
+        self.counts.update(sent=sent, failed=failed, skipped=skipped)
         Organization.touch(self.run.organization_id)
+        return True
 
     def _beat(self) -> None:
         SyncRun.objects.filter(pk=self.run.pk).update(heartbeat_at=timezone.now())
 
     def _still_running(self) -> bool:
         return SyncRun.objects.filter(pk=self.run.pk, status=SyncRun.Status.RUNNING).exists()
-
-    def _holding_run(self) -> bool:
-        """Still running, and the sweep kept from closing it until this transaction ends."""
-        running = SyncRun.objects.select_for_update().filter(
-            pk=self.run.pk, status=SyncRun.Status.RUNNING
-        )
-        return bool(list(running.values_list("pk", flat=True)))
 
     def _still_enabled(self) -> bool:
         return Integration.objects.filter(pk=self.integration.pk, enabled=True).exists()

@@ -20,6 +20,8 @@ from typing import Any, ClassVar, cast
 from django.db import models, transaction
 from django.utils import timezone
 
+from core import bulk
+
 GENESIS = "0" * 64
 CHUNK = 5000  # rows fetched at a time while walking a chain
 
@@ -32,14 +34,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# The canonical form: what json.dumps(..., sort_keys=True, ensure_ascii=False,
+# separators=(",", ":"), default=str) writes, with the encoder built once, not per row.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
+).encode
+
+
 def digest(prev_hash: str, content: dict[str, Any]) -> str:
-    canonical = json.dumps(
-        {key: _plain(value) for key, value in content.items()},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-        default=str,
-    )
+    canonical = _CANONICAL({key: _plain(value) for key, value in content.items()})
     return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
 
 
@@ -68,9 +71,13 @@ class ChainedQuerySet(models.QuerySet["ChainedModel"]):
 
     def bulk_create(self, objs: Iterable[ChainedModel], *args, **kwargs):
         rows = list(objs)
-        with transaction.atomic():
+        # No savepoint of its own (as Django's bulk_create): a failed append fails the
+        # caller's transaction.
+        with transaction.atomic(using=self.db, savepoint=False):
             _lock_chains(self.model, {row.organization_id for row in rows})
             self._link(rows)
+            if not args and not kwargs and bulk.insert(self.model, rows, self.db):
+                return rows
             # django-stubs leaves _Model unsolved on super() in a QuerySet subclass.
             return super().bulk_create(rows, *args, **kwargs)  # type: ignore[arg-type]
 
