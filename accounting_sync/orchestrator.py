@@ -266,6 +266,11 @@ def recover_stale_runs(now=None) -> list[SyncRun]:
             ):
                 continue
             looked_up, returned = hand_back(run.pk, now)
+            # What it sent to an ERP that settles later it would have asked about at the
+            # end of its turn: the next run asks at once, not SYNC_IMPORT_CHECK_SECONDS on.
+            FinancialRecord.objects.awaiting().filter(
+                organization_id=run.organization_id, attempts__run=run.pk
+            ).update(next_retry_at=now)
             SyncEvent.objects.create(
                 organization_id=run.organization_id,
                 run=run,

@@ -42,6 +42,20 @@ from accounting_sync.models import FinancialRecord, SyncRun
 from accounting_sync.orchestrator import start_run
 
 
+def runs_since(start) -> list[str]:
+    """Each run of the bench: trigger, status, when it started and ended, its counts."""
+    lines = []
+    for run in SyncRun.objects.order_by("pk"):
+        began = (run.started_at - start).total_seconds()
+        ended = (run.finished_at - start).total_seconds() if run.finished_at else None
+        lines.append(
+            f"    run {run.pk} {run.trigger} {run.status} {run.error_class or ''} "
+            f"{began:.1f}-{ended or 0:.1f} s: {run.sent} sent, {run.failed} failed of "
+            f"{run.total}"
+        )
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=3000)
@@ -72,7 +86,8 @@ def main() -> int:
             run = start_run(organization, SyncRun.Trigger.MANUAL)
             tasks.run_sync.delay(run.pk)
             deadline = time.monotonic() + 120
-            while SyncRun.objects.get(pk=run.pk).done < args.records // 3:
+            # Past a third, so in a turn (a turn ends after 1,000 of them), not between two.
+            while SyncRun.objects.get(pk=run.pk).done <= args.records // 3:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the run did not get a third through in 120 s")
                 time.sleep(0.05)
@@ -102,6 +117,8 @@ def main() -> int:
             workers.stop()
         duplicated, missing = exactly_once(sandbox)
         requests = sandbox.requests()["xledger"]
+        for line in runs_since(run.started_at):
+            say(line)
     say(
         f"  the dead run closed {closed_after:.1f} s after the kill; every record synced "
         f"{recovered:.1f} s after it; {duplicated} duplicated, {missing} synced but not in "

@@ -296,3 +296,33 @@ def test_issue13_item9_a_turn_of_a_scheduled_run_keeps_its_retries(
     assert [(name, args, options["retries"]) for name, args, options in sent] == [
         (tasks.scheduled_sync.name, (org.pk,), 2)
     ]
+
+
+def test_issue13_item5_what_a_dead_run_left_awaiting_import_is_asked_about_by_the_next_run(
+    org: Organization, erp_sandbox: SandboxProcess, settings
+) -> None:
+    """Xledger: a run sends, then its worker dies before asking about the import. The run
+    that takes over asks at once, not SYNC_IMPORT_CHECK_SECONDS later."""
+    from accounting_sync.orchestrator import Orchestrator
+
+    configure(org, erp_sandbox)
+    records = make_records(org, 3)
+    run = start_run(org, SyncRun.Trigger.MANUAL)
+    orchestrator = Orchestrator(SyncRun.objects.get(pk=run.pk))
+    orchestrator.settles_later = True
+    claimed = orchestrator._claim()
+    orchestrator.mappings = {m.category: m for m in orchestrator.integration.mappings.all()}
+    assert orchestrator._mark_in_flight(claimed)
+    connector = orchestrator.integration.build_connector()
+    results = connector.post([orchestrator._posting(record) for record in claimed])
+    orchestrator._write_results(list(zip(claimed, results, strict=True)))
+    assert states(org) == {State.AWAITING: 3}
+    old = timezone.now() - timedelta(seconds=settings.SYNC_STALE_AFTER_SECONDS + 60)
+    SyncRun.objects.filter(pk=run.pk).update(worker="dead@host", heartbeat_at=old)
+
+    [closed] = recover_stale_runs()
+    assert FinancialRecord.objects.awaiting().filter(next_retry_at__lte=timezone.now()).count() == 3
+    tasks.run_sync(tasks.start_run(org, SyncRun.Trigger.RETRY).pk)
+
+    assert states(org) == {State.SYNCED: 3}
+    assert ledger_counts(erp_sandbox) == {r.reference: 1 for r in records}
