@@ -53,15 +53,18 @@ test-fast: install
 	$(BIN)/pytest -m "not slow and not browser and not worker and not postgres_only" $(PYTEST_ARGS)
 
 # How fast a sync sends next to the ERP sandbox's raw capacity, how fast the pages answer
-# with 500 organizations and 1,000,000 sync_logs rows, and the audit log's pages and exports
-# (needs PostgreSQL:
-# DATABASE_URL, default postgres://postgres@127.0.0.1:5432/bench; uses a test database).
+# with 500 organizations and 1,000,000 sync_logs rows, the audit log's pages and exports,
+# the platform night (200 organizations x 500 records at the ERP's limit, two workers) and
+# the recovery from a killed worker (needs PostgreSQL:
+# DATABASE_URL, default postgres://postgres@127.0.0.1:5432/bench; uses a test database;
+# the night and the recovery need Redis too: BENCH_REDIS_URL, default
+# redis://127.0.0.1:6379/11, which they purge).
 bench: export DEBUG ?= true
 bench: export VAR_DIR ?= $(CURDIR)/var/bench
 bench: install
 	rm -rf $(VAR_DIR)/bench-results
 	$(BIN)/python bench/sync_bench.py $(BENCH_ARGS)
-	@for bench in pages audit ops inbound reconcile; do \
+	@for bench in pages audit ops inbound reconcile night recover; do \
 		test ! -f bench/$${bench}_bench.py || $(BIN)/python bench/$${bench}_bench.py || exit 1; \
 	done
 	$(BIN)/python bench/summary.py

@@ -44,6 +44,8 @@ from integrations.clients.base import (
     Settled,
     Settlement,
 )
+from integrations.clients.business_central import BusinessCentralConnector
+from integrations.clients.xledger import XledgerConnector
 from integrations.models import Integration
 from integrations.notes import Note, NoteCode, note
 from organizations.models import Organization
@@ -82,6 +84,13 @@ SYNCED_FIELDS = (
     "updated_at",
 )
 OTHER_FIELDS = (*SYNCED_FIELDS, "retry_count")
+# Where a parked run keeps its place between turns (issue 13 item 9): `SyncRun.detail_params`
+# under this key while it runs (`_finish` writes the run's outcome over it).
+TURN = "turn"
+CONNECTOR_CLASSES: dict[str, type[Connector]] = {
+    Integration.Connector.XLEDGER: XledgerConnector,
+    Integration.Connector.BUSINESS_CENTRAL: BusinessCentralConnector,
+}
 
 
 class RunAlreadyGoing(Exception):
@@ -125,8 +134,15 @@ def start_run(
         raise RunAlreadyGoing(running) from None
 
 
-def execute_run(run_id: int, worker: str = "") -> SyncRun | None:
-    """Carry out a run; a second delivery of the same task does nothing."""
+def execute_run(run_id: int, worker: str = "", batches: int | None = None) -> SyncRun | None:
+    """Carry out a run, or its next turn; a second delivery of the same task does nothing.
+
+    `batches`: send at most this many batches, then park the run (`is_parked`) when
+    sendable records remain, for the caller to queue its next turn (issue 13 item 9:
+    a large organization's run yields to the runs queued behind it). None: to the end.
+    A parked run is claimed again like a new one (`worker` empty) and goes on where it
+    stopped; it holds nothing `sending` while it waits.
+    """
     claimed = SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.RUNNING, worker="").update(
         worker=worker or "worker", heartbeat_at=timezone.now()
     )
@@ -135,9 +151,21 @@ def execute_run(run_id: int, worker: str = "") -> SyncRun | None:
     run = SyncRun.objects.select_related("organization__integration").get(pk=run_id)
     # Every log line of the run names it and its organization (core/logcontext.py).
     with logcontext.bound(organization=run.organization.slug, run_id=run_id), _heartbeat(run_id):
-        Orchestrator(run).execute()
+        Orchestrator(run, batches=batches).execute()
     run.refresh_from_db()
     return run
+
+
+def is_parked(run: SyncRun) -> bool:
+    """Running, between two turns: no worker executes it, and it holds nothing `sending`."""
+    return run.is_running and not run.worker and TURN in (run.detail_params or {})
+
+
+def parked_runs():
+    """The runs waiting in the queue for their next turn (see `is_parked`)."""
+    return SyncRun.objects.filter(
+        status=SyncRun.Status.RUNNING, worker="", detail_params__has_key=TURN
+    )
 
 
 # PostgreSQL advisory locks of the sync engine: (this class, run id). A worker's session
@@ -229,7 +257,11 @@ def recover_stale_runs(now=None) -> list[SyncRun]:
     now = now or timezone.now()
     limit = now - timedelta(seconds=settings.SYNC_STALE_AFTER_SECONDS)
     closed = []
-    for run in SyncRun.objects.filter(status=SyncRun.Status.RUNNING, heartbeat_at__lt=limit):
+    stale = SyncRun.objects.filter(status=SyncRun.Status.RUNNING, heartbeat_at__lt=limit)
+    # A parked run waits in the queue behind other organizations' turns, as long as that
+    # takes, holding nothing; the sweep queues it again if its message was lost
+    # (tasks.py, `_requeue_parked`).
+    for run in stale.exclude(pk__in=parked_runs().values("pk")):
         with transaction.atomic():
             if not _worker_gone(run.pk):
                 # Its worker is alive, only slow to beat (a starved thread, a stalled
@@ -238,6 +270,7 @@ def recover_stale_runs(now=None) -> list[SyncRun]:
                 continue
             # The beat is checked again here: one that came between the read above and
             # this update (the run's own heartbeat thread) keeps a live run open.
+            # A run that parked meanwhile beat as it parked, and is kept open by this too.
             if not SyncRun.objects.filter(
                 pk=run.pk, status=SyncRun.Status.RUNNING, heartbeat_at__lt=limit
             ).update(
@@ -245,9 +278,15 @@ def recover_stale_runs(now=None) -> list[SyncRun]:
                 finished_at=now,
                 error_class=ErrorClass.ABANDONED,
                 detail_code=RunDetail.ABANDONED,
+                detail_params={},
             ):
                 continue
             looked_up, returned = hand_back(run.pk, now)
+            # What it sent to an ERP that settles later it would have asked about at the
+            # end of its turn: the next run asks at once, not SYNC_IMPORT_CHECK_SECONDS on.
+            FinancialRecord.objects.awaiting().filter(
+                organization_id=run.organization_id, attempts__run=run.pk
+            ).update(next_retry_at=now)
             SyncEvent.objects.create(
                 organization_id=run.organization_id,
                 run=run,
@@ -307,7 +346,7 @@ def chunks(items: list, size: int) -> Iterator[list]:
 class Orchestrator:
     """Carries out one run. Small steps, each writing what it decided."""
 
-    def __init__(self, run: SyncRun) -> None:
+    def __init__(self, run: SyncRun, batches: int | None = None) -> None:
         self.run = run
         self.organization = run.organization
         self.integration = self.organization.integration
@@ -321,20 +360,32 @@ class Orchestrator:
         # the ERP's id of that part, which `post` completes instead of creating anew.
         self.existing: dict[int, str] = {}
         self.settles_later = False
-        self.sent_here: set[int] = set()  # records this run counted as sent
+        self.sent_here: set[int] = set()  # records this turn counted as sent
         self.settled: Counter[str] = Counter()  # what `settle` decided: "sent" (posted), "failed"
+        # Turns (issue 13 item 9): at most `batches` batches in this one, then park.
+        self.batches = batches
+        # Where the last turn stopped ({}: this is the first), and where this one does.
+        self.turn: dict[str, Any] = dict((run.detail_params or {}).get(TURN) or {})
+        self.next_turn: dict[str, Any] | None = None
+        self._carry_over(self.turn)
 
     # --- the run ----------------------------------------------------------------------
 
     def execute(self) -> None:
         try:
+            if not self.integration.enabled and self.turn:
+                # Turned off while the run waited for its next turn: the rest stays pending.
+                self._finish((RunDetail.DISABLED_DURING_RUN, {"left": self.turn["rest"]}))
+                return
             if not self.integration.enabled:
                 self._finish((RunDetail.CONNECTOR_DISABLED, {}), failed=True)
                 return
             records = self._claim()
             awaiting = self._awaiting_due()
             if not records and not awaiting:
-                self._finish((RunDetail.NOTHING_TO_SEND, {}))
+                # A later turn that finds its records gone (taken, or no longer due) ends the
+                # run with what its earlier turns did.
+                self._finish(("", {}) if self.turn else (RunDetail.NOTHING_TO_SEND, {}))
                 return
             connector = self.integration.build_connector()
             self.settles_later = connector.settles_later
@@ -352,7 +403,8 @@ class Orchestrator:
                 close = getattr(connector, "close", None)
                 if close:
                     close()
-            self._finish(self.stop_reason)
+            if not self._park():
+                self._finish(self.stop_reason)
         except Exception:
             logger.exception("sync run %s failed", self.run.pk)
             with transaction.atomic():
@@ -361,17 +413,82 @@ class Orchestrator:
             raise
 
     def _claim(self) -> list[FinancialRecord]:
+        """Take the records this turn sends: all the run's, or the next `batches` batches.
+
+        A run in turns walks its records in id order, up to the last one there was when
+        it first claimed (`upto`, so records approved meanwhile go to the follow-up run as
+        before): each turn takes the next ones after where the last stopped (`after`).
+        A record this run already tried is behind that point, so no turn takes it again,
+        whatever became of it. `total` counts what the run will take in all its turns.
+        """
         all_records = FinancialRecord.objects
         if self.run.record_ids is not None:  # Retry Selected / Retry All Failed
             wanted = all_records.chosen_for_retry(self.organization, self.run.record_ids)
         else:
             wanted = all_records.sendable(self.organization, self.integration)
-        wanted.update(state=State.SENDING, claimed_by=self.run, updated_at=timezone.now())
+        turn, limit = self.turn, self._claim_limit()
+        upto: int = 0
+        if turn:
+            upto = turn["upto"]
+            wanted = wanted.filter(pk__gt=turn["after"], pk__lte=upto)
+        elif limit is not None:
+            upto = wanted.aggregate(upto=Max("pk"))["upto"] or 0
+            wanted = wanted.filter(pk__lte=upto)
+        taking = wanted
+        if limit is not None:
+            ids = list(wanted.order_by("pk").values_list("pk", flat=True)[:limit])
+            taking = wanted.filter(pk__in=ids)  # the conditions of `wanted` hold in the UPDATE
+        taking.update(state=State.SENDING, claimed_by=self.run, updated_at=timezone.now())
         records = list(all_records.held_by(self.run).order_by("pk"))
+        rest = wanted.filter(pk__gt=records[-1].pk).count() if limit is not None and records else 0
+        if rest:
+            self.next_turn = {"after": records[-1].pk, "upto": upto, "rest": rest}
         # in_flight [] from here on: nothing of this run is in the ERP until a batch is marked.
-        SyncRun.objects.filter(pk=self.run.pk).update(total=len(records), in_flight=[])
+        total: Any = len(records) + rest
+        if turn:  # what the last turn counted as still to come is here now, or is `rest`
+            total = F("total") + total - turn.get("rest", 0)
+        SyncRun.objects.filter(pk=self.run.pk).update(total=total, in_flight=[])
         Organization.touch(self.run.organization_id)
         return records
+
+    def _claim_limit(self) -> int | None:
+        """How many records one turn takes: `batches` of the connector's batch size."""
+        if not self.batches:
+            return None
+        connector = CONNECTOR_CLASSES.get(self.integration.connector)
+        return self.batches * (connector.batch_size if connector else 1)
+
+    def _carry_over(self, turn: dict[str, Any]) -> None:
+        """What earlier turns counted that the run's outcome names at its end."""
+        self.error_classes.update({Outcome(k): n for k, n in turn.get("errors", {}).items()})
+        self.skip_reasons.update({(r, c): n for r, c, n in turn.get("skips", [])})
+        self.settled.update(turn.get("settled", {}))
+
+    def _park(self) -> bool:
+        """End this turn with the run still running, for its next turn to be queued.
+
+        Only after a turn that went as planned, with records left. Everything this turn
+        sent is written (`_write_results` emptied in_flight) and it holds nothing
+        `sending`: the sweep may find the run waiting in the queue without a beat, and
+        nothing of it can be in the ERP unwritten. False when there is nothing left,
+        the run stopped early, or the sweep closed it meanwhile (then `_finish` as ever).
+        """
+        if self.next_turn is None or self.stop_reason[0]:
+            return False
+        if FinancialRecord.objects.held_by(self.run).exists():
+            return False  # cannot happen after a complete turn; never park holding records
+        turn = {
+            **self.next_turn,
+            "errors": {outcome.value: n for outcome, n in self.error_classes.items()},
+            "skips": [[r, c, n] for (r, c), n in self.skip_reasons.items()],
+            "settled": dict(self.settled),
+        }
+        parked = SyncRun.objects.filter(pk=self.run.pk, status=SyncRun.Status.RUNNING).update(
+            worker="", heartbeat_at=timezone.now(), in_flight=[], detail_params={TURN: turn}
+        )
+        if parked:
+            Organization.touch(self.run.organization_id)
+        return bool(parked)
 
     def _skip_unmapped(self, records: list[FinancialRecord]) -> list[FinancialRecord]:
         mappings = {m.category: m for m in self.integration.mappings.all()}

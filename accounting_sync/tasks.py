@@ -26,6 +26,8 @@ from accounting_sync.orchestrator import (
     RunAlreadyGoing,
     backoff_seconds,
     execute_run,
+    is_parked,
+    parked_runs,
     recover_stale_runs,
     start_run,
 )
@@ -57,11 +59,41 @@ def record_worker_heartbeat(self) -> str:
 
 
 @shared_task(bind=True, ignore_result=True)
-def run_sync(self, run_id: int) -> None:
-    """Carry out a run opened elsewhere (manual trigger, retry, the sweep)."""
-    run = execute_run(run_id, worker=self.request.hostname or "worker")
-    if run is not None:
-        follow_up(run)
+def run_sync(self, run_id: int, scheduled_retries: int = 0) -> None:
+    """Carry out a run opened elsewhere (manual trigger, retry, the sweep), or the next
+    turn of a parked one (issue 13 item 9). `scheduled_retries`: a scheduled run's turns
+    carry the retries its scheduled_sync task had, for S9.4's retries at its end."""
+    run = take_turn(run_id, self.request.hostname, scheduled_retries)
+    if run is None or run.is_running:
+        return
+    if run.trigger == SyncRun.Trigger.SCHEDULE:
+        _scheduled_run_ended(run, scheduled_retries)
+    follow_up(run)
+
+
+def take_turn(run_id: int, hostname: str | None, scheduled_retries: int = 0) -> SyncRun | None:
+    """One turn of the run: at most SYNC_BATCHES_PER_TURN batches. A run with records left
+    parks and queues its next turn at the back of the queue, behind the other
+    organizations' runs queued meanwhile, so a large organization cannot hold the workers
+    while small ones wait. None: another delivery of the task has the run."""
+    run = execute_run(run_id, worker=hostname or "worker", batches=settings.SYNC_BATCHES_PER_TURN)
+    if run is not None and is_parked(run):
+        _queue_turn(run.pk, scheduled_retries)
+    return run
+
+
+def _queue_turn(run_id: int, scheduled_retries: int = 0) -> None:
+    """Queue a parked run's next turn. A lost message (broker down) leaves the run parked:
+    the sweep queues it again (`_requeue_parked`); a second delivery finds it taken."""
+    try:
+        run_sync.apply_async((run_id, scheduled_retries), retry_policy=ENQUEUE_RETRY_POLICY)
+    except BROKER_ERRORS as problem:
+        logger.warning(
+            "Could not queue the next turn of sync %s (broker unreachable: %s); "
+            "the sweep will queue it.",
+            run_id,
+            problem,
+        )
 
 
 @shared_task(bind=True, ignore_result=True)
@@ -76,8 +108,8 @@ def sync_after_approval(self, organization_id: int) -> None:
         run = start_run(integration.organization, SyncRun.Trigger.APPROVAL)
     except RunAlreadyGoing:
         return
-    run = execute_run(run.pk, worker=self.request.hostname or "worker")
-    if run is not None:
+    run = take_turn(run.pk, self.request.hostname)
+    if run is not None and not run.is_running:
         follow_up(run)
 
 
@@ -101,22 +133,40 @@ def scheduled_sync(self, organization_id: int) -> None:
         run = start_run(integration.organization, SyncRun.Trigger.SCHEDULE, record_ids=record_ids)
     except RunAlreadyGoing:
         return  # the running one takes the records
-    run = execute_run(run.pk, worker=self.request.hostname or "worker")
-    if run is None or run.error_class != ErrorClass.NETWORK:
-        return
+    run = take_turn(run.pk, self.request.hostname, self.request.retries)
+    if run is None or run.is_running or run.error_class != ErrorClass.NETWORK:
+        return  # a parked run's last turn decides on the retries (run_sync)
     try:
         countdown = backoff_seconds(self.request.retries + 1, SCHEDULED_FIRST_RETRY_SECONDS)
         raise self.retry(countdown=countdown)
     except MaxRetriesExceededError:
-        event = SyncEvent.objects.create(
-            organization_id=organization_id,
-            run=run,
-            kind=SyncEvent.Kind.SCHEDULED_RUN_FAILED,
-            # The alert words the problem for its readers from the run and its retries.
-            message="",
-        )
-        # S9.4: the admins get an in-app alert.
-        events.event_recorded.send(sender=SyncEvent, event=event)
+        _scheduled_run_failed(run)
+
+
+def _scheduled_run_ended(run: SyncRun, retries: int) -> None:
+    """The last turn of a scheduled run that parked: S9.4's retries, as scheduled_sync's."""
+    if run.error_class != ErrorClass.NETWORK:
+        return
+    if retries >= SCHEDULED_RETRIES:
+        _scheduled_run_failed(run)
+        return
+    countdown = backoff_seconds(retries + 1, SCHEDULED_FIRST_RETRY_SECONDS)
+    # Sent as scheduled_sync's own retry would be: its request then counts the retries.
+    scheduled_sync.app.send_task(
+        scheduled_sync.name, (run.organization_id,), countdown=countdown, retries=retries + 1
+    )
+
+
+def _scheduled_run_failed(run: SyncRun) -> None:
+    event = SyncEvent.objects.create(
+        organization_id=run.organization_id,
+        run=run,
+        kind=SyncEvent.Kind.SCHEDULED_RUN_FAILED,
+        # The alert words the problem for its readers from the run and its retries.
+        message="",
+    )
+    # S9.4: the admins get an in-app alert.
+    events.event_recorded.send(sender=SyncEvent, event=event)
 
 
 def _already_ran_for_this_firing(integration: Integration) -> bool:
@@ -154,9 +204,16 @@ def sweep() -> None:
     """Close runs whose worker died, then start runs for failed records that are due,
     for pending records whose approval trigger was lost, and import checks for records
     sent but awaiting the ERP's import."""
-    recover_stale_runs()
+    closed = recover_stale_runs()
+    _requeue_parked()
     records = FinancialRecord.objects
     retries = _organizations_due(records.due_for_retry(timezone.now()))
+    # A closed run's organization gets its retry run now: besides what the run held (due
+    # now), a run in turns leaves the records of its later turns pending, which neither
+    # the due retries nor the lost-trigger check would take (issue 13 item 9).
+    retries |= _organizations_due(
+        records.filter(organization__in={run.organization_id for run in closed}).pending()
+    )
     lost = _organizations_with_lost_triggers() - retries
     checks = _organizations_due(records.due_for_import_check(timezone.now())) - retries - lost
     for trigger, due in (
@@ -172,6 +229,22 @@ def sweep() -> None:
             except RunAlreadyGoing:
                 continue
             run_sync.delay(run.pk)
+
+
+def _requeue_parked() -> None:
+    """Queue again the next turn of runs parked longer than SYNC_PARKED_REQUEUE_SECONDS.
+
+    A parked run waits in the queue behind other organizations' turns, holding nothing,
+    so the sweep does not close it for want of a beat; but its message may be lost (the
+    broker down as it was queued, or since). A second message is harmless: the first
+    delivery takes the run (`execute_run`), the other finds it taken or parked further on.
+    Each re-queue moves its beat on, so a run is queued again at most once a period.
+    """
+    now = timezone.now()
+    limit = now - timedelta(seconds=settings.SYNC_PARKED_REQUEUE_SECONDS)
+    for run_id in parked_runs().filter(heartbeat_at__lt=limit).values_list("pk", flat=True):
+        if parked_runs().filter(pk=run_id, heartbeat_at__lt=limit).update(heartbeat_at=now):
+            _queue_turn(run_id)
 
 
 def _organizations_due(due: QuerySet[FinancialRecord]) -> set[int]:

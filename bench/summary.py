@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import results_dir
 
-ORDER = ("sync", "pages", "audit", "ops", "inbound", "reconcile")
+ORDER = ("sync", "pages", "audit", "ops", "inbound", "reconcile", "night", "recover")
 
 
 def main() -> int:

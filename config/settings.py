@@ -365,6 +365,12 @@ CELERY_BEAT_SYNC_EVERY = 1
 # sweep within this plus SYNC_SWEEP_SECONDS.
 SYNC_STALE_AFTER_SECONDS = get_int("SYNC_STALE_AFTER_SECONDS", 45, minimum=5)
 SYNC_APPROVAL_DELAY_SECONDS = get_int("SYNC_APPROVAL_DELAY_SECONDS", 5)
+# Fair turns (issue 13 item 9): a run sends at most this many batches per task, then goes
+# to the back of the queue, so one large organization cannot hold every worker.
+SYNC_BATCHES_PER_TURN = get_int("SYNC_BATCHES_PER_TURN", 4, minimum=1)
+# A run parked between turns this long is queued again by the sweep (its message may have
+# been lost); longer than a busy night's queue, since a second message is only harmless.
+SYNC_PARKED_REQUEUE_SECONDS = get_int("SYNC_PARKED_REQUEUE_SECONDS", 600, minimum=10)
 SYNC_SWEEP_SECONDS = get_int("SYNC_SWEEP_SECONDS", 30, minimum=1)
 # Pending records this old with no run since they arrived lost their approval trigger
 # (broker down at enqueue, a lost message): the sweep starts the run. Several approval

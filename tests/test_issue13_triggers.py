@@ -298,7 +298,7 @@ def carried_out(monkeypatch) -> list[int]:
     """A stand-in for execute_run: the run ends at once, nothing to send."""
     run_ids: list[int] = []
 
-    def finish(run_id: int, worker: str = "") -> SyncRun:
+    def finish(run_id: int, worker: str = "", batches: int | None = None) -> SyncRun:
         run_ids.append(run_id)
         SyncRun.objects.filter(pk=run_id).update(
             status=SyncRun.Status.SUCCEEDED, finished_at=timezone.now(), worker=worker
