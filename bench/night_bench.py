@@ -49,9 +49,8 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from datetime import time as clock
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -76,14 +75,14 @@ from django.db import connection  # noqa: E402
 from django.db.models import Count, Min  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from report import emit  # noqa: E402
+from sync_bench import add_pending, xledger_organization  # noqa: E402
 
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun  # noqa: E402
 from erp_sandbox.client import SandboxProcess  # noqa: E402
 from integrations.clients.limits import XLEDGER_RATE  # noqa: E402
 from integrations.clients.xledger import LOOKUP_CHUNK, XledgerConnector  # noqa: E402
-from integrations.models import CategoryMapping, Integration, Organization  # noqa: E402
+from integrations.models import Integration, Organization  # noqa: E402
 
-XLEDGER_TOKEN = "xl-demo-blindeforbundet-token"
 XLEDGER_ENTITY = "Blindeforbundet"
 State = FinancialRecord.State
 
@@ -220,50 +219,17 @@ def platform(name: str, latency_ms: int) -> Iterator[SandboxProcess]:
 def organizations(sandbox: SandboxProcess, count: int, records: int) -> list[Organization]:
     """`count` organizations on the sandbox's Xledger tenant, each scheduled daily at 02:00
     with `records` pending records approved the day before."""
-    created = []
-    for n in range(count):
-        organization = Organization.objects.create(name=f"Lag {n}", slug=f"lag-{n}")
-        integration = Integration(
-            organization=organization,
-            connector="xledger",
-            base_url=f"{sandbox.url}/graphql",
-            xledger_auth="token",
-            cost_center_object=1,
-            cost_center_kind_db_id=101,
-            payable_account="2910",
-            connection_verified_at=timezone.now(),
-            enabled=True,
-            sync_after_approval=False,
+    created = [
+        xledger_organization(
+            sandbox,
+            f"Lag {n}",
+            f"lag-{n}",
             schedule=Integration.Schedule.DAILY,
             schedule_time=clock(2, 0),
         )
-        integration.set_credentials({"api_token": XLEDGER_TOKEN})
-        integration.save()
-        CategoryMapping.objects.create(
-            integration=integration, category="travel", account_code="7130", cost_center_code="300"
-        )
-        created.append(organization)
-    approved = timezone.now() - timedelta(days=1)
-    FinancialRecord.objects.bulk_create(
-        (
-            FinancialRecord(
-                organization=organization,
-                source_id=f"night-{n}",
-                kind="reimbursement",
-                category="travel",
-                amount=Decimal("100.25") + Decimal(n % 900),
-                currency="NOK",
-                expense_date=date.today() - timedelta(days=2),
-                approved_at=approved,
-                claimant_reference=f"V-{1000 + n % 50}",
-                claimant_name="Kari Nordmann",
-                description=f"Train Oslo-Hamar {n}",
-            )
-            for organization in created
-            for n in range(records)
-        ),
-        batch_size=2000,
-    )
+        for n in range(count)
+    ]
+    add_pending(created, records, prefix="night")
     return created
 
 

@@ -70,8 +70,11 @@ def timed(label: str, action: Callable[[], Any]) -> tuple[Any, float]:
     return result, elapsed
 
 
-def set_up(sandbox: SandboxProcess, count: int) -> Organization:
-    organization = Organization.objects.create(name="Blindeforbundet", slug="blindeforbundet")
+def xledger_organization(
+    sandbox: SandboxProcess, name: str, slug: str, **settings_: Any
+) -> Organization:
+    """An organization enabled on the sandbox's Xledger tenant, travel mapped."""
+    organization = Organization.objects.create(name=name, slug=slug)
     integration = Integration(
         organization=organization,
         connector="xledger",
@@ -83,18 +86,24 @@ def set_up(sandbox: SandboxProcess, count: int) -> Organization:
         connection_verified_at=timezone.now(),
         enabled=True,
         sync_after_approval=False,
+        **settings_,
     )
     integration.set_credentials({"api_token": XLEDGER_TOKEN})
     integration.save()
     CategoryMapping.objects.create(
         integration=integration, category="travel", account_code="7130", cost_center_code="300"
     )
+    return organization
+
+
+def add_pending(organizations: list[Organization], count: int, prefix: str = "bench") -> None:
+    """`count` pending travel records for each organization, approved the day before."""
     approved = timezone.now() - timedelta(days=1)
     FinancialRecord.objects.bulk_create(
-        [
+        (
             FinancialRecord(
                 organization=organization,
-                source_id=f"bench-{n}",
+                source_id=f"{prefix}-{n}",
                 kind="reimbursement",
                 category="travel",
                 amount=Decimal("100.25") + Decimal(n % 900),
@@ -105,10 +114,16 @@ def set_up(sandbox: SandboxProcess, count: int) -> Organization:
                 claimant_name="Kari Nordmann",
                 description=f"Train Oslo-Hamar {n}",
             )
+            for organization in organizations
             for n in range(count)
-        ],
-        batch_size=1000,
+        ),
+        batch_size=2000,
     )
+
+
+def set_up(sandbox: SandboxProcess, count: int) -> Organization:
+    organization = xledger_organization(sandbox, "Blindeforbundet", "blindeforbundet")
+    add_pending([organization], count)
     return organization
 
 

@@ -1,8 +1,9 @@
-"""A stand-in for the ERP's side of a reconciliation, for the page and browser tests.
+"""A stand-in for the ERP's side of a reconciliation, for the engine, page and browser tests.
 
-`Connector.entries` is still being built for the real connectors (issue 15 item 1), so
-these tests give the reading a ledger of their own through `Integration.build_connector`;
-the records, the engine's reading and classification, the pages and the trail are real.
+These tests give the reading a ledger of their own through `Integration.build_connector`,
+so that each class can be set up exactly; the records, the engine's reading and
+classification, the pages and the trail are real. `Connector.entries` itself is tested
+against the ERP sandbox (tests/test_reconciliation_erp.py, tests/test_reconciliation_sandbox.py).
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ class Ledger:
         self.per_page = per_page
         self.pause = pause  # seconds before each page: a page can watch the progress
         self.fail: ConnectorError | None = None
+        self.asked: list[tuple[date, date, str]] = []
 
     def entries(self, start: date, end: date, prefix: str) -> Iterator[list[ErpEntry]]:
+        self.asked.append((start, end, prefix))
         if self.fail is not None:
             raise self.fail
         mine = [e for e in self.entries_held if e.reference.startswith(prefix)]

@@ -8,7 +8,6 @@ kept and the hand-over to the sync engine are the real ones.
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -26,31 +25,15 @@ from integrations.notes import NoteCode, note
 from reconciliation import actions, engine, nightly
 from reconciliation.models import Item, Reconciliation
 from tests.factories import make_records
+from tests.reconciliation_fakes import Ledger, entry, set_state
 
 State = FinancialRecord.State
 Klass = Item.Klass
 
 
-class StandIn:
-    """Answers `entries` with what a test put in the ledger, two entries a page."""
-
-    def __init__(self, entries: list[ErpEntry], fail: ConnectorError | None = None) -> None:
-        self.ledger = entries
-        self.fail = fail
-        self.asked: list[tuple[date, date, str]] = []
-
-    def entries(self, start: date, end: date, prefix: str) -> Iterator[list[ErpEntry]]:
-        self.asked.append((start, end, prefix))
-        if self.fail is not None:
-            raise self.fail
-        mine = [e for e in self.ledger if e.reference.startswith(prefix)]
-        for index in range(0, len(mine), 2):
-            yield mine[index : index + 2]
-
-
 @pytest.fixture
-def ledger(monkeypatch) -> StandIn:
-    stand_in = StandIn([])
+def ledger(monkeypatch) -> Ledger:
+    stand_in = Ledger()
     monkeypatch.setattr(Integration, "build_connector", lambda self: stand_in)
     return stand_in
 
@@ -64,25 +47,6 @@ def mapped(org) -> Integration:
         integration=integration, category="travel", account_code="7140", cost_center_code="300"
     )
     return integration
-
-
-def entry(record: FinancialRecord, **changes) -> ErpEntry:
-    values = {
-        "reference": record.reference,
-        "erp_id": f"erp-{record.pk}",
-        "source": EntrySource.LEDGER_ENTRY,
-        "posting_date": timezone.localtime(record.approved_at).date(),
-        "amount": record.amount,
-        "account": "7140",
-        "cost_center": "300",
-        "currency": "NOK",
-    }
-    return ErpEntry(**{**values, **changes})
-
-
-def set_state(record: FinancialRecord, state: str, **fields) -> None:
-    FinancialRecord.objects.filter(pk=record.pk).update(state=state, **fields)
-    record.refresh_from_db()
 
 
 def reconcile(org, start: date | None = None, end: date | None = None) -> Reconciliation:
@@ -112,7 +76,7 @@ def test_issue15_item2_every_record_and_entry_gets_its_class(org, mapped, ledger
         approved_at=moved.approved_at - timedelta(days=40)
     )
     moved.refresh_from_db()
-    ledger.ledger = [
+    ledger.entries_held = [
         entry(matched),
         entry(journal, source=EntrySource.JOURNAL_LINE),
         entry(different, amount=Decimal("999.00"), cost_center="400"),
@@ -162,7 +126,7 @@ def test_issue15_item2_a_record_there_but_not_marked_sent_goes_to_the_engines_lo
     integration.save()
     pending, failed = make_records(org, 2)
     set_state(failed, State.FAILED, retry_count=5, last_error="HTTP 503")
-    ledger.ledger = [entry(pending), entry(failed)]
+    ledger.entries_held = [entry(pending), entry(failed)]
 
     done = reconcile(org)
 
@@ -193,7 +157,7 @@ def test_issue15_item2_a_record_sent_meanwhile_is_left_alone(org, mapped, ledger
 def test_issue15_item3_the_evidence_is_kept_with_the_reading(org, mapped, ledger):
     (record,) = make_records(org, 1)
     set_state(record, State.SYNCED)
-    ledger.ledger = [entry(record)]
+    ledger.entries_held = [entry(record)]
 
     first = reconcile(org)
     second = reconcile(org)
@@ -201,7 +165,7 @@ def test_issue15_item3_the_evidence_is_kept_with_the_reading(org, mapped, ledger
     assert first.erp_digest and first.erp_digest == second.erp_digest  # the same answers
     assert first.attempts_head == chain.head(SyncLog, org.pk)
     assert len(first.trail_head) == 64
-    ledger.ledger = [entry(record, amount=Decimal("1.00"))]
+    ledger.entries_held = [entry(record, amount=Decimal("1.00"))]
     assert reconcile(org).erp_digest != first.erp_digest
     assert Reconciliation.objects.filter(organization=org).count() == 3  # every run is kept
     (start, end, prefix) = ledger.asked[0]
@@ -273,7 +237,7 @@ def test_issue15_item5_a_record_confirmed_missing_is_sent_again_through_the_engi
 def test_issue15_item5_a_difference_is_accepted_with_a_comment_once(org, mapped, ledger, org_admin):
     (record,) = make_records(org, 1)
     set_state(record, State.SYNCED)
-    ledger.ledger = [entry(record, account="7130")]
+    ledger.entries_held = [entry(record, account="7130")]
     item = reconcile(org).items.get(reference=record.reference)
     assert item.klass == Klass.DIFFERENT
 
@@ -342,7 +306,7 @@ def test_issue15_item4_findings_open_one_alert_resolved_once_they_are_cleared(
 ):
     (record,) = make_records(org, 1)
     set_state(record, State.SYNCED)
-    ledger.ledger = [entry(record, account="7130")]
+    ledger.entries_held = [entry(record, account="7130")]
 
     reconcile(org)
     reconcile(org)  # the same finding again: still one alert
@@ -357,9 +321,9 @@ def test_issue15_item4_findings_open_one_alert_resolved_once_they_are_cleared(
     alert.refresh_from_db()
     assert not alert.is_open  # cleared: the latest reading has nothing open
     # A later reading that agrees keeps it closed; a new finding opens a new one.
-    ledger.ledger = [entry(record)]
+    ledger.entries_held = [entry(record)]
     reconcile(org)
     assert not Alert.objects.filter(kind=Alert.Kind.RECONCILIATION_FINDINGS, resolved_at=None)
-    ledger.ledger = []
+    ledger.entries_held = []
     reconcile(org)
     assert Alert.objects.filter(kind=Alert.Kind.RECONCILIATION_FINDINGS, resolved_at=None)
