@@ -62,6 +62,10 @@ NOT_PAGES = {
     "global_audit_export": "a CSV or JSON download",
     "two_factor_disable": "POST only",
     "lockout_unlock": "POST only",
+    "reconciliation_live": "a fragment of the reconciliation page",
+    "reconciliation_run": "POST only",
+    "reconciliation_act": "POST only",
+    "reconciliation_export": "a CSV or JSON download",
 }
 
 
@@ -84,6 +88,7 @@ PAGES: dict[str, Callable[[dict], str]] = {
         "audit_entry", kwargs={"slug": site["org"].slug, "pk": site["attempt"].pk}
     ),
     "admin_trail": org_url("admin_trail"),
+    "reconciliation": org_url("reconciliation"),
     "global_audit_log": lambda site: reverse("global_audit_log"),
     "global_admin_trail": lambda site: reverse("global_admin_trail"),
     "alert_list": lambda site: reverse("alert_list"),
