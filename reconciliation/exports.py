@@ -95,7 +95,7 @@ def _iso(moment: datetime | None, zone: tzinfo | None = None) -> str | None:
 
 
 def item_values(reconciliation: Reconciliation) -> Iterator[tuple]:
-    items: QuerySet[Item] = reconciliation.items.order_by("reference", "id")
+    items: QuerySet[Item] = reconciliation.items.all()  # in the page's order
     return items.values_list(*READ).iterator(chunk_size=CHUNK)
 
 

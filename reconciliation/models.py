@@ -138,7 +138,9 @@ class Item(models.Model):
     comment = models.TextField(blank=True)
 
     class Meta:
-        ordering = ["reference", "id"]
+        # By record, as the organization numbered them (VH-1-4 before VH-1-10); entries no
+        # record explains last.
+        ordering = [models.F("record_id").asc(nulls_last=True), "reference", "id"]
         indexes = [models.Index(fields=["reconciliation", "klass"], name="recon_item_class")]
 
     def __str__(self) -> str:
