@@ -232,7 +232,12 @@ def test_approved_at_a_little_ahead_of_our_clock_is_accepted(client: Client, api
     response = post(
         client,
         api_key,
-        record(approved_at=soon.isoformat(), expense_date=timezone.localdate(soon).isoformat()),
+        # Sent as the volunteer app sends it: its local time with its offset, and the local
+        # date (in UTC the date may still be yesterday's, just after midnight).
+        record(
+            approved_at=timezone.localtime(soon).isoformat(),
+            expense_date=timezone.localdate(soon).isoformat(),
+        ),
     )
 
     assert response.status_code == 201, response.content
