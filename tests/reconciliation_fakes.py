@@ -42,6 +42,13 @@ class Ledger:
             yield mine[index : index + self.per_page]
 
 
+def stand_in(monkeypatch, **options: float) -> Ledger:
+    """A Ledger every integration's connector answers from, for the test's duration."""
+    ledger = Ledger(**options)  # type: ignore[arg-type]
+    monkeypatch.setattr(Integration, "build_connector", lambda self: ledger)
+    return ledger
+
+
 def ready_integration(organization: Organization) -> Integration:
     """Enabled, tested and mapped: what a reconciliation needs to be run."""
     integration = organization.integration

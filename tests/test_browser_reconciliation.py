@@ -25,12 +25,11 @@ from playwright.sync_api import Page, expect
 from accounting_sync.models import FinancialRecord
 from audit.models import AdminAction
 from core.events import TrailKind
-from integrations.models import Integration
 from reconciliation import engine
 from reconciliation.models import Reconciliation
 from tests.browser import accessibility_violations, log_in
 from tests.factories import make_records
-from tests.reconciliation_fakes import Ledger, entry, ready_integration, set_state, stray
+from tests.reconciliation_fakes import Ledger, entry, ready_integration, set_state, stand_in, stray
 
 pytestmark = pytest.mark.browser
 State = FinancialRecord.State
@@ -39,9 +38,7 @@ READING_TIMEOUT = 20_000  # ms: three pages a second apart, polled every 2 s
 
 @pytest.fixture
 def ledger(monkeypatch) -> Ledger:
-    stand_in = Ledger(per_page=2, pause=1.0)
-    monkeypatch.setattr(Integration, "build_connector", lambda self: stand_in)
-    return stand_in
+    return stand_in(monkeypatch, per_page=2, pause=1.0)
 
 
 @pytest.fixture

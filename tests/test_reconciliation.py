@@ -25,7 +25,7 @@ from integrations.notes import NoteCode, note
 from reconciliation import actions, engine, nightly
 from reconciliation.models import Item, Reconciliation
 from tests.factories import make_records
-from tests.reconciliation_fakes import Ledger, entry, set_state
+from tests.reconciliation_fakes import Ledger, entry, set_state, stand_in
 
 State = FinancialRecord.State
 Klass = Item.Klass
@@ -33,9 +33,7 @@ Klass = Item.Klass
 
 @pytest.fixture
 def ledger(monkeypatch) -> Ledger:
-    stand_in = Ledger()
-    monkeypatch.setattr(Integration, "build_connector", lambda self: stand_in)
-    return stand_in
+    return stand_in(monkeypatch)
 
 
 @pytest.fixture

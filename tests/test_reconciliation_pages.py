@@ -32,7 +32,7 @@ from reconciliation import engine
 from reconciliation.forms import previous_month
 from reconciliation.models import Item, Reconciliation
 from tests.factories import make_records
-from tests.reconciliation_fakes import Ledger, entry, ready_integration, set_state, stray
+from tests.reconciliation_fakes import Ledger, entry, ready_integration, set_state, stand_in, stray
 
 State = FinancialRecord.State
 Klass = Item.Klass
@@ -40,9 +40,7 @@ Klass = Item.Klass
 
 @pytest.fixture
 def ledger(monkeypatch) -> Ledger:
-    stand_in = Ledger()
-    monkeypatch.setattr(Integration, "build_connector", lambda self: stand_in)
-    return stand_in
+    return stand_in(monkeypatch)
 
 
 @pytest.fixture
