@@ -22,6 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -31,9 +32,11 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, Max
 from django.utils import timezone
 
+from accounting_sync.lane import Lane
 from accounting_sync.models import ErrorClass, FinancialRecord, SyncEvent, SyncLog, SyncRun
 from accounting_sync.outcomes import RunDetail, SkipReason
 from core import bulk, events, logcontext
+from integrations import pacing
 from integrations.clients.base import (
     Connector,
     ConnectorError,
@@ -161,11 +164,13 @@ def is_parked(run: SyncRun) -> bool:
     return run.is_running and not run.worker and TURN in (run.detail_params or {})
 
 
-def parked_runs():
-    """The runs waiting in the queue for their next turn (see `is_parked`)."""
-    return SyncRun.objects.filter(
-        status=SyncRun.Status.RUNNING, worker="", detail_params__has_key=TURN
-    )
+def waiting_runs():
+    """The runs in the queue that no worker executes: queued for their first turn, or
+    parked between two (`is_parked`). Neither holds a record `sending`.
+
+    At 02:00 a run may wait minutes behind other organizations' turns, far longer than
+    SYNC_STALE_AFTER_SECONDS: it has no worker to beat for it, and is not dead."""
+    return SyncRun.objects.filter(status=SyncRun.Status.RUNNING, worker="")
 
 
 # PostgreSQL advisory locks of the sync engine: (this class, run id). A worker's session
@@ -258,10 +263,10 @@ def recover_stale_runs(now=None) -> list[SyncRun]:
     limit = now - timedelta(seconds=settings.SYNC_STALE_AFTER_SECONDS)
     closed = []
     stale = SyncRun.objects.filter(status=SyncRun.Status.RUNNING, heartbeat_at__lt=limit)
-    # A parked run waits in the queue behind other organizations' turns, as long as that
-    # takes, holding nothing; the sweep queues it again if its message was lost
-    # (tasks.py, `_requeue_parked`).
-    for run in stale.exclude(pk__in=parked_runs().values("pk")):
+    # A run waiting in the queue (for its first turn, or parked between two) waits behind
+    # other organizations' turns, as long as that takes, holding nothing; the sweep queues
+    # it again if its message was lost (tasks.py, `_requeue_waiting`).
+    for run in stale.exclude(pk__in=waiting_runs().values("pk")):
         with transaction.atomic():
             if not _worker_gone(run.pk):
                 # Its worker is alive, only slow to beat (a starved thread, a stalled
@@ -711,43 +716,71 @@ class Orchestrator:
         )
 
     def _send_all(self, connector: Connector, records: list[FinancialRecord]) -> None:
+        """Post the records batch by batch, writing down what one batch did while the ERP
+        takes the next (accounting_sync/lane.py).
+
+        A batch posted but not yet written stays in the run's in_flight beside the one
+        being posted: a worker that dies between the two has both looked up.
+        """
         batches = list(chunks(records, connector.batch_size))
-        for index, batch in enumerate(batches):
-            # One UPDATE when all is well; the checks one by one only to say why not.
-            if not self._mark_in_flight(batch, if_enabled=True):
-                if not self._still_running():
-                    self.stop_reason = (RunDetail.CLOSED_BY_SWEEP, {})
+        posted: list[tuple[FinancialRecord, PostResult]] = []  # not yet written
+        with Lane(concurrent=not pacing.in_database()) as lane:
+            for index, batch in enumerate(batches):
+                unwritten = [record for record, _ in posted]
+                left = sum(len(rest) for rest in batches[index:])
+                if not self._mark_or_stop(unwritten + batch, left):
+                    if posted:
+                        self._write_results(posted)
+                    if self.stop_reason[0] == RunDetail.DISABLED_DURING_RUN:
+                        self._release(State.PENDING)
                     return
-                if not self._still_enabled():
-                    left = sum(len(rest) for rest in batches[index:])
-                    self._release(State.PENDING)
-                    self.stop_reason = (RunDetail.DISABLED_DURING_RUN, {"left": left})
+                postings = [self._posting(record) for record in batch]
+                posting = lane.submit(connector.post, postings)
+                if posted:
+                    self._write_results(posted, posting=batch)
+                results = self._send(lane, connector, postings, posting)
+                posted = list(zip(batch, results, strict=True))
+                if any(result.outcome == Outcome.AUTHENTICATION for result in results):
+                    self._write_results(posted)
+                    self._stop_refused(results)
                     return
-                if not self._mark_in_flight(batch):
-                    self.stop_reason = (RunDetail.CLOSED_BY_SWEEP, {})
-                    return
-            results = self._send(connector, batch)
-            self._write_results(list(zip(batch, results, strict=True)))
-            if any(result.outcome == Outcome.AUTHENTICATION for result in results):
-                self._release(State.PENDING)
-                refused = next(r for r in results if r.outcome == Outcome.AUTHENTICATION)
-                message = refused.message
-                # The ERP's words are evidence: kept verbatim, worded around when shown;
-                # our own words about them travel as a note.
-                self.stop_reason = (
-                    RunDetail.CREDENTIALS_REFUSED,
-                    {"error": message, "note": _stored(refused.note)},
-                )
-                event = SyncEvent.objects.create(
-                    organization=self.organization,
-                    run=self.run,
-                    kind=SyncEvent.Kind.AUTHENTICATION_FAILED,
-                    message=message,
-                    note=_stored(refused.note),
-                )
-                # S7.6: the alert opens at once, since retrying cannot fix it
-                events.event_recorded.send(sender=SyncEvent, event=event)
-                return
+            if posted:
+                self._write_results(posted)
+
+    def _mark_or_stop(self, marked: list[FinancialRecord], left: int) -> bool:
+        """Mark the records in flight; False, with the run's stop reason, when the run may
+        post no more. One UPDATE when all is well; the checks one by one only to say why
+        not."""
+        if self._mark_in_flight(marked, if_enabled=True):
+            return True
+        if self._still_running() and not self._still_enabled():
+            self.stop_reason = (RunDetail.DISABLED_DURING_RUN, {"left": left})
+            return False
+        if self._still_running() and self._mark_in_flight(marked):
+            return True  # enabled again in between
+        self.stop_reason = (RunDetail.CLOSED_BY_SWEEP, {})
+        return False
+
+    def _stop_refused(self, results: list[PostResult]) -> None:
+        """The ERP refused the credentials: what the run still holds waits, unsent."""
+        self._release(State.PENDING)
+        refused = next(r for r in results if r.outcome == Outcome.AUTHENTICATION)
+        message = refused.message
+        # The ERP's words are evidence: kept verbatim, worded around when shown;
+        # our own words about them travel as a note.
+        self.stop_reason = (
+            RunDetail.CREDENTIALS_REFUSED,
+            {"error": message, "note": _stored(refused.note)},
+        )
+        event = SyncEvent.objects.create(
+            organization=self.organization,
+            run=self.run,
+            kind=SyncEvent.Kind.AUTHENTICATION_FAILED,
+            message=message,
+            note=_stored(refused.note),
+        )
+        # S7.6: the alert opens at once, since retrying cannot fix it
+        events.event_recorded.send(sender=SyncEvent, event=event)
 
     def _mark_in_flight(self, batch: list[FinancialRecord], if_enabled: bool = False) -> bool:
         """Say which records are about to be posted, so that if the worker dies only these
@@ -765,15 +798,18 @@ class Orchestrator:
             running.update(in_flight=[record.pk for record in batch], heartbeat_at=timezone.now())
         )
 
-    def _send(self, connector: Connector, batch: list[FinancialRecord]) -> list[PostResult]:
-        postings = [self._posting(record) for record in batch]
-        for attempt in range(RATE_LIMIT_RESENDS + 1):
-            results = connector.post(postings)
+    def _send(
+        self, lane: Lane, connector: Connector, postings: list[Posting], posting: Future
+    ) -> list[PostResult]:
+        """The answer to `posting`, the post of `postings` under way on the lane; resent
+        when the ERP took none of it for rate."""
+        results: list[PostResult] = posting.result()
+        for _ in range(RATE_LIMIT_RESENDS):
             # Only a refusal that took nothing may be resent blind. A partial one was
             # written in part (Business Central's line, refused its cost center for rate):
             # sent again, the line would be created twice; it is looked up and completed.
             limited = [r for r in results if r.outcome == Outcome.RATE_LIMITED and not r.partial]
-            if len(limited) < len(results) or attempt == RATE_LIMIT_RESENDS:
+            if len(limited) < len(results):
                 return results
             # The ERP asked us to slow down and nothing was taken: wait, then resend.
             wait = min(RATE_LIMIT_MAX_WAIT_SECONDS, max(r.retry_after or 1 for r in limited))
@@ -782,6 +818,7 @@ class Orchestrator:
                 # Closed while the ERP answered: the batch is no longer this run's to send.
                 self.stop_reason = (RunDetail.CLOSED_BY_SWEEP, {})
                 return results
+            results = lane.submit(connector.post, postings).result()
         return results
 
     def _wait(self, seconds: float) -> None:
@@ -816,12 +853,16 @@ class Orchestrator:
     # --- writing what happened ------------------------------------------------------------
 
     def _write_results(
-        self, pairs: list[tuple[FinancialRecord, PostResult]], final: bool = False
+        self,
+        pairs: list[tuple[FinancialRecord, PostResult]],
+        final: bool = False,
+        posting: list[FinancialRecord] | None = None,
     ) -> None:
         """One sync_logs row per record, and the records' new state, in bulk.
 
         A SUCCEEDED write to an ERP that settles later leaves the record awaiting its
         import; `final` is for the answer of `settle`, which is the ERP's last word.
+        `posting`: the batch on its way to the ERP meanwhile, which stays in flight.
         """
         now = timezone.now()
         awaiting = self.settles_later and not final
@@ -849,7 +890,7 @@ class Orchestrator:
         with transaction.atomic():
             SyncLog.objects.bulk_create(logs)  # an attempt happened: the log always says so
             # Written: nothing of this run is in flight any more.
-            if not self._progress(**counts, in_flight_done=True):
+            if not self._progress(**counts, in_flight_done=True, posting=posting or []):
                 # The sweep closed this run as dead while it waited on the ERP, and its
                 # records are marked for lookup: leave them so. The next run finds what
                 # this call posted, instead of this run overwriting another run's claim.
@@ -997,10 +1038,11 @@ class Orchestrator:
         skipped: int = 0,
         posted: int = 0,
         in_flight_done: bool = False,
+        posting: list[FinancialRecord] | None = None,
     ) -> bool:
-        """Add to the run's live counters; with `in_flight_done`, also say that nothing is
-        in flight any more, and only while the run still holds its records: False when the
-        sweep has closed it, and then nothing is changed.
+        """Add to the run's live counters; with `in_flight_done`, also say that nothing but
+        `posting` is in flight any more, and only while the run still holds its records:
+        False when the sweep has closed it, and then nothing is changed.
 
         That conditional UPDATE is also what holds the run: it locks the run's row until
         the caller's transaction ends, so the sweep, which updates that row first, cannot
@@ -1010,7 +1052,7 @@ class Orchestrator:
         changes: dict[str, Any] = {}
         if in_flight_done:
             run = run.filter(status=SyncRun.Status.RUNNING)
-            changes["in_flight"] = []
+            changes["in_flight"] = [record.pk for record in posting or []]
         if not run.update(
             done=F("done") + sent + failed + skipped + posted,
             sent=F("sent") + sent,

@@ -27,9 +27,9 @@ from accounting_sync.orchestrator import (
     backoff_seconds,
     execute_run,
     is_parked,
-    parked_runs,
     recover_stale_runs,
     start_run,
+    waiting_runs,
 )
 from core import events
 from integrations.models import Integration
@@ -84,7 +84,7 @@ def take_turn(run_id: int, hostname: str | None, scheduled_retries: int = 0) -> 
 
 def _queue_turn(run_id: int, scheduled_retries: int = 0) -> None:
     """Queue a parked run's next turn. A lost message (broker down) leaves the run parked:
-    the sweep queues it again (`_requeue_parked`); a second delivery finds it taken."""
+    the sweep queues it again (`_requeue_waiting`); a second delivery finds it taken."""
     try:
         run_sync.apply_async((run_id, scheduled_retries), retry_policy=ENQUEUE_RETRY_POLICY)
     except BROKER_ERRORS as problem:
@@ -205,7 +205,7 @@ def sweep() -> None:
     for pending records whose approval trigger was lost, and import checks for records
     sent but awaiting the ERP's import."""
     closed = recover_stale_runs()
-    _requeue_parked()
+    _requeue_waiting()
     records = FinancialRecord.objects
     retries = _organizations_due(records.due_for_retry(timezone.now()))
     # A closed run's organization gets its retry run now: besides what the run held (due
@@ -231,19 +231,21 @@ def sweep() -> None:
             run_sync.delay(run.pk)
 
 
-def _requeue_parked() -> None:
-    """Queue again the next turn of runs parked longer than SYNC_PARKED_REQUEUE_SECONDS.
+def _requeue_waiting() -> None:
+    """Queue again the turn of runs waiting longer than SYNC_PARKED_REQUEUE_SECONDS.
 
-    A parked run waits in the queue behind other organizations' turns, holding nothing,
-    so the sweep does not close it for want of a beat; but its message may be lost (the
-    broker down as it was queued, or since). A second message is harmless: the first
-    delivery takes the run (`execute_run`), the other finds it taken or parked further on.
-    Each re-queue moves its beat on, so a run is queued again at most once a period.
+    A run waits in the queue for its first turn, or parked for its next, behind other
+    organizations' turns, holding nothing, so the sweep does not close it for want of a
+    beat; but its message may be lost (the broker down as it was queued, or since, or the
+    worker gone between opening the run and taking it). A second message is harmless: the
+    first delivery takes the run (`execute_run`), the other finds it taken or parked
+    further on. Each re-queue moves its beat on, so a run is queued again at most once a
+    period.
     """
     now = timezone.now()
     limit = now - timedelta(seconds=settings.SYNC_PARKED_REQUEUE_SECONDS)
-    for run_id in parked_runs().filter(heartbeat_at__lt=limit).values_list("pk", flat=True):
-        if parked_runs().filter(pk=run_id, heartbeat_at__lt=limit).update(heartbeat_at=now):
+    for run_id in waiting_runs().filter(heartbeat_at__lt=limit).values_list("pk", flat=True):
+        if waiting_runs().filter(pk=run_id, heartbeat_at__lt=limit).update(heartbeat_at=now):
             _queue_turn(run_id)
 
 

@@ -9,10 +9,21 @@
    through the real `start_run` + `execute_run`: orchestrator, connector, HTTPS,
    the sandbox in its own process.
 3. Sends the same batches (same size, same payloads, built by the same code) with a
-   bare loop of `connector.post`, no database: the sandbox's raw capacity.
+   bare loop of `connector.post`, no database: the sandbox's raw capacity. Then asks,
+   as bare, what Xledger's import made of them (`connector.settle`), which the run also
+   does and the bare posts do not.
+
+4. Does it all again with fewer records (`--latency-records`) and 150 ms added to each
+   ERP request, as from Norway to a cloud ERP: the figures then end in `_at_150ms`. At
+   the sandbox's own speed the ERP answers a batch in about the time the run needs to
+   write one down, on a machine whose two cores also run the sandbox and PostgreSQL;
+   at a real ERP's distance the run's own work hides behind the ERP's answer.
 
 Prints its figures, and as its last line one JSON object with `sync_records_per_s`,
-`raw_records_per_s` and `sync_vs_raw`.
+`raw_records_per_s` and `sync_vs_raw` (the run against the bare posts), and
+`sync_vs_same_calls` (against the bare posts and import checks: the engine's own cost).
+`--profile` shows where the run's own thread spends its time; `--queries` the statements
+that took longest.
 """
 
 from __future__ import annotations
@@ -52,10 +63,12 @@ from report import emit  # noqa: E402
 from accounting_sync.models import FinancialRecord, SyncRun  # noqa: E402
 from accounting_sync.orchestrator import Orchestrator, chunks, execute_run, start_run  # noqa: E402
 from erp_sandbox.client import SandboxProcess  # noqa: E402
-from integrations.clients.base import Outcome, Posting  # noqa: E402
+from integrations.clients.base import Outcome, Posting, Settlement  # noqa: E402
 from integrations.models import CategoryMapping, Integration, Organization  # noqa: E402
 
 XLEDGER_TOKEN = "xl-demo-blindeforbundet-token"
+# As the platform night's (bench/night_bench.py): a request to a cloud ERP from Norway.
+REALISTIC_LATENCY_MS = 150
 
 
 def say(text: str) -> None:
@@ -143,16 +156,39 @@ def sync_once(organization: Organization) -> SyncRun:
     return finished
 
 
-def raw_send(integration: Integration, postings: list[Posting]) -> int:
+def raw_send(integration: Integration, postings: list[Posting]) -> dict[str, str]:
+    """The postings' ERP ids by reference, for those the ERP took."""
     connector = integration.build_connector()
-    sent = 0
+    taken: dict[str, str] = {}
     try:
         for batch in chunks(postings, connector.batch_size):
-            results = connector.post(batch)
-            sent += sum(1 for r in results if r.outcome == Outcome.SUCCEEDED)
+            for result in connector.post(batch):
+                if result.outcome == Outcome.SUCCEEDED:
+                    taken[result.reference] = result.erp_id
     finally:
         connector.close()
-    return sent
+    return taken
+
+
+def raw_settle(integration: Integration, taken: dict[str, str]) -> int:
+    """How many of them Xledger's import posted, asked in one call as the run does."""
+    connector = integration.build_connector()
+    try:
+        answers = connector.settle(taken)
+    finally:
+        connector.close()
+    return sum(1 for answer in answers.values() if answer.state == Settlement.POSTED)
+
+
+def slowest_statements(queries: list[dict[str, str]], count: int = 15) -> None:
+    """The statements the run spent longest in, grouped by their first 90 characters."""
+    spent: dict[str, list[float]] = {}
+    for query in queries:
+        totals = spent.setdefault(query["sql"][:90], [0, 0.0])
+        totals[0] += 1
+        totals[1] += float(query["time"])
+    for sql, (times, seconds) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:count]:
+        say(f"    {seconds:6.2f} s {int(times):5d}x {sql}")
 
 
 @contextmanager
@@ -175,40 +211,57 @@ def sandboxed_test_database() -> Iterator[SandboxProcess]:
         teardown_test_environment()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=10_000)
-    parser.add_argument("--profile", action="store_true", help="cProfile the sync phase")
-    args = parser.parse_args()
-    if connection.vendor != "postgresql":
-        say(f"The benchmark needs PostgreSQL; DATABASE_URL names {connection.vendor}.")
-        return 2
+class Clocked:
+    """Where the run's time goes: the calls to the ERP, and everything else.
 
-    with sandboxed_test_database() as sandbox:
-        say(f"{args.records} records, Xledger, database {connection.settings_dict['NAME']}")
-        organization, _ = timed("create records", lambda: set_up(sandbox, args.records))
-        integration = Integration.objects.get(organization=organization)
-        postings = postings_for(organization)
+    The posts go on the run's lane (accounting_sync/lane.py) while its own thread writes
+    the batch before: what counts is how long that thread waited for them (`_send`).
+    Besides posting, the run asks Xledger what its import job made of the vouchers
+    (settle), on its own thread.
+    """
 
-        # Where the run's time goes: the calls to the ERP, and everything else. Besides
-        # posting, the run asks Xledger what its import job made of the vouchers (settle),
-        # which the bare loop does not.
-        connector_class = type(integration.build_connector())
-        in_erp = {"post": 0.0, "settle": 0.0}
-        originals = {name: getattr(connector_class, name) for name in in_erp}
+    def __init__(self, connector_class: type) -> None:
+        self.seconds = {"post": 0.0, "settle": 0.0, "waited": 0.0}
+        self.methods = [
+            (connector_class, "post", "post"),
+            (connector_class, "settle", "settle"),
+            (Orchestrator, "_send", "waited"),
+        ]
+        self.originals = {key: getattr(owner, name) for owner, name, key in self.methods}
 
-        def clocked(name: str):
-            def call(self, *args):
-                started = time.perf_counter()
-                try:
-                    return originals[name](self, *args)
-                finally:
-                    in_erp[name] += time.perf_counter() - started
+    def __enter__(self) -> Clocked:
+        for owner, name, key in self.methods:
+            setattr(owner, name, self._clocked(key))
+        return self
 
-            return call
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, key in self.methods:
+            setattr(owner, name, self.originals[key])
 
-        for name in in_erp:
-            setattr(connector_class, name, clocked(name))
+    def _clocked(self, key: str) -> Callable[..., Any]:
+        def call(owner: Any, *args: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return self.originals[key](owner, *args)
+            finally:
+                self.seconds[key] += time.perf_counter() - started
+
+        return call
+
+
+def measure(
+    sandbox: SandboxProcess, slug: str, count: int, latency_ms: int, args: argparse.Namespace
+) -> dict[str, object]:
+    """One organization's sync of `count` records, then the bare loop, at one latency."""
+    sandbox.reset()
+    sandbox.set_faults(latency_ms=latency_ms)
+    say(f"{count} records, Xledger, {latency_ms} ms added to each ERP request")
+    organization = xledger_organization(sandbox, slug.title(), slug)
+    timed("create records", lambda: add_pending([organization], count))
+    integration = Integration.objects.get(organization=organization)
+    postings = postings_for(organization)
+
+    with Clocked(type(integration.build_connector())) as clock:
         settings.DEBUG = True  # count the queries of the run
         reset_queries()
         profiler = cProfile.Profile() if args.profile else None
@@ -218,43 +271,74 @@ def main() -> int:
         if profiler:
             profiler.disable()
         queries = len(connection.queries)
+        if args.queries:
+            slowest_statements(connection.queries)
         settings.DEBUG = False
-        for name, original in originals.items():
-            setattr(connector_class, name, original)
-        assert run.sent == args.records, f"the run sent {run.sent}: {run.outcome_text()}"
-        batches = -(-args.records // 250)
-        say(
-            f"    of which connector.post {in_erp['post']:.2f} s, connector.settle "
-            f"{in_erp['settle']:.2f} s, the rest (database, bookkeeping) "
-            f"{sync_s - sum(in_erp.values()):.2f} s; {queries} queries "
-            f"({queries / batches:.1f} per batch of 250)"
-        )
-        if profiler:
-            out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
-            say(out.getvalue())
-
-        sandbox.reset()  # an empty ledger again: the raw loop stores the same amount
-        sent, raw_s = timed("raw connector.post loop", lambda: raw_send(integration, postings))
-        assert sent == args.records, f"the raw loop sent {sent}"
-
-    sync_rate = args.records / sync_s
-    raw_rate = args.records / raw_s
-    say(f"sync: {sync_rate:.0f} records/s; raw: {raw_rate:.0f} records/s")
-    emit(
-        "sync",
-        {
-            "records": args.records,
-            "sync_seconds": round(sync_s, 3),
-            "raw_seconds": round(raw_s, 3),
-            "sync_records_per_s": round(sync_rate, 1),
-            "raw_records_per_s": round(raw_rate, 1),
-            "sync_vs_raw": round(sync_rate / raw_rate, 3),
-            "queries_per_batch": round(queries / batches, 1),
-            "erp_post_seconds": round(in_erp["post"], 3),
-            "erp_settle_seconds": round(in_erp["settle"], 3),
-        },
+    assert run.sent == count, f"the run sent {run.sent}: {run.outcome_text()}"
+    batches = -(-count // 250)
+    erp = clock.seconds
+    own = sync_s - erp["waited"] - erp["settle"]
+    say(
+        f"    connector.post {erp['post']:.2f} s on the lane, of which the run waited "
+        f"{erp['waited']:.2f} s; connector.settle {erp['settle']:.2f} s; the run's own work "
+        f"(database, bookkeeping) {own:.2f} s; {queries} queries "
+        f"({queries / batches:.1f} per batch of 250)"
     )
+    if profiler:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
+        say(out.getvalue())
+
+    sandbox.reset()  # an empty ledger again: the raw loop stores the same amount
+    sandbox.set_faults(latency_ms=latency_ms)
+    taken, raw_s = timed("raw connector.post loop", lambda: raw_send(integration, postings))
+    assert len(taken) == count, f"the raw loop sent {len(taken)}"
+    posted, settle_s = timed("raw connector.settle", lambda: raw_settle(integration, taken))
+    assert posted == count, f"the import posted {posted}"
+    say(
+        f"  sync: {count / sync_s:.0f} records/s; raw posts: {count / raw_s:.0f} records/s; "
+        f"raw posts and import checks: {count / (raw_s + settle_s):.0f} records/s"
+    )
+    return {
+        "records": count,
+        "sync_seconds": round(sync_s, 3),
+        "raw_seconds": round(raw_s, 3),
+        "sync_records_per_s": round(count / sync_s, 1),
+        "raw_records_per_s": round(count / raw_s, 1),
+        "sync_vs_raw": round(raw_s / sync_s, 3),
+        "sync_vs_same_calls": round((raw_s + settle_s) / sync_s, 3),
+        "queries_per_batch": round(queries / batches, 1),
+        "erp_post_seconds": round(erp["post"], 3),
+        "erp_post_waited_seconds": round(erp["waited"], 3),
+        "erp_settle_seconds": round(erp["settle"], 3),
+        "raw_settle_seconds": round(settle_s, 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument(
+        "--latency-records",
+        type=int,
+        default=2_500,
+        help=f"records of the second measurement, at {REALISTIC_LATENCY_MS} ms (0: none)",
+    )
+    parser.add_argument("--profile", action="store_true", help="cProfile the sync phase")
+    parser.add_argument("--queries", action="store_true", help="the slowest statements")
+    args = parser.parse_args()
+    if connection.vendor != "postgresql":
+        say(f"The benchmark needs PostgreSQL; DATABASE_URL names {connection.vendor}.")
+        return 2
+
+    with sandboxed_test_database() as sandbox:
+        say(f"database {connection.settings_dict['NAME']}")
+        figures = measure(sandbox, "blindeforbundet", args.records, 0, args)
+        if args.latency_records:
+            at_latency = measure(sandbox, "hlf", args.latency_records, REALISTIC_LATENCY_MS, args)
+            suffix = f"_at_{REALISTIC_LATENCY_MS}ms"
+            figures.update({f"{key}{suffix}": value for key, value in at_latency.items()})
+    emit("sync", figures)
     return 0
 
 

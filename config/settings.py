@@ -368,8 +368,9 @@ SYNC_APPROVAL_DELAY_SECONDS = get_int("SYNC_APPROVAL_DELAY_SECONDS", 5)
 # Fair turns (issue 13 item 9): a run sends at most this many batches per task, then goes
 # to the back of the queue, so one large organization cannot hold every worker.
 SYNC_BATCHES_PER_TURN = get_int("SYNC_BATCHES_PER_TURN", 4, minimum=1)
-# A run parked between turns this long is queued again by the sweep (its message may have
-# been lost); longer than a busy night's queue, since a second message is only harmless.
+# A run waiting this long in the queue (for its first turn, or parked between two) is
+# queued again by the sweep (its message may have been lost); longer than a busy night's
+# queue, though a second message is only harmless.
 SYNC_PARKED_REQUEUE_SECONDS = get_int("SYNC_PARKED_REQUEUE_SECONDS", 600, minimum=10)
 SYNC_SWEEP_SECONDS = get_int("SYNC_SWEEP_SECONDS", 30, minimum=1)
 # Pending records this old with no run since they arrived lost their approval trigger

@@ -46,6 +46,12 @@ def _limiter(url: str) -> Limiter | None:
     return DatabaseLimiter()
 
 
+def in_database() -> bool:
+    """Whether a pacer takes its slots in the database: then whatever paces a request must
+    run on a thread that may use the database (accounting_sync/lane.py)."""
+    return isinstance(_limiter(settings.ERP_PACING_URL), DatabaseLimiter)
+
+
 def pacer(credential: str, rate: Rate) -> Pacer | None:
     """A pacer for one credential. The key is a digest: it names no secret."""
     limiter = _limiter(settings.ERP_PACING_URL)

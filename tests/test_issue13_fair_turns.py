@@ -147,6 +147,39 @@ def test_issue13_item9_a_parked_run_holds_nothing_and_the_sweep_leaves_it_waitin
     assert (run.status, run.sent, run.total) == ("succeeded", 25, 25)
 
 
+def test_issue13_item9_s3_4_a_run_queued_behind_a_long_night_is_not_closed_as_abandoned(
+    org: Organization, erp_sandbox: SandboxProcess, queue: Queue, settings
+) -> None:
+    """Sync Now at 02:00: the run waits for its first turn behind every organization's
+    turns, longer than the stale limit. It has no worker yet, so it is not dead: the
+    sweep neither closes it (a failed "abandoned" run, an alert) nor starts another.
+    Past SYNC_PARKED_REQUEUE_SECONDS its message is queued again, in case it was lost."""
+    configure(org, erp_sandbox)
+    records = make_records(org, 15)
+    run = start_run(org, SyncRun.Trigger.MANUAL)
+    queue.put(run.pk)
+
+    waited = timezone.now() - timedelta(seconds=settings.SYNC_STALE_AFTER_SECONDS + 60)
+    SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=waited)
+    assert recover_stale_runs() == []
+    tasks.sweep()
+    run.refresh_from_db()
+    assert (run.status, run.worker, run.heartbeat_at) == ("running", "", waited)
+    assert queue.messages == [run.pk]
+    assert not SyncEvent.objects.filter(run=run).exists()
+
+    long_ago = timezone.now() - timedelta(seconds=settings.SYNC_PARKED_REQUEUE_SECONDS + 1)
+    SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=long_ago)
+    tasks.sweep()
+    assert queue.messages == [run.pk, run.pk]  # the first may have been lost
+
+    queue.deliver_all()
+    run.refresh_from_db()
+    assert (run.status, run.sent, run.total) == ("succeeded", 15, 15)
+    assert ledger_counts(erp_sandbox) == {r.reference: 1 for r in records}
+    assert SyncRun.objects.filter(organization=org).count() == 1
+
+
 def test_issue13_item9_a_parked_run_whose_message_was_lost_is_queued_again_by_the_sweep(
     org: Organization, erp_sandbox: SandboxProcess, queue: Queue, settings
 ) -> None:

@@ -197,7 +197,9 @@ def test_issue13_item2_a_dead_run_looks_up_only_its_batch_in_flight_and_hands_ba
     # The batch reaches the ERP; the worker dies before it writes the answer.
     connector = orchestrator.integration.build_connector()
     connector.post([orchestrator._posting(record) for record in in_flight])
-    SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    SyncRun.objects.filter(pk=run.pk).update(
+        worker="dead@host", heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
 
     (closed,) = recover_stale_runs()
 
@@ -244,7 +246,9 @@ def test_issue13_item2_a_run_the_sweep_closed_cannot_mark_a_batch_in_flight(
     run = start_run(org, "manual")
     orchestrator = Orchestrator(SyncRun.objects.get(pk=run.pk))
     claimed = orchestrator._claim()
-    SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    SyncRun.objects.filter(pk=run.pk).update(
+        worker="dead@host", heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
     recover_stale_runs()
 
     assert not orchestrator._mark_in_flight(claimed)  # so `_send_all` posts nothing
@@ -259,10 +263,10 @@ def test_issue13_item2_an_unexpected_error_looks_up_only_the_batch_in_flight(
     make_records(org, 300)  # Xledger: a batch of 250, then 50
     real_post = engine.Orchestrator._send
 
-    def second_batch_breaks(self, connector, batch):
-        if len(batch) < 250:
+    def second_batch_breaks(self, lane, connector, postings, posting):
+        if len(postings) < 250:
             raise RuntimeError("a bug while sending")
-        return real_post(self, connector, batch)
+        return real_post(self, lane, connector, postings, posting)
 
     monkeypatch.setattr(engine.Orchestrator, "_send", second_batch_breaks)
     run = start_run(org, "manual")

@@ -92,7 +92,9 @@ def test_s3_3_refused_credentials_are_worded_per_reader_around_the_erps_own_word
 
 def test_an_abandoned_run_stores_its_code_and_is_worded_per_reader(org) -> None:
     run = SyncRun.objects.create(organization=org, connector="xledger", trigger="schedule")
-    SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    SyncRun.objects.filter(pk=run.pk).update(
+        worker="dead@host", heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
 
     [closed] = recover_stale_runs()
 

@@ -535,7 +535,9 @@ def test_a_run_closed_by_the_sweep_while_alive_leaves_its_records_for_lookup(
         [orchestrator._posting(record) for record in records]
     )
     # While the ERP answered, the sweep decided the run was dead.
-    SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    SyncRun.objects.filter(pk=run.pk).update(
+        worker="dead@host", heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
     recover_stale_runs()
 
     orchestrator._write_results(list(zip(records, results, strict=True)))
@@ -623,7 +625,9 @@ def test_s3_4_a_live_run_whose_heartbeat_stalls_is_not_closed_and_no_second_run_
     assert states(org) == {State.SYNCED: 3}
     # Once the worker is done its lock is gone: a run left stale now is closed.
     stale = start_run(org, "manual")
-    SyncRun.objects.filter(pk=stale.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    SyncRun.objects.filter(pk=stale.pk).update(
+        worker="dead@host", heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
     assert [r.pk for r in recover_stale_runs()] == [stale.pk]
 
 
