@@ -22,8 +22,9 @@ limit": the question is how close the engine comes to what the ERP allows, with 
 The minimum the limits allow (`minimum_seconds`) is the larger of two bounds, from the
 sandbox's configured limit (R requests per W s), its latency L, the worker count K and the
 requests the night needs at least, Q: per organization one post per batch of 250
-(XledgerConnector.batch_size) and one import check per 250 references (LOOKUP_CHUNK; the
-import job may still refuse what the API took, so a record is synced only once asked):
+(XledgerConnector.batch_size) and one import check per 500 references (one page of
+transactions: XledgerConnector.settle_chunk; the import job may still refuse what the
+API took, so a record is synced only once asked):
 - the rate bound: R requests go at once, then R per W s: (ceil(Q / R) - 1) x W + L;
 - the workers' bound: each worker sends one request at a time: Q x L / K.
 `night_vs_limit` = minimum / measured drain (goal >= 0.8). The pacer keeps a margin on the
@@ -80,7 +81,11 @@ from sync_bench import add_pending, xledger_organization  # noqa: E402
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun  # noqa: E402
 from erp_sandbox.client import SandboxProcess  # noqa: E402
 from integrations.clients.limits import XLEDGER_RATE  # noqa: E402
-from integrations.clients.xledger import LOOKUP_CHUNK, XledgerConnector  # noqa: E402
+from integrations.clients.xledger import (  # noqa: E402
+    NODES_PER_POSTING,
+    XledgerConfig,
+    XledgerConnector,
+)
 from integrations.models import Integration, Organization  # noqa: E402
 
 XLEDGER_ENTITY = "Blindeforbundet"
@@ -253,8 +258,9 @@ def exactly_once(sandbox: SandboxProcess) -> tuple[int, int]:
 
 def minimum_seconds(organizations: int, records: int, latency_s: float, workers: int) -> float:
     """What the limits allow at best (the module's docstring says why these bounds)."""
+    settle_chunk = XledgerConfig.page_size // NODES_PER_POSTING  # XledgerConnector.settle_chunk
     per_organization = math.ceil(records / XledgerConnector.batch_size) + math.ceil(
-        records / LOOKUP_CHUNK
+        records / settle_chunk
     )
     needed = organizations * per_organization
     rate_bound = (math.ceil(needed / XLEDGER_RATE.requests) - 1) * XLEDGER_RATE.per_seconds

@@ -594,6 +594,24 @@ class TestXledgerIssue10Settle:
             Settlement.REJECTED,
         }
 
+    def test_issue13_item10_settle_asks_once_per_page_of_posted_vouchers(self, sandbox):
+        """Import checks are metered requests under the burst limit: one asks about as
+        many vouchers as a page of their transactions holds (500 at 1,000 lines a page)."""
+        assume(sandbox, xledger_import="immediate")
+        connector = xl_connector(sandbox)
+        postings = [xl_posting(n) for n in range(600)]
+        results = [
+            r for start in (0, 250, 500) for r in connector.post(postings[start : start + 250])
+        ]
+        held = {r.reference: r.erp_id for r in results}
+        before = handled(sandbox, "xledger")
+
+        settled = connector.settle(held)
+
+        assert handled(sandbox, "xledger") - before == 2  # 500, then 100
+        assert {s.state for s in settled.values()} == {Settlement.POSTED}
+        assert len(settled) == 600
+
     def test_issue10_item8_an_immediate_import_settles_at_once(self, sandbox):
         assume(sandbox, xledger_import="immediate")
         connector = xl_connector(sandbox)
