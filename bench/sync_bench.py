@@ -180,6 +180,31 @@ def raw_settle(integration: Integration, taken: dict[str, str]) -> int:
     return sum(1 for answer in answers.values() if answer.state == Settlement.POSTED)
 
 
+def busy_cores() -> Callable[[], float | None]:
+    """Start counting how many of the machine's cores are busy (Linux's /proc/stat); the
+    answer is their average over the time until it is called. The sandbox and PostgreSQL
+    share this machine's cores with the run: when they are all busy, the run's speed is
+    the machine's, not the engine's."""
+
+    def sample() -> tuple[int, int] | None:
+        try:
+            fields = [int(n) for n in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + fields[4]  # idle and iowait
+        return sum(fields) - idle, sum(fields)
+
+    first, cores = sample(), os.cpu_count() or 1
+
+    def busy() -> float | None:
+        last = sample()
+        if first is None or last is None or last[1] == first[1]:
+            return None
+        return round(cores * (last[0] - first[0]) / (last[1] - first[1]), 2)
+
+    return busy
+
+
 def slowest_statements(queries: list[dict[str, str]], count: int = 15) -> None:
     """The statements the run spent longest in, grouped by their first 90 characters."""
     spent: dict[str, list[float]] = {}
@@ -267,7 +292,9 @@ def measure(
         profiler = cProfile.Profile() if args.profile else None
         if profiler:
             profiler.enable()
+        busy = busy_cores()
         run, sync_s = timed("sync (start_run + execute_run)", lambda: sync_once(organization))
+        cores_busy = busy()
         if profiler:
             profiler.disable()
         queries = len(connection.queries)
@@ -282,7 +309,8 @@ def measure(
         f"    connector.post {erp['post']:.2f} s on the lane, of which the run waited "
         f"{erp['waited']:.2f} s; connector.settle {erp['settle']:.2f} s; the run's own work "
         f"(database, bookkeeping) {own:.2f} s; {queries} queries "
-        f"({queries / batches:.1f} per batch of 250)"
+        f"({queries / batches:.1f} per batch of 250); cores busy {cores_busy} "
+        f"of {os.cpu_count()}"
     )
     if profiler:
         out = io.StringIO()
@@ -312,6 +340,7 @@ def measure(
         "erp_post_waited_seconds": round(erp["waited"], 3),
         "erp_settle_seconds": round(erp["settle"], 3),
         "raw_settle_seconds": round(settle_s, 3),
+        "sync_cores_busy": cores_busy,
     }
 
 

@@ -368,12 +368,12 @@ def test_issue13_item11_database_outage_mid_run_the_worker_recovers_without_rest
     other_org: Organization, erp_sandbox: SandboxProcess, pool: Pool, settings
 ) -> None:
     """Business Central, 300 records (three batches of lines, each with its dimensions).
-    The connections to PostgreSQL are dropped while the second batch's dimensions are in
-    the ERP: the lines are there, the worker cannot write what happened. 12 s later the
-    database is back; the same worker process carries out the recovery runs."""
+    The connections to PostgreSQL are dropped while the second batch is in the ERP: the
+    first is written down, the worker cannot write what happened to the second. 12 s
+    later the database is back; the same worker process carries out the recovery runs."""
     settings.SYNC_STALE_AFTER_SECONDS = STALE_FAST
     configure(other_org, erp_sandbox, "business_central", first_retry_delay_seconds=1)
-    make_records(other_org, 300)
+    records = make_records(other_org, 300)
     erp_sandbox.set_faults(latency_ms=50)
 
     with OutageProxy(
@@ -388,18 +388,20 @@ def test_issue13_item11_database_outage_mid_run_the_worker_recovers_without_rest
         )
         pool.start(1, env)
         worker = pool.workers[0]
+        # The second batch's lines (the only request naming its first record) wait in the
+        # ERP while the run writes the first batch down (accounting_sync/lane.py).
+        erp_sandbox.hold(f'"{records[100].reference}"')
         run = start_run(other_org, SyncRun.Trigger.MANUAL)
         tasks.run_sync.delay(run.pk)
 
-        wait_for(
-            lambda: SyncRun.objects.get(pk=run.pk).done >= 100,
-            timeout=60,
-            what="the first batch",
-            pool=pool,
-        )
-        erp_sandbox.hold('"valueCode"')  # the next batch's dimensions: its lines are posted
         try:
             erp_sandbox.wait_until_held(timeout=60)
+            wait_for(
+                lambda: SyncRun.objects.get(pk=run.pk).done >= 100,
+                timeout=60,
+                what="the first batch written",
+                pool=pool,
+            )
             database.cut()
             time.sleep(12)  # nothing sweeps: beat could not reach the database either
             database.restore()
@@ -543,7 +545,7 @@ def test_issue13_item11_a_killed_workers_run_is_closed_within_the_stale_limit_an
     other machine); nothing is restarted."""
     settings.SYNC_STALE_AFTER_SECONDS = STALE_FAST
     configure(org, erp_sandbox, "xledger", first_retry_delay_seconds=1)
-    make_records(org, 600)
+    records = make_records(org, 600)
     env = worker_env(
         settings,
         database_url=_database_url_for_worker(),
@@ -551,15 +553,21 @@ def test_issue13_item11_a_killed_workers_run_is_closed_within_the_stale_limit_an
         stale=STALE_FAST,
     )
     pool.start(2, env)
+    # The second batch (the only request naming its first record) waits in the ERP. The
+    # run writes the first batch down meanwhile (accounting_sync/lane.py): waiting for
+    # that before holding would race the second batch's post.
+    erp_sandbox.hold(f'"{records[250].reference}"')
     run = start_run(org, SyncRun.Trigger.MANUAL)
     tasks.run_sync.delay(run.pk)
 
-    wait_for(
-        lambda: SyncRun.objects.get(pk=run.pk).done >= 250, timeout=60, what="a batch", pool=pool
-    )
-    erp_sandbox.hold("addGLImportItems")
     try:
         erp_sandbox.wait_until_held(timeout=60)
+        wait_for(
+            lambda: SyncRun.objects.get(pk=run.pk).done >= 250,
+            timeout=60,
+            what="the first batch written",
+            pool=pool,
+        )
         hostname = SyncRun.objects.get(pk=run.pk).worker
         victim = next(w for w in pool.workers if w.hostname == hostname)
         victim.kill()
