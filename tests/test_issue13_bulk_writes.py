@@ -17,6 +17,7 @@ from django.utils import timezone
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
 from core import bulk
 from core.chain import verify_chain
+from integrations.models import RateSlot, RateWindow
 from tests.factories import configure, make_records, sync
 
 pytestmark = pytest.mark.usefixtures("trust_erp_sandbox")
@@ -157,3 +158,15 @@ def test_issue13_item7_thousands_of_ids_select_and_update_as_a_plain_filter(org)
     with CaptureQueriesContext(connection) as queries:
         assert bulk.with_ids(FinancialRecord.objects.all(), []).update(state=State.FAILED) == 0
     assert not queries.captured_queries
+
+
+@pytest.mark.postgres_only(reason="elsewhere the bulk writes are Django's own")
+@pytest.mark.django_db
+def test_issue13_item7_a_value_the_document_cannot_carry_goes_django_s_way() -> None:
+    """orjson writes NaN as null: a float column's NaN is left to Django's bulk methods,
+    which store PostgreSQL's NaN, instead of a NULL in its place."""
+    window = RateWindow.objects.create(key="bench")
+    assert bulk.insert(RateSlot, [RateSlot(window=window, at=1.5)], "default")
+    assert not bulk.insert(RateSlot, [RateSlot(window=window, at=float("nan"))], "default")
+    assert not bulk.insert(RateSlot, [RateSlot(window=window, at=float("inf"))], "default")
+    assert list(RateSlot.objects.values_list("at", flat=True)) == [1.5]
