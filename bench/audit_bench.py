@@ -30,19 +30,10 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("DEBUG", "true")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench")
-os.environ.setdefault("VAR_DIR", str(REPO / "var" / "bench"))
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+from boot import start_django
 
-import django  # noqa: E402
-
-django.setup()
+start_django()
 
 import dataset  # noqa: E402
 from django.conf import settings  # noqa: E402

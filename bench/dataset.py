@@ -616,19 +616,11 @@ def build(
 
 
 if __name__ == "__main__":  # a quick look: python bench/dataset.py [sync_logs]
-    import os
     import sys
-    from pathlib import Path
 
-    REPO = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(REPO))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("DEBUG", "true")
-    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench")
-    os.environ.setdefault("VAR_DIR", str(REPO / "var" / "bench"))
-    import django
+    from boot import start_django
 
-    django.setup()
+    start_django()
     from django.core.management import call_command
 
     logs = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000

@@ -55,20 +55,12 @@ from datetime import time as clock
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("DEBUG", "true")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench")
-os.environ.setdefault("VAR_DIR", str(REPO / "var" / "bench"))
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+from boot import REPO, start_django
+
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 # This process queues the tasks: on the bench's Redis, whatever the environment names.
 os.environ["CELERY_BROKER_URL"] = REDIS_URL
-
-import django  # noqa: E402
-
-django.setup()
+start_django()
 
 from dataset import test_database  # noqa: E402
 from django.conf import settings  # noqa: E402

@@ -31,19 +31,10 @@ import sys
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("DEBUG", "true")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench")
-os.environ.setdefault("VAR_DIR", str(REPO / "var" / "bench"))
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+from boot import REPO, start_django
 
-import django  # noqa: E402
-
-django.setup()
+start_django()
 
 import requests  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
