@@ -727,8 +727,7 @@ class Orchestrator:
         with Lane(concurrent=not pacing.in_database()) as lane:
             for index, batch in enumerate(batches):
                 unwritten = [record for record, _ in posted]
-                left = sum(len(rest) for rest in batches[index:])
-                if not self._mark_or_stop(unwritten + batch, left):
+                if not self._mark_or_stop(unwritten + batch, batches[index:]):
                     if posted:
                         self._write_results(posted)
                     if self.stop_reason[0] == RunDetail.DISABLED_DURING_RUN:
@@ -747,13 +746,16 @@ class Orchestrator:
             if posted:
                 self._write_results(posted)
 
-    def _mark_or_stop(self, marked: list[FinancialRecord], left: int) -> bool:
+    def _mark_or_stop(
+        self, marked: list[FinancialRecord], unsent: list[list[FinancialRecord]]
+    ) -> bool:
         """Mark the records in flight; False, with the run's stop reason, when the run may
-        post no more. One UPDATE when all is well; the checks one by one only to say why
-        not."""
+        post no more (`unsent`: the batches it would have posted). One UPDATE when all is
+        well; the checks one by one only to say why not."""
         if self._mark_in_flight(marked, if_enabled=True):
             return True
         if self._still_running() and not self._still_enabled():
+            left = sum(len(batch) for batch in unsent)
             self.stop_reason = (RunDetail.DISABLED_DURING_RUN, {"left": left})
             return False
         if self._still_running() and self._mark_in_flight(marked):

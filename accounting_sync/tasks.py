@@ -83,8 +83,9 @@ def take_turn(run_id: int, hostname: str | None, scheduled_retries: int = 0) -> 
 
 
 def _queue_turn(run_id: int, scheduled_retries: int = 0) -> None:
-    """Queue a parked run's next turn. A lost message (broker down) leaves the run parked:
-    the sweep queues it again (`_requeue_waiting`); a second delivery finds it taken."""
+    """Queue a waiting run's turn (its next, or its first). A lost message (broker down)
+    leaves the run waiting: the sweep queues it again (`_requeue_waiting`); a second
+    delivery finds it taken."""
     try:
         run_sync.apply_async((run_id, scheduled_retries), retry_policy=ENQUEUE_RETRY_POLICY)
     except BROKER_ERRORS as problem:
