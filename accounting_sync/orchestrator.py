@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import timedelta
@@ -367,6 +367,11 @@ class Orchestrator:
         self.settles_later = False
         self.sent_here: set[int] = set()  # records this turn counted as sent
         self.settled: Counter[str] = Counter()  # what `settle` decided: "sent" (posted), "failed"
+        # Asking about the import behind the posts (`_ask_behind`): records written as
+        # sent and not yet asked about, and the question on the lane with its records.
+        self.ask_behind = False
+        self.unasked: list[FinancialRecord] = []
+        self.asking: tuple[list[FinancialRecord], Future[dict[str, Settled]]] | None = None
         # Turns (issue 13 item 9): at most `batches` batches in this one, then park.
         self.batches = batches
         # Where the last turn stopped ({}: this is the first), and where this one does.
@@ -393,7 +398,7 @@ class Orchestrator:
                 self._finish(("", {}) if self.turn else (RunDetail.NOTHING_TO_SEND, {}))
                 return
             connector = self.integration.build_connector()
-            self.settles_later = connector.settles_later
+            self.settles_later = self.ask_behind = connector.settles_later
             try:
                 if awaiting:
                     self._settle(connector, awaiting)
@@ -644,13 +649,25 @@ class Orchestrator:
 
     def _settle(self, connector: Connector, awaiting: list[FinancialRecord]) -> None:
         """Ask the ERP what became of records it accepted: posted, rejected, or not yet."""
-        if not awaiting:
-            return
+        if awaiting:
+            self._take_settled(awaiting, self._answers(lambda: connector.settle(_held(awaiting))))
+
+    def _answers(self, ask: Callable[[], dict[str, Settled]]) -> dict[str, Settled]:
+        """The ERP's answers to `ask`; none (all still awaiting) when it could not answer."""
         try:
-            answers = connector.settle({r.reference: r.erp_document_id for r in awaiting})
+            return ask()
         except ConnectorError as error:
             logger.warning("run %s: could not ask about awaiting records: %s", self.run.pk, error)
-            answers = {}
+            return {}
+
+    def _take_settled(
+        self,
+        awaiting: list[FinancialRecord],
+        answers: dict[str, Settled],
+        posting: list[FinancialRecord] | None = None,
+    ) -> bool:
+        """Write what the ERP answered about `awaiting`; True when it answered for every one
+        (none still waiting). `posting`: the batch on its way meanwhile, still in flight."""
         waiting: list[FinancialRecord] = []
         quiet: list[FinancialRecord] = []
         written: list[tuple[FinancialRecord, PostResult]] = []
@@ -676,7 +693,38 @@ class Orchestrator:
         if written:
             earlier = sum(1 for record, _ in written if record.pk not in self.sent_here)
             SyncRun.objects.filter(pk=self.run.pk).update(total=F("total") + earlier)
-            self._write_results(written, final=True)
+            self._write_results(written, final=True, posting=posting)
+        return not waiting
+
+    def _ask_behind(
+        self, lane: Lane, connector: Connector, written: list[tuple[FinancialRecord, PostResult]]
+    ) -> None:
+        """Ask about the import of what the run has written as sent, one full question
+        (`settle_chunk` references) at a time, on the lane right behind the post under way.
+
+        Xledger's import mostly posts a voucher within moments: the answer then comes while
+        the run writes down the batch before, instead of all the questions waiting for the
+        last post. The first answer that finds the import still at work stops this for the
+        run: the rest is asked about once, at its end, as before (each question is metered,
+        and one about vouchers not yet imported costs three requests).
+        """
+        if not self.ask_behind:
+            return
+        sent = [record for record, result in written if result.outcome == Outcome.SUCCEEDED]
+        self.unasked += sent
+        size = connector.settle_chunk
+        if self.asking is None and len(self.unasked) >= size:
+            chunk, self.unasked = self.unasked[:size], self.unasked[size:]
+            self.asking = (chunk, lane.submit(connector.settle, _held(chunk)))
+
+    def _hear_behind(self, posting: list[FinancialRecord]) -> None:
+        """Write the answer to the question `_ask_behind` put on the lane, if any."""
+        if self.asking is None:
+            return
+        chunk, asking = self.asking
+        self.asking = None
+        if not self._take_settled(chunk, self._answers(asking.result), posting):
+            self.ask_behind = False
 
     @staticmethod
     def _settled(record: FinancialRecord, settled: Settled) -> PostResult:
@@ -728,8 +776,7 @@ class Orchestrator:
             for index, batch in enumerate(batches):
                 unwritten = [record for record, _ in posted]
                 if not self._mark_or_stop(unwritten + batch, batches[index:]):
-                    if posted:
-                        self._write_results(posted)
+                    self._write_last(posted)
                     if self.stop_reason[0] == RunDetail.DISABLED_DURING_RUN:
                         self._release(State.PENDING)
                     return
@@ -737,14 +784,21 @@ class Orchestrator:
                 posting = lane.submit(connector.post, postings)
                 if posted:
                     self._write_results(posted, posting=batch)
+                self._hear_behind(posting=batch)
+                self._ask_behind(lane, connector, posted)
                 results = self._send(lane, connector, postings, posting)
                 posted = list(zip(batch, results, strict=True))
                 if any(result.outcome == Outcome.AUTHENTICATION for result in results):
-                    self._write_results(posted)
+                    self._write_last(posted)
                     self._stop_refused(results)
                     return
-            if posted:
-                self._write_results(posted)
+            self._write_last(posted)
+
+    def _write_last(self, posted: list[tuple[FinancialRecord, PostResult]]) -> None:
+        """Write the last batch posted, and the answer about the import asked behind it."""
+        if posted:
+            self._write_results(posted)
+        self._hear_behind(posting=[])
 
     def _mark_or_stop(
         self, marked: list[FinancialRecord], unsent: list[list[FinancialRecord]]
@@ -1115,6 +1169,11 @@ class Orchestrator:
         Organization.touch(self.run.organization_id)
         # The alerts open or resolve what the run changed (S7.4).
         events.run_ended.send(sender=SyncRun, run_id=self.run.pk)
+
+
+def _held(records: list[FinancialRecord]) -> dict[str, str]:
+    """What `settle` asks about: each record's reference and the ERP's id of its voucher."""
+    return {record.reference: record.erp_document_id for record in records}
 
 
 def _stored(said: Note | None) -> dict[str, Any]:

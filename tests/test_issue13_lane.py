@@ -101,3 +101,87 @@ def test_issue13_item7_the_lane_refuses_the_database_and_in_line_uses_it(org) ->
     with Lane(concurrent=False) as in_line:
         assert in_line.submit(threading.current_thread).result() is threading.current_thread()
         assert in_line.submit(read).result() == "read"
+
+
+# --- asking about Xledger's import behind the posts (Orchestrator._ask_behind) ---------------
+
+
+def small_batches(monkeypatch, batch: int = 50, question: int = 100) -> list[tuple[str, int]]:
+    """Xledger's batches and import questions made small, so that a few hundred records
+    take several of each; returns the ERP calls in the order the ERP received them."""
+    calls: list[tuple[str, int]] = []
+    real_post, real_settle = XledgerConnector.post, XledgerConnector.settle
+
+    def post(self: XledgerConnector, postings: list) -> list:
+        calls.append(("post", len(postings)))
+        return real_post(self, postings)
+
+    def settle(self: XledgerConnector, held: dict[str, str]) -> dict:
+        calls.append(("settle", len(held)))
+        return real_settle(self, held)
+
+    monkeypatch.setattr(XledgerConnector, "batch_size", batch)
+    monkeypatch.setattr(XledgerConnector, "settle_chunk", property(lambda self: question))
+    monkeypatch.setattr(XledgerConnector, "post", post)
+    monkeypatch.setattr(XledgerConnector, "settle", settle)
+    return calls
+
+
+def test_issue13_item7_s3_5_the_run_asks_about_the_import_while_it_still_posts(
+    org, erp_sandbox, monkeypatch
+) -> None:
+    """Each record is asked about once, most of them before the last post; a voucher the
+    import refused meanwhile is written as failed while the next batch is on its way, and
+    that batch stays in the run's in_flight all the while."""
+    configure(org, erp_sandbox)
+    erp_sandbox.set_faults(
+        late_rejection_rate=0.1, seed=3, assumptions={"xledger_import": "immediate"}
+    )
+    records = make_records(org, 400)
+    calls = small_batches(monkeypatch)
+    in_flight_after_refusals: list[tuple[Any, list[int]]] = []
+    real_write = Orchestrator._write_results
+
+    def write(self: Orchestrator, pairs: list, final: bool = False, posting=None) -> None:
+        real_write(self, pairs, final, posting)
+        if final and posting:
+            stored = SyncRun.objects.get(pk=self.run.pk).in_flight
+            in_flight_after_refusals.append((stored, [record.pk for record in posting]))
+
+    monkeypatch.setattr(Orchestrator, "_write_results", write)
+
+    run = sync(org)
+
+    posts = [i for i, (kind, _) in enumerate(calls) if kind == "post"]
+    asked = [(i, size) for i, (kind, size) in enumerate(calls) if kind == "settle"]
+    assert len(posts) == 8
+    assert asked[0][0] < posts[-1], f"every question waited for the last post: {calls}"
+    assert sum(size for _, size in asked) == 400  # once each: the import posted at once
+    assert in_flight_after_refusals, "no refusal was written while a batch was on its way"
+    assert all(stored == posting for stored, posting in in_flight_after_refusals)
+    refused = FinancialRecord.objects.filter(organization=org, state=State.FAILED).count()
+    assert 0 < refused < 400
+    assert (run.sent, run.failed, run.done, run.total) == (400 - refused, refused, 400, 400)
+    assert run.in_flight == []
+    assert states(org) == {State.SYNCED: 400 - refused, State.FAILED: refused}
+    assert ledger_counts(erp_sandbox) == {record.reference: 1 for record in records}
+
+
+def test_issue13_item7_an_import_still_at_work_stops_the_questions_until_the_run_ends(
+    org, erp_sandbox, monkeypatch
+) -> None:
+    """Where the import job has not run, the first question finds it so; the run asks no
+    more until its end (one question there, about all), and nothing is sent again."""
+    configure(org, erp_sandbox)
+    erp_sandbox.set_faults(assumptions={"xledger_import": "deferred"})
+    records = make_records(org, 400)
+    calls = small_batches(monkeypatch)
+
+    run = sync(org)
+
+    asked = [size for kind, size in calls if kind == "settle"]
+    assert asked == [100, 400], calls
+    assert calls[-1] == ("settle", 400)
+    assert (run.sent, run.failed, run.in_flight) == (400, 0, [])
+    assert states(org) == {State.AWAITING: 400}
+    assert ledger_counts(erp_sandbox) == {record.reference: 1 for record in records}

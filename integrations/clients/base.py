@@ -231,6 +231,12 @@ class Connector(Protocol):
     #: the record waits as "sent, awaiting import" until `settle` says what became of it.
     settles_later: bool
 
+    @property
+    def settle_chunk(self) -> int:
+        """How many references one `settle` question takes (one request when all are
+        posted)."""
+        ...
+
     def test_connection(self) -> ConnectionReport:
         """Authenticate and read master data; raise ConnectorError saying what failed."""
         ...

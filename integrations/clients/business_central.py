@@ -433,6 +433,7 @@ class BusinessCentralConnector:
 
     #: A journal line Business Central accepted is there for good (nothing rejects it later).
     settles_later = False
+    settle_chunk = MAX_BATCH_OPERATIONS  # never asked: nothing settles later
 
     def __init__(self, config: BusinessCentralConfig) -> None:
         self.config = config
