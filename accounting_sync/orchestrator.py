@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import timedelta
@@ -366,6 +366,8 @@ class Orchestrator:
         self.existing: dict[int, str] = {}
         self.settles_later = False
         self.sent_here: set[int] = set()  # records this turn counted as sent
+        # record id -> (number, id) of its last attempt, as far as this run knows
+        self.attempts: dict[int, tuple[int, int | None]] = {}
         self.settled: Counter[str] = Counter()  # what `settle` decided: "sent" (posted), "failed"
         # Asking about the import behind the posts (`_ask_behind`): records written as
         # sent and not yet asked about, and the question on the lane with its records.
@@ -450,6 +452,7 @@ class Orchestrator:
             taking = wanted.filter(pk__in=ids)  # the conditions of `wanted` hold in the UPDATE
         taking.update(state=State.SENDING, claimed_by=self.run, updated_at=timezone.now())
         records = list(all_records.held_by(self.run).order_by("pk"))
+        self._know_attempts(records)
         rest = wanted.filter(pk__gt=records[-1].pk).count() if limit is not None and records else 0
         if rest:
             self.next_turn = {"after": records[-1].pk, "upto": upto, "rest": rest}
@@ -922,18 +925,13 @@ class Orchestrator:
         """
         now = timezone.now()
         awaiting = self.settles_later and not final
-        previous = {
-            row["record"]: row
-            for row in SyncLog.objects.filter(record__in=[r for r, _ in pairs])
-            .values("record")
-            .annotate(last_number=Max("attempt_number"), last_id=Max("id"))
-        }
+        records = [record for record, _ in pairs]
+        self._know_attempts(records)
         logs: list[SyncLog]
         counts: Counter[str]
         logs, counts = [], Counter()
         for record, result in pairs:
-            before: Mapping[str, Any] = previous.get(record.pk, {})
-            logs.append(self._log_row(record, result, before))
+            logs.append(self._log_row(record, result, self.attempts[record.pk]))
             counter = self._apply(record, result, now, awaiting)
             counts.update(self._counted(record, counter, final))
             if result.outcome != Outcome.SUCCEEDED:
@@ -944,13 +942,21 @@ class Orchestrator:
         synced = [record for record, result in pairs if result.outcome == Outcome.SUCCEEDED]
         others = [record for record, result in pairs if result.outcome != Outcome.SUCCEEDED]
         with transaction.atomic():
-            SyncLog.objects.bulk_create(logs)  # an attempt happened: the log always says so
             # Written: nothing of this run is in flight any more.
             if not self._progress(**counts, in_flight_done=True, posting=posting or []):
                 # The sweep closed this run as dead while it waited on the ERP, and its
                 # records are marked for lookup: leave them so. The next run finds what
                 # this call posted, instead of this run overwriting another run's claim.
+                # The attempt is written all the same, numbered after what that next run
+                # may have written meanwhile.
+                self._know_attempts(records, again=True)
+                for log in logs:
+                    last_number, log.retry_of_id = self.attempts[log.record_id]
+                    log.attempt_number = last_number + 1
+                SyncLog.objects.bulk_create(logs)
                 return
+            SyncLog.objects.bulk_create(logs)  # an attempt happened: the log always says so
+            self.attempts.update({log.record_id: (log.attempt_number, log.pk) for log in logs})
             if synced and not bulk.update(FinancialRecord, synced, SYNCED_FIELDS, "default"):
                 FinancialRecord.objects.filter(pk__in=[record.pk for record in synced]).update(
                     state=State.AWAITING if awaiting else State.SYNCED,
@@ -972,7 +978,7 @@ class Orchestrator:
         )
 
     def _log_row(
-        self, record: FinancialRecord, result: PostResult, before: Mapping[str, Any]
+        self, record: FinancialRecord, result: PostResult, last: tuple[int, int | None]
     ) -> SyncLog:
         status = {
             Outcome.SUCCEEDED: SyncLog.Status.SUCCEEDED,
@@ -987,8 +993,8 @@ class Orchestrator:
             organization_id=self.organization.pk,
             connector=self.run.connector,
             trigger=self.run.trigger,
-            attempt_number=before.get("last_number", 0) + 1,
-            retry_of_id=before.get("last_id"),
+            attempt_number=last[0] + 1,
+            retry_of_id=last[1],
             status=status,
             error_class="" if succeeded else ErrorClass.of(result.outcome),
             error_message="" if succeeded else result.message,
@@ -999,6 +1005,28 @@ class Orchestrator:
             duration_ms=result.duration_ms,
             reference=record.reference,
             erp_id=result.erp_id,
+        )
+
+    def _know_attempts(self, records: list[FinancialRecord], again: bool = False) -> None:
+        """Read the last attempt of each record the run does not know yet (`again`: of
+        each one), in one query.
+
+        What the run read stays true while the run is running: one run at a time per
+        organization, and only a run writes attempts. `_write_results` checks that it
+        still is (the same transaction) before it numbers attempts by what it knows.
+        """
+        unknown = [r.pk for r in records if again or r.pk not in self.attempts]
+        if not unknown:
+            return
+        last = bulk.with_ids(SyncLog.objects.all(), unknown, field="record")
+        self.attempts.update(dict.fromkeys(unknown, (0, None)))
+        self.attempts.update(
+            {
+                record_id: (number, last_id)
+                for record_id, number, last_id in last.values("record_id")
+                .annotate(number=Max("attempt_number"), last_id=Max("id"))
+                .values_list("record_id", "number", "last_id")
+            }
         )
 
     @staticmethod

@@ -217,8 +217,9 @@ def _prepared(field: models.Field, value: Any, connection) -> Any:
     raise _Unsupported
 
 
-def with_ids(queryset: models.QuerySet, ids: Sequence[int]) -> models.QuerySet:
-    """`queryset.filter(pk__in=ids)` for thousands of integer ids.
+def with_ids(queryset: models.QuerySet, ids: Sequence[int], field: str = "pk") -> models.QuerySet:
+    """`queryset.filter(<field>__in=ids)` for thousands of integer ids (`field`: the primary
+    key, or a foreign key to an integer one).
 
     On PostgreSQL the ids travel as one array parameter: as a list of placeholders, each
     quoted in Python and matched in a query text thousands of parameters long, they cost
@@ -227,11 +228,13 @@ def with_ids(queryset: models.QuerySet, ids: Sequence[int]) -> models.QuerySet:
     if not ids:
         return queryset.none()  # as filter(pk__in=[]): no query at all
     connection = connections[queryset.db]
-    pk = queryset.model._meta.pk
-    assert pk is not None
-    if connection.vendor != "postgresql" or pk.get_internal_type() not in _INTEGER_TYPES:
-        return queryset.filter(pk__in=ids)
-    return queryset.filter(pk__in=RawSQL("SELECT unnest(%s::bigint[])", [list(ids)]))
+    meta = queryset.model._meta
+    key = meta.pk if field == "pk" else meta.get_field(field).target_field
+    assert key is not None
+    if connection.vendor != "postgresql" or key.get_internal_type() not in _INTEGER_TYPES:
+        return queryset.filter(**{f"{field}__in": ids})
+    array = RawSQL("SELECT unnest(%s::bigint[])", [list(ids)])
+    return queryset.filter(**{f"{field}__in": array})
 
 
 def _finite(value: Any) -> Any:

@@ -548,6 +548,41 @@ def test_a_run_closed_by_the_sweep_while_alive_leaves_its_records_for_lookup(
     ) == {("failed", True)}  # left for the next run's lookup, which will find them
 
 
+def test_issue13_item7_s6_4_a_closed_run_numbers_its_attempts_after_the_run_that_took_over(
+    org, erp_sandbox
+) -> None:
+    """A run reads its records' earlier attempts once, when it claims them. Closed by the
+    sweep while the ERP answered, it writes its attempt after those of the run that took
+    its records over meanwhile: numbered after them, each retrying the one before."""
+    from accounting_sync.orchestrator import Orchestrator, recover_stale_runs
+
+    configure(org, erp_sandbox)
+    make_records(org, 3)
+    run = start_run(org, "manual")
+    slow = Orchestrator(SyncRun.objects.get(pk=run.pk))
+    records = slow._claim()
+    slow.mappings = {m.category: m for m in slow.integration.mappings.all()}
+    assert slow._mark_in_flight(records)
+    results = slow.integration.build_connector().post([slow._posting(r) for r in records])
+    SyncRun.objects.filter(pk=run.pk).update(
+        worker="dead@host", heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+    recover_stale_runs()
+    make_due(org)
+    took_over = sync(org)  # looks them up, finds them: its attempts come first
+    assert took_over.sent == 3
+
+    slow._write_results(list(zip(records, results, strict=True)))
+
+    for record in records:
+        attempts = list(SyncLog.objects.filter(record=record).order_by("id"))
+        assert [a.run_id for a in attempts] == [took_over.pk, run.pk]
+        assert [a.attempt_number for a in attempts] == [1, 2]
+        assert attempts[1].retry_of_id == attempts[0].pk
+    assert states(org) == {State.SYNCED: 3}
+    assert ledger_counts(erp_sandbox) == {record.reference: 1 for record in records}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_issue13_item5_a_slow_batch_keeps_its_run_alive_past_the_stale_limit(
     org, erp_sandbox, settings
