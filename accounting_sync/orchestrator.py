@@ -373,7 +373,8 @@ class Orchestrator:
         # sent and not yet asked about, and the question on the lane with its records.
         self.ask_behind = False
         self.unasked: list[FinancialRecord] = []
-        self.asking: tuple[list[FinancialRecord], Future[dict[str, Settled]]] | None = None
+        self.asking: list[tuple[list[FinancialRecord], Future[dict[str, Settled]]]] = []
+        self.asked_last: set[int] = set()  # records the run's last question asked about
         # Turns (issue 13 item 9): at most `batches` batches in this one, then park.
         self.batches = batches
         # Where the last turn stopped ({}: this is the first), and where this one does.
@@ -409,8 +410,10 @@ class Orchestrator:
                 records = self._resolve_uncertain(connector, records)
                 self._send_all(connector, records)
                 if self.settles_later and claimed:
-                    # Ask at once: where the ERP imports quickly, the run ends with them posted.
-                    self._settle(connector, self._awaiting_among(claimed))
+                    # Ask at once: where the ERP imports quickly, the run ends with them
+                    # posted. What the last question asked about is not asked again.
+                    awaiting = self._awaiting_among(claimed)
+                    self._settle(connector, [r for r in awaiting if r.pk not in self.asked_last])
             finally:
                 close = getattr(connector, "close", None)
                 if close:
@@ -668,9 +671,9 @@ class Orchestrator:
         awaiting: list[FinancialRecord],
         answers: dict[str, Settled],
         posting: list[FinancialRecord] | None = None,
-    ) -> bool:
-        """Write what the ERP answered about `awaiting`; True when it answered for every one
-        (none still waiting). `posting`: the batch on its way meanwhile, still in flight."""
+    ) -> list[FinancialRecord]:
+        """Write what the ERP answered about `awaiting`; return those still waiting for the
+        import. `posting`: the batch on its way meanwhile, still in flight."""
         waiting: list[FinancialRecord] = []
         quiet: list[FinancialRecord] = []
         written: list[tuple[FinancialRecord, PostResult]] = []
@@ -697,7 +700,9 @@ class Orchestrator:
             earlier = sum(1 for record, _ in written if record.pk not in self.sent_here)
             SyncRun.objects.filter(pk=self.run.pk).update(total=F("total") + earlier)
             self._write_results(written, final=True, posting=posting)
-        return not waiting
+        return waiting
+
+    # --- asking about the import while the run posts (Xledger) ----------------------------
 
     def _ask_behind(
         self, lane: Lane, connector: Connector, written: list[tuple[FinancialRecord, PostResult]]
@@ -708,26 +713,50 @@ class Orchestrator:
         Xledger's import mostly posts a voucher within moments: the answer then comes while
         the run writes down the batch before, instead of all the questions waiting for the
         last post. The first answer that finds the import still at work stops this for the
-        run: the rest is asked about once, at its end, as before (each question is metered,
-        and one about vouchers not yet imported costs three requests).
+        run: the rest is asked about once, at its end (`_ask_last`), as before (each
+        question is metered, and one about vouchers not yet imported costs three requests).
         """
-        if not self.ask_behind:
+        if not self.settles_later:
             return
-        sent = [record for record, result in written if result.outcome == Outcome.SUCCEEDED]
-        self.unasked += sent
+        self.unasked += [
+            record for record, result in written if result.outcome == Outcome.SUCCEEDED
+        ]
         size = connector.settle_chunk
-        if self.asking is None and len(self.unasked) >= size:
+        if self.ask_behind and not self.asking and len(self.unasked) >= size:
             chunk, self.unasked = self.unasked[:size], self.unasked[size:]
-            self.asking = (chunk, lane.submit(connector.settle, _held(chunk)))
+            self._ask(lane, connector, chunk, _held(chunk))
 
-    def _hear_behind(self, posting: list[FinancialRecord]) -> None:
-        """Write the answer to the question `_ask_behind` put on the lane, if any."""
-        if self.asking is None:
+    def _ask_last(
+        self, lane: Lane, connector: Connector, posted: list[tuple[FinancialRecord, PostResult]]
+    ) -> None:
+        """Ask about all the run sent and has not asked about, the last batch included,
+        before that batch is written: the ERP answers while the run writes it."""
+        if not self.settles_later:
             return
-        chunk, asking = self.asking
-        self.asking = None
-        if not self._take_settled(chunk, self._answers(asking.result), posting):
-            self.ask_behind = False
+        sent = {r.reference: res.erp_id for r, res in posted if res.outcome == Outcome.SUCCEEDED}
+        records = self.unasked + [r for r, _ in posted if r.reference in sent]
+        self.unasked = []
+        if records:
+            self.asked_last.update(record.pk for record in records)
+            self._ask(lane, connector, records, _held(records) | sent)
+
+    def _ask(
+        self,
+        lane: Lane,
+        connector: Connector,
+        records: list[FinancialRecord],
+        held: dict[str, str],
+    ) -> None:
+        self.asking.append((records, lane.submit(connector.settle, held)))
+
+    def _hear(self, posting: list[FinancialRecord]) -> None:
+        """Write the answers to the questions on the lane, in the order they were asked."""
+        while self.asking:
+            records, asking = self.asking.pop(0)
+            waiting = self._take_settled(records, self._answers(asking.result), posting)
+            if waiting and self.ask_behind:
+                self.ask_behind = False
+                self.unasked = waiting + self.unasked  # asked once more, at the run's end
 
     @staticmethod
     def _settled(record: FinancialRecord, settled: Settled) -> PostResult:
@@ -787,7 +816,7 @@ class Orchestrator:
                 posting = lane.submit(connector.post, postings)
                 if posted:
                     self._write_results(posted, posting=batch)
-                self._hear_behind(posting=batch)
+                self._hear(posting=batch)
                 self._ask_behind(lane, connector, posted)
                 results = self._send(lane, connector, postings, posting)
                 posted = list(zip(batch, results, strict=True))
@@ -795,13 +824,14 @@ class Orchestrator:
                     self._write_last(posted)
                     self._stop_refused(results)
                     return
+            self._ask_last(lane, connector, posted)
             self._write_last(posted)
 
     def _write_last(self, posted: list[tuple[FinancialRecord, PostResult]]) -> None:
-        """Write the last batch posted, and the answer about the import asked behind it."""
+        """Write the last batch posted, and the answers about the import asked meanwhile."""
         if posted:
             self._write_results(posted)
-        self._hear_behind(posting=[])
+        self._hear(posting=[])
 
     def _mark_or_stop(
         self, marked: list[FinancialRecord], unsent: list[list[FinancialRecord]]

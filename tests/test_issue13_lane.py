@@ -106,9 +106,15 @@ def test_issue13_item7_the_lane_refuses_the_database_and_in_line_uses_it(org) ->
 # --- asking about Xledger's import behind the posts (Orchestrator._ask_behind) ---------------
 
 
-def small_batches(monkeypatch, batch: int = 50, question: int = 100) -> list[tuple[str, int]]:
+def small_batches(
+    monkeypatch,
+    batch: int = 50,
+    question: int = 100,
+    asked: dict[str, threading.Event] | None = None,
+) -> list[tuple[str, int]]:
     """Xledger's batches and import questions made small, so that a few hundred records
-    take several of each; returns the ERP calls in the order the ERP received them."""
+    take several of each; returns the ERP calls in the order the ERP received them.
+    `asked`: an event per reference, set when a question about it reaches the ERP."""
     calls: list[tuple[str, int]] = []
     real_post, real_settle = XledgerConnector.post, XledgerConnector.settle
 
@@ -118,6 +124,9 @@ def small_batches(monkeypatch, batch: int = 50, question: int = 100) -> list[tup
 
     def settle(self: XledgerConnector, held: dict[str, str]) -> dict:
         calls.append(("settle", len(held)))
+        for reference in held:
+            if asked and reference in asked:
+                asked[reference].set()
         return real_settle(self, held)
 
     monkeypatch.setattr(XledgerConnector, "batch_size", batch)
@@ -130,19 +139,23 @@ def small_batches(monkeypatch, batch: int = 50, question: int = 100) -> list[tup
 def test_issue13_item7_s3_5_the_run_asks_about_the_import_while_it_still_posts(
     org, erp_sandbox, monkeypatch
 ) -> None:
-    """Each record is asked about once, most of them before the last post; a voucher the
-    import refused meanwhile is written as failed while the next batch is on its way, and
-    that batch stays in the run's in_flight all the while."""
+    """Each record is asked about once, most of them before the last post, the last batch
+    while it is written; a voucher the import refused meanwhile is written as failed while
+    the next batch is on its way, and that batch stays in the run's in_flight meanwhile."""
     configure(org, erp_sandbox)
     erp_sandbox.set_faults(
         late_rejection_rate=0.1, seed=3, assumptions={"xledger_import": "immediate"}
     )
     records = make_records(org, 400)
-    calls = small_batches(monkeypatch)
+    last = threading.Event()
+    calls = small_batches(monkeypatch, asked={records[-1].reference: last})
     in_flight_after_refusals: list[tuple[Any, list[int]]] = []
+    seen: dict[str, bool] = {}
     real_write = Orchestrator._write_results
 
     def write(self: Orchestrator, pairs: list, final: bool = False, posting=None) -> None:
+        if not final and pairs[-1][0].pk == records[-1].pk:
+            seen["last_asked_while_written"] = last.wait(timeout=10)
         real_write(self, pairs, final, posting)
         if final and posting:
             stored = SyncRun.objects.get(pk=self.run.pk).in_flight
@@ -157,6 +170,7 @@ def test_issue13_item7_s3_5_the_run_asks_about_the_import_while_it_still_posts(
     assert len(posts) == 8
     assert asked[0][0] < posts[-1], f"every question waited for the last post: {calls}"
     assert sum(size for _, size in asked) == 400  # once each: the import posted at once
+    assert seen["last_asked_while_written"]
     assert in_flight_after_refusals, "no refusal was written while a batch was on its way"
     assert all(stored == posting for stored, posting in in_flight_after_refusals)
     refused = FinancialRecord.objects.filter(organization=org, state=State.FAILED).count()

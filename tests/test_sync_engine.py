@@ -522,25 +522,12 @@ def test_a_run_closed_by_the_sweep_while_alive_leaves_its_records_for_lookup(
     org, erp_sandbox, settings
 ) -> None:
     """A worker that was only slow, not dead, must not overwrite what recovery decided."""
-    from accounting_sync.orchestrator import Orchestrator, recover_stale_runs
-
     configure(org, erp_sandbox)
     make_records(org, 3)
     run = start_run(org, "manual")
-    orchestrator = Orchestrator(SyncRun.objects.get(pk=run.pk))
-    records = orchestrator._claim()
-    orchestrator.mappings = {m.category: m for m in orchestrator.integration.mappings.all()}
-    assert orchestrator._mark_in_flight(records)  # as `_send_all` does before posting
-    results = orchestrator.integration.build_connector().post(
-        [orchestrator._posting(record) for record in records]
-    )
-    # While the ERP answered, the sweep decided the run was dead.
-    SyncRun.objects.filter(pk=run.pk).update(
-        worker="dead@host", heartbeat_at=timezone.now() - timedelta(hours=1)
-    )
-    recover_stale_runs()
+    orchestrator, posted = posted_as_the_sweep_closes_the_run(run)
 
-    orchestrator._write_results(list(zip(records, results, strict=True)))
+    orchestrator._write_results(posted)
 
     assert SyncLog.objects.filter(run=run, status="succeeded").count() == 3  # logged
     assert set(
@@ -554,33 +541,43 @@ def test_issue13_item7_s6_4_a_closed_run_numbers_its_attempts_after_the_run_that
     """A run reads its records' earlier attempts once, when it claims them. Closed by the
     sweep while the ERP answered, it writes its attempt after those of the run that took
     its records over meanwhile: numbered after them, each retrying the one before."""
-    from accounting_sync.orchestrator import Orchestrator, recover_stale_runs
-
     configure(org, erp_sandbox)
     make_records(org, 3)
     run = start_run(org, "manual")
-    slow = Orchestrator(SyncRun.objects.get(pk=run.pk))
-    records = slow._claim()
-    slow.mappings = {m.category: m for m in slow.integration.mappings.all()}
-    assert slow._mark_in_flight(records)
-    results = slow.integration.build_connector().post([slow._posting(r) for r in records])
-    SyncRun.objects.filter(pk=run.pk).update(
-        worker="dead@host", heartbeat_at=timezone.now() - timedelta(hours=1)
-    )
-    recover_stale_runs()
+    slow, posted = posted_as_the_sweep_closes_the_run(run)
     make_due(org)
     took_over = sync(org)  # looks them up, finds them: its attempts come first
     assert took_over.sent == 3
 
-    slow._write_results(list(zip(records, results, strict=True)))
+    slow._write_results(posted)
 
-    for record in records:
+    for record, _ in posted:
         attempts = list(SyncLog.objects.filter(record=record).order_by("id"))
         assert [a.run_id for a in attempts] == [took_over.pk, run.pk]
         assert [a.attempt_number for a in attempts] == [1, 2]
         assert attempts[1].retry_of_id == attempts[0].pk
     assert states(org) == {State.SYNCED: 3}
-    assert ledger_counts(erp_sandbox) == {record.reference: 1 for record in records}
+    assert ledger_counts(erp_sandbox) == {record.reference: 1 for record, _ in posted}
+
+
+def posted_as_the_sweep_closes_the_run(run: SyncRun) -> tuple[Any, list]:
+    """A run's orchestrator, driven by hand, that claimed and posted its records; while
+    the ERP answered, the sweep decided the run was dead. Returns it and what it posted,
+    not yet written."""
+    from accounting_sync.orchestrator import Orchestrator, recover_stale_runs
+
+    orchestrator = Orchestrator(SyncRun.objects.get(pk=run.pk))
+    records = orchestrator._claim()
+    orchestrator.mappings = {m.category: m for m in orchestrator.integration.mappings.all()}
+    assert orchestrator._mark_in_flight(records)  # as `_send_all` does before posting
+    results = orchestrator.integration.build_connector().post(
+        [orchestrator._posting(record) for record in records]
+    )
+    SyncRun.objects.filter(pk=run.pk).update(
+        worker="dead@host", heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+    recover_stale_runs()
+    return orchestrator, list(zip(records, results, strict=True))
 
 
 @pytest.mark.django_db(transaction=True)
