@@ -232,17 +232,18 @@ class Clocked:
     """Where the run's time goes: the calls to the ERP, and everything else.
 
     The posts go on the run's lane (accounting_sync/lane.py) while its own thread writes
-    the batch before: what counts is how long that thread waited for them (`_send`).
-    Besides posting, the run asks Xledger what its import job made of the vouchers
-    (settle), on its own thread.
+    the batch before: what counts is how long that thread waited for them (`_send`). So do
+    most of its questions about what Xledger's import made of the vouchers (settle); the
+    thread waits for their answers in `_answers`.
     """
 
     def __init__(self, connector_class: type) -> None:
-        self.seconds = {"post": 0.0, "settle": 0.0, "waited": 0.0}
+        self.seconds = {"post": 0.0, "settle": 0.0, "waited": 0.0, "heard": 0.0}
         self.methods = [
             (connector_class, "post", "post"),
             (connector_class, "settle", "settle"),
             (Orchestrator, "_send", "waited"),
+            (Orchestrator, "_answers", "heard"),
         ]
         self.originals = {key: getattr(owner, name) for owner, name, key in self.methods}
 
@@ -296,10 +297,11 @@ def measure(
     assert run.sent == count, f"the run sent {run.sent}: {run.outcome_text()}"
     batches = -(-count // 250)
     erp = clock.seconds
-    own = sync_s - erp["waited"] - erp["settle"]
+    own = sync_s - erp["waited"] - erp["heard"]
     say(
         f"    connector.post {erp['post']:.2f} s on the lane, of which the run waited "
-        f"{erp['waited']:.2f} s; connector.settle {erp['settle']:.2f} s; the run's own work "
+        f"{erp['waited']:.2f} s; connector.settle {erp['settle']:.2f} s, of which the run "
+        f"waited {erp['heard']:.2f} s; the run's own work "
         f"(database, bookkeeping) {own:.2f} s; {queries} queries "
         f"({queries / batches:.1f} per batch of 250); cores busy {cores_busy} "
         f"of {os.cpu_count()}"
@@ -331,6 +333,7 @@ def measure(
         "erp_post_seconds": round(erp["post"], 3),
         "erp_post_waited_seconds": round(erp["waited"], 3),
         "erp_settle_seconds": round(erp["settle"], 3),
+        "erp_settle_waited_seconds": round(erp["heard"], 3),
         "raw_settle_seconds": round(settle_s, 3),
         "sync_cores_busy": cores_busy,
     }
