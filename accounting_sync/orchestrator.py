@@ -369,8 +369,8 @@ class Orchestrator:
         # record id -> (number, id) of its last attempt, as far as this run knows
         self.attempts: dict[int, tuple[int, int | None]] = {}
         self.settled: Counter[str] = Counter()  # what `settle` decided: "sent" (posted), "failed"
-        # Asking about the import behind the posts (`_ask_behind`): records written as
-        # sent and not yet asked about, and the question on the lane with its records.
+        # Asking about the import while the run posts (`_ask_behind`, `_ask_last`): records
+        # written as sent and not yet asked about, and the questions on the lane with theirs.
         self.ask_behind = False
         self.unasked: list[FinancialRecord] = []
         self.asking: list[tuple[list[FinancialRecord], Future[dict[str, Settled]]]] = []
