@@ -14,6 +14,7 @@ line instead, on the run's thread.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -36,9 +37,14 @@ class Lane:
         )
 
     def submit(self, call: Callable[..., T], *args: Any) -> Future[T]:
-        """Start `call(*args)`: on the lane's thread, or here and now when in line."""
+        """Start `call(*args)`: on the lane's thread, or here and now when in line.
+
+        On the lane, in a copy of the caller's context variables: the ERP calls' log lines
+        name the run and the organization (core/logcontext.py) as the run's own do.
+        """
         if self._pool is not None:
-            return self._pool.submit(_without_database, call, *args)
+            context = contextvars.copy_context()
+            return self._pool.submit(context.run, _without_database, call, *args)
         done: Future[T] = Future()
         try:
             done.set_result(call(*args))

@@ -12,6 +12,7 @@ from django.db import connection
 from accounting_sync.lane import DatabaseFromLane, Lane
 from accounting_sync.models import FinancialRecord, SyncLog, SyncRun
 from accounting_sync.orchestrator import Orchestrator, execute_run, start_run
+from core import logcontext
 from integrations.clients.xledger import XledgerConnector
 from tests.factories import configure, ledger_counts, make_records, states, sync
 
@@ -32,9 +33,11 @@ def test_issue13_item7_the_erp_takes_the_next_batch_while_the_run_writes_the_las
     def post(self: XledgerConnector, postings: list) -> list:
         if postings[0].number == records[250].pk:
             second_posting.set()
+        contexts.append(logcontext.current())
         return real_post(self, postings)
 
     seen: dict[str, Any] = {}
+    contexts: list[dict] = []  # what the lane's log lines say they are about
     real_write = Orchestrator._write_results
 
     def write(self: Orchestrator, pairs: list, final: bool = False, posting=None) -> None:
@@ -49,6 +52,8 @@ def test_issue13_item7_the_erp_takes_the_next_batch_while_the_run_writes_the_las
     finished = execute_run(run.pk, worker="test")
 
     assert seen["overlap"], "the second batch was not posted while the first was written"
+    # The lane's log lines name the run and the organization, as the run's own do.
+    assert contexts == [{"organization": org.slug, "run_id": run.pk}] * 2
     assert seen["in_flight"] == [record.pk for record in records]
     assert finished is not None
     assert (finished.sent, finished.failed, finished.in_flight) == (500, 0, [])
