@@ -973,19 +973,19 @@ class Orchestrator:
         others = [record for record, result in pairs if result.outcome != Outcome.SUCCEEDED]
         with transaction.atomic():
             # Written: nothing of this run is in flight any more.
-            if not self._progress(**counts, in_flight_done=True, posting=posting or []):
-                # The sweep closed this run as dead while it waited on the ERP, and its
-                # records are marked for lookup: leave them so. The next run finds what
-                # this call posted, instead of this run overwriting another run's claim.
-                # The attempt is written all the same, numbered after what that next run
-                # may have written meanwhile.
+            held = self._progress(**counts, in_flight_done=True, posting=posting or [])
+            if not held:
+                # The sweep closed this run as dead while it waited on the ERP: the attempt
+                # is numbered after what the run that took over may have written meanwhile.
                 self._know_attempts(records, again=True)
                 for log in logs:
                     last_number, log.retry_of_id = self.attempts[log.record_id]
                     log.attempt_number = last_number + 1
-                SyncLog.objects.bulk_create(logs)
-                return
             SyncLog.objects.bulk_create(logs)  # an attempt happened: the log always says so
+            if not held:
+                # Its records are marked for lookup: leave them so. The next run finds what
+                # this call posted, instead of this run overwriting another run's claim.
+                return
             self.attempts.update({log.record_id: (log.attempt_number, log.pk) for log in logs})
             if synced and not bulk.update(FinancialRecord, synced, SYNCED_FIELDS, "default"):
                 FinancialRecord.objects.filter(pk__in=[record.pk for record in synced]).update(
