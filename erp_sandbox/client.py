@@ -133,6 +133,10 @@ class SandboxProcess:
     def requests(self) -> dict[str, Any]:
         return self._control("GET", "requests")
 
+    def burst(self) -> dict[str, Any]:
+        """Per ERP under `burst_limit`: the limit and `shortest_span_s` (README, "Control")."""
+        return self._control("GET", "burst")
+
     # --- what the ERPs' users do after a send (issue 15 item 6; README, "Control") ------------
 
     def bc_delete_line(self, reference: str, **more: Any) -> dict[str, Any]:

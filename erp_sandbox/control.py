@@ -71,13 +71,16 @@ def handle(state: SandboxState, request: Request) -> Response:
     if route == "/_sandbox/requests" and method == "GET":
         with state.lock:
             return json_response(200, {erp: dict(c) for erp, c in state.counts.items()})
+    if route == "/_sandbox/burst" and method == "GET":
+        with state.lock:
+            return json_response(200, state.injector.burst_report())
     if route in GATE_ROUTES:
         return _gate(state, route, method, request)
     if route in finance.ROUTES:
         # What the ERPs' own users do after a send (issue 15 item 6; README, "Control").
         return finance.handle(state, request)
     known = {"/_sandbox", "/_sandbox/ledger", "/_sandbox/faults", "/_sandbox/reset"}
-    if route in known | {"/_sandbox/requests", "/_sandbox/xledger/import"}:
+    if route in known | {"/_sandbox/requests", "/_sandbox/burst", "/_sandbox/xledger/import"}:
         return json_response(405, {"error": f"{method} is not allowed on {request.path}"})
     return json_response(404, {"error": f"no such control endpoint: {request.path}"})
 

@@ -172,6 +172,11 @@ class FaultInjector:
         self._random = random.Random(self.faults.seed)
         # Admitted API requests per ERP, as monotonic timestamps, for the burst limit.
         self._windows: dict[str, deque[float]] = {erp: deque() for erp in ERPS}
+        # The last `requests` admitted per ERP, however old, and the shortest time in which
+        # `requests + 1` were admitted: how close a paced client came to the limit.
+        depth = self.faults.burst_limit["requests"] if self.faults.burst_limit else 1
+        self._recent: dict[str, deque[float]] = {erp: deque(maxlen=depth) for erp in ERPS}
+        self._shortest_span: dict[str, float | None] = dict.fromkeys(ERPS)
 
     def applies(self, erp: str) -> bool:
         return self.faults.only in (None, erp)
@@ -203,11 +208,32 @@ class FaultInjector:
             if len(window) >= burst["requests"]:
                 return "rate_limited"
             window.append(now)
+            self._note_span(erp, now)
         if self._draw(self.faults.error_rate):
             return "error"
         if self._draw(self.faults.rate_limit_rate):
             return "rate_limited"
         return "ok"
+
+    def _note_span(self, erp: str, now: float) -> None:
+        recent = self._recent[erp]
+        if len(recent) == recent.maxlen:
+            span = now - recent[0]
+            shortest = self._shortest_span[erp]
+            self._shortest_span[erp] = span if shortest is None else min(shortest, span)
+        recent.append(now)
+
+    def burst_report(self) -> dict[str, dict[str, Any]]:
+        """Per ERP under a burst limit: the limit, and the shortest time in which one more
+        request than it allows was admitted (None until that many came)."""
+        burst = self.faults.burst_limit
+        if burst is None:
+            return {}
+        return {
+            erp: {**burst, "shortest_span_s": self._shortest_span[erp]}
+            for erp in ERPS
+            if self.applies(erp)
+        }
 
     def drop_after_commit(self, erp: str) -> bool:
         return self.applies(erp) and self._draw(self.faults.drop_after_commit_rate)

@@ -1568,6 +1568,23 @@ def test_the_burst_window_slides(web, erp_sandbox):
     assert "errors" not in gql(web, erp_sandbox, query).json()
 
 
+def test_issue13_item8_the_sandbox_reports_how_close_admitted_requests_came_to_the_limit(
+    web, erp_sandbox
+):
+    assert erp_sandbox.burst() == {}  # no limit, nothing to report
+    erp_sandbox.set_faults(burst_limit={"requests": 2, "per_seconds": 1})
+    query = "{ objectKinds { edges { node { dbId } } } }"
+    for _ in range(2):
+        gql(web, erp_sandbox, query)
+    assert erp_sandbox.burst()["xledger"]["shortest_span_s"] is None  # only two so far
+    time.sleep(1.2)
+    gql(web, erp_sandbox, query)
+    report = erp_sandbox.burst()
+    assert report["business_central"] == {"requests": 2, "per_seconds": 1, "shortest_span_s": None}
+    # Three requests took at least the 1.2 s slept between the second and the third.
+    assert 1.2 <= report["xledger"]["shortest_span_s"] < 5
+
+
 def test_latency_ms_delays_api_answers(web, erp_sandbox):
     erp_sandbox.set_faults(latency_ms=300)
     started = time.monotonic()

@@ -75,8 +75,10 @@ class Pacer:
 def _with_margin(rate: Rate) -> Rate:
     """The ERP counts a request when it arrives, we when it leaves: a connection set up
     or a slow network between the two can put one more request into the ERP's window than
-    into ours. A window longer by a tenth, and by at least a second, absorbs that."""
-    return Rate(rate.requests, rate.per_seconds + max(1.0, rate.per_seconds / 10))
+    into ours. A window longer by a tenth, and by at least half a second, absorbs that: the
+    skew is the difference between two requests' way to the ERP (a TLS handshake, a busy
+    network), tens of milliseconds, not the window's length."""
+    return Rate(rate.requests, rate.per_seconds + max(0.5, rate.per_seconds / 10))
 
 
 # Trim the window, count it, and take a slot if one is free: atomic in Redis, and on
