@@ -76,8 +76,9 @@ def _with_margin(rate: Rate) -> Rate:
     """The ERP counts a request when it arrives, we when it leaves: a connection set up
     or a slow network between the two can put one more request into the ERP's window than
     into ours. A window longer by a tenth, and by at least half a second, absorbs that: the
-    skew is the difference between two requests' way to the ERP (a TLS handshake, a busy
-    network), tens of milliseconds, not the window's length."""
+    skew is the difference between two requests' ways to the ERP (a TLS handshake, a busy
+    network): milliseconds to a few hundred, not a second (the platform night measures it:
+    bench/night_bench.py, `night_shortest_span_s`)."""
     return Rate(rate.requests, rate.per_seconds + max(0.5, rate.per_seconds / 10))
 
 
