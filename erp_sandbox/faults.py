@@ -170,12 +170,12 @@ class FaultInjector:
     def __init__(self, faults: Faults | None = None) -> None:
         self.faults = faults or Faults()
         self._random = random.Random(self.faults.seed)
-        # Admitted API requests per ERP, as monotonic timestamps, for the burst limit.
-        self._windows: dict[str, deque[float]] = {erp: deque() for erp in ERPS}
-        # The last `requests` admitted per ERP, however old, and the shortest time in which
-        # `requests + 1` were admitted: how close a paced client came to the limit.
+        # The last `requests` admitted API requests per ERP, as monotonic timestamps: the
+        # burst limit refuses a request when the oldest of them is within the window, and
+        # the shortest time in which `requests + 1` were admitted shows how close a paced
+        # client came to the limit.
         depth = self.faults.burst_limit["requests"] if self.faults.burst_limit else 1
-        self._recent: dict[str, deque[float]] = {erp: deque(maxlen=depth) for erp in ERPS}
+        self._admitted: dict[str, deque[float]] = {erp: deque(maxlen=depth) for erp in ERPS}
         self._shortest_span: dict[str, float | None] = dict.fromkeys(ERPS)
 
     def applies(self, erp: str) -> bool:
@@ -198,30 +198,28 @@ class FaultInjector:
         if not self.applies(erp):
             return "ok"
         burst = self.faults.burst_limit
-        if burst is not None:
-            window = self._windows[erp]
-            now = time.monotonic()
-            while window and window[0] <= now - burst["per_seconds"]:
-                window.popleft()
-            # Refused requests do not enter the window: a client that backs off for
-            # the window's length gets through again, as with the real burst limit.
-            if len(window) >= burst["requests"]:
-                return "rate_limited"
-            window.append(now)
-            self._note_span(erp, now)
+        if burst is not None and not self._admit_within(erp, burst["per_seconds"]):
+            return "rate_limited"
         if self._draw(self.faults.error_rate):
             return "error"
         if self._draw(self.faults.rate_limit_rate):
             return "rate_limited"
         return "ok"
 
-    def _note_span(self, erp: str, now: float) -> None:
-        recent = self._recent[erp]
-        if len(recent) == recent.maxlen:
-            span = now - recent[0]
+    def _admit_within(self, erp: str, per_seconds: int) -> bool:
+        """Admit the request unless the window already holds the limit's number of them.
+        Refused requests do not enter it: a client that backs off for the window's length
+        gets through again, as with the real burst limit."""
+        admitted = self._admitted[erp]
+        now = time.monotonic()
+        if len(admitted) == admitted.maxlen:
+            span = now - admitted[0]
+            if span < per_seconds:
+                return False
             shortest = self._shortest_span[erp]
             self._shortest_span[erp] = span if shortest is None else min(shortest, span)
-        recent.append(now)
+        admitted.append(now)
+        return True
 
     def burst_report(self) -> dict[str, dict[str, Any]]:
         """Per ERP under a burst limit: the limit, and the shortest time in which one more
